@@ -1,0 +1,243 @@
+"""The DataPlane: the one façade every transport calls (infer, stream, metadata, health).
+
+It knows no transport. Adapters parse their wire format into instances or ``InferRequest``s, call one
+method here, and render the result or the ``ModelwireError`` it raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from modelwire._version import __version__
+from modelwire.core.tensors import InferRequest, InferResponse, instances_to_tensors, tensors_to_instances
+from modelwire.errors import (
+    DeadlineExceededError,
+    ErrorCode,
+    InvalidInputError,
+    ModelwireError,
+    OverloadedError,
+    PayloadTooLargeError,
+    UnavailableError,
+)
+from modelwire.model.registry import ModelHandle, ModelRegistry
+from modelwire.observability.metrics import Metrics
+from modelwire.settings import LimitsSettings
+
+__all__ = ["CallContext", "DataPlane"]
+
+EXTENSIONS = ("binary_tensor_data", "model_repository_metadata")
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """Who is calling and until when. ``deadline`` is on ``time.monotonic()``'s clock."""
+
+    protocol: str
+    deadline: float | None = None
+
+
+class DataPlane:
+    """Inference, streaming, metadata and health over the registry, with limits, deadlines and metrics."""
+
+    def __init__(self, registry: ModelRegistry, limits: LimitsSettings, metrics: Metrics) -> None:
+        self.registry = registry
+        self.limits = limits
+        self.metrics = metrics
+        self._inflight = 0
+        self._accepting = True
+
+    # -- inference ---------------------------------------------------------------------------------
+
+    async def infer(
+        self, name: str, instances: Sequence[Any], *, version: str | None = None, ctx: CallContext
+    ) -> list[Any]:
+        """Predict every instance. Returns one output or ``ModelwireError`` per instance, in order.
+
+        Raises for what fails the request as a whole: unknown model, overload, deadline, shutdown.
+        """
+        started = time.perf_counter()
+        code = ErrorCode.INTERNAL.value
+        label = name
+        try:
+            self._admit()
+        except ModelwireError as exc:
+            self.metrics.requests.labels(ctx.protocol, label, exc.code.value).inc()
+            raise
+        self.metrics.inflight.labels(ctx.protocol).inc()
+        try:
+            handle = self.registry.get(name, version)
+            self._check(instances)
+            results = await self._run(handle, instances, ctx)
+            code = "OK"
+            return results
+        except ModelwireError as exc:
+            code = exc.code.value
+            if exc.code is ErrorCode.NOT_FOUND:
+                label = "unknown"  # never let arbitrary names grow the label set
+            raise
+        except asyncio.CancelledError:
+            code = "CANCELLED"
+            raise
+        finally:
+            self._inflight -= 1
+            self.metrics.inflight.labels(ctx.protocol).dec()
+            self.metrics.requests.labels(ctx.protocol, label, code).inc()
+            self.metrics.latency.labels(ctx.protocol, label).observe(time.perf_counter() - started)
+
+    async def predict(self, name: str, instance: Any, *, version: str | None = None, ctx: CallContext) -> Any:
+        """Predict one instance; its per-item error is raised."""
+        (result,) = await self.infer(name, [instance], version=version, ctx=ctx)
+        if isinstance(result, ModelwireError):
+            raise result
+        return result
+
+    async def infer_tensors(
+        self, name: str, request: InferRequest, *, version: str | None = None, ctx: CallContext
+    ) -> InferResponse:
+        """The Open Inference Protocol call: tensors in, tensors out. Any failed item fails the request."""
+        handle = self.registry.get(name, version, require_ready=False)
+        info = handle.model.info()
+        instances = tensors_to_instances(info, request.inputs)
+        results = await self.infer(name, instances, version=handle.version, ctx=ctx)
+        for result in results:
+            if isinstance(result, ModelwireError):
+                raise result
+        outputs = instances_to_tensors(info, results, [o.name for o in request.outputs])
+        return InferResponse(name, handle.version, outputs, id=request.id)
+
+    async def stream(
+        self,
+        name: str,
+        requests: AsyncIterator[tuple[str, Any]],
+        *,
+        version: str | None = None,
+        ctx: CallContext,
+    ) -> AsyncIterator[tuple[str, Any]]:
+        """Pipeline ``(id, instance)`` pairs: each ``(id, output or error)`` is yielded as soon as it is ready.
+
+        Order is not kept; every request goes through the same batching as single calls.
+        """
+        self.registry.get(name, version)
+        done: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue()
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def one(request_id: str, instance: Any) -> None:
+            try:
+                result = await self.predict(name, instance, version=version, ctx=ctx)
+            except ModelwireError as exc:
+                result = exc
+            await done.put((request_id, result))
+
+        async def feed() -> None:
+            try:
+                async for request_id, instance in requests:
+                    task = asyncio.create_task(one(request_id, instance))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                while tasks:
+                    await asyncio.gather(*list(tasks))
+            finally:
+                await done.put(None)
+
+        feeder = asyncio.create_task(feed())
+        try:
+            while (item := await done.get()) is not None:
+                yield item
+            await feeder
+        finally:
+            feeder.cancel()
+            for task in list(tasks):
+                task.cancel()
+
+    async def _run(self, handle: ModelHandle, instances: Sequence[Any], ctx: CallContext) -> list[Any]:
+        timeout = self.limits.request_timeout_s
+        if ctx.deadline is not None:
+            timeout = min(timeout, ctx.deadline - time.monotonic())
+        if timeout <= 0:
+            raise DeadlineExceededError("the deadline passed before the model was called")
+        try:
+            async with asyncio.timeout(timeout):
+                return await handle.runner.run(instances)
+        except TimeoutError:
+            raise DeadlineExceededError(
+                f"model {handle.name!r} did not answer within {timeout:.3g} s", retry_after_s=None
+            ) from None
+
+    def _admit(self) -> None:
+        if not self._accepting:
+            raise UnavailableError("the server is shutting down", retry_after_s=1.0)
+        if self._inflight >= self.limits.max_inflight:
+            raise OverloadedError(
+                f"the server is at its limit of {self.limits.max_inflight} requests in flight", retry_after_s=1.0
+            )
+        self._inflight += 1
+
+    def _check(self, instances: Sequence[Any]) -> None:
+        if not instances:
+            raise InvalidInputError("the batch is empty")
+        if len(instances) > self.limits.max_batch_items:
+            raise PayloadTooLargeError(
+                f"the batch has {len(instances)} items; the limit is {self.limits.max_batch_items}"
+            )
+        limit = self.limits.max_text_chars
+        for i, item in enumerate(instances):
+            if isinstance(item, str) and len(item) > limit:
+                raise PayloadTooLargeError(
+                    f"item {i} has {len(item)} characters; the limit is {limit}", details={"index": i}
+                )
+
+    # -- metadata and health -----------------------------------------------------------------------
+
+    def stop_accepting(self) -> None:
+        self._accepting = False
+
+    @property
+    def inflight(self) -> int:
+        return self._inflight
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        handles = self.registry.handles()
+        return self._accepting and bool(handles) and all(h.ready for h in handles)
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        return self.registry.get(name, version, require_ready=False).ready
+
+    def server_metadata(self) -> dict[str, Any]:
+        return {"name": "modelwire", "version": __version__, "extensions": list(EXTENSIONS)}
+
+    def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        handle = self.registry.get(name, version, require_ready=False)
+        info = handle.model.info()
+        return {
+            "name": info.name,
+            "versions": self.registry.versions(name),
+            "platform": info.platform,
+            "inputs": [spec.to_dict() for spec in info.inputs],
+            "outputs": [spec.to_dict() for spec in info.outputs],
+            "parameters": info.extra,
+        }
+
+    def list_models(self) -> list[dict[str, Any]]:
+        out = []
+        for name in self.registry.names():
+            versions = self.registry.versions(name)
+            default = self.registry.get(name, None, require_ready=False)
+            out.append(
+                {
+                    "name": name,
+                    "default_version": default.version,
+                    "versions": [
+                        {"version": v, "ready": self.registry.get(name, v, require_ready=False).ready}
+                        for v in versions
+                    ],
+                    "platform": default.model.platform,
+                }
+            )
+        return out

@@ -1,0 +1,180 @@
+"""Adaptive batching.
+
+How it works. Every request item becomes a ``_Pending`` (instance + future) on one FIFO per model. A
+single asyncio task, the driver, asks the pure function ``plan()`` what to do with the queue and does it:
+
+* ``Flush(n)``: take the first ``n`` live items, call the model once on them (at most
+  ``max_concurrency`` such calls at a time), and resolve each future with its own result or error.
+* ``Wait(seconds)``: sleep until that long has passed or a new item arrives, then ask again.
+
+The policy is adaptive: while the model is busy the queue grows, and the next call takes everything that
+arrived meanwhile (up to ``max_batch_size``), so batches grow with load and cost nothing at low load.
+``max_delay_ms`` is how long an item may wait for companions while the model is idle; 0 dispatches at once.
+
+Cancelling a request (client gone, deadline passed) cancels its future; cancelled items are skipped when
+a batch is formed, so they never reach the model. An item already inside a running call is simply not
+answered. ``BatchingRunner`` has the same ``run(batch)`` face as ``ModelRunner``: it wraps, never patches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from modelwire.errors import ModelwireError, UnavailableError
+from modelwire.model.runner import ModelRunner
+
+__all__ = ["BatchPolicy", "BatchingRunner", "Flush", "Wait", "plan"]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchPolicy:
+    max_batch_size: int = 32
+    max_delay_s: float = 0.0
+    max_concurrency: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Flush:
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    seconds: float | None  # None: until something changes
+
+
+def plan(queued: int, oldest_age_s: float, running: int, policy: BatchPolicy) -> Flush | Wait:
+    """Decide the next step from the queue alone. Pure: no clock, no I/O."""
+    if queued == 0 or running >= policy.max_concurrency:
+        return Wait(None)
+    if queued >= policy.max_batch_size:
+        return Flush(policy.max_batch_size)
+    remaining = policy.max_delay_s - oldest_age_s
+    if remaining <= 0:
+        return Flush(queued)
+    return Wait(remaining)
+
+
+@dataclass(slots=True)
+class _Pending:
+    instance: Any
+    future: asyncio.Future[Any]
+    enqueued_at: float
+
+
+BatchObserver = Callable[[int], None]
+
+
+class BatchingRunner:
+    """Coalesces concurrent ``run`` calls for one model into fewer ``predict`` calls."""
+
+    def __init__(
+        self,
+        runner: ModelRunner,
+        policy: BatchPolicy,
+        *,
+        on_batch: BatchObserver | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.runner = runner
+        self.model = runner.model
+        self.policy = policy
+        self._on_batch = on_batch
+        self._clock = clock
+        self._queue: collections.deque[_Pending] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._running = 0
+        self._driver: asyncio.Task[None] | None = None
+        self._calls: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    async def run(self, batch: Sequence[Any]) -> list[Any]:
+        """Queue every item and wait for all of them; one result or ``ModelwireError`` per item."""
+        if self._closed:
+            raise UnavailableError(f"model {self.model.name!r} is shutting down")
+        loop = asyncio.get_running_loop()
+        if self._driver is None or self._driver.done():
+            self._driver = loop.create_task(self._drive(), name=f"batcher:{self.model.name}")
+        now = self._clock()
+        pending = [_Pending(item, loop.create_future(), now) for item in batch]
+        self._queue.extend(pending)
+        self._wakeup.set()
+        futures = [p.future for p in pending]
+        try:
+            return list(await asyncio.gather(*futures, return_exceptions=True))
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+    async def _drive(self) -> None:
+        while not self._closed:
+            self._drop_cancelled_head()
+            oldest = self._clock() - self._queue[0].enqueued_at if self._queue else 0.0
+            step = plan(len(self._queue), oldest, self._running, self.policy)
+            if isinstance(step, Flush):
+                self._dispatch(step.size)
+                continue
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), step.seconds)
+            except TimeoutError:
+                pass
+
+    def _drop_cancelled_head(self) -> None:
+        while self._queue and self._queue[0].future.done():
+            self._queue.popleft()
+
+    def _dispatch(self, size: int) -> None:
+        taken: list[_Pending] = []
+        while self._queue and len(taken) < size:
+            item = self._queue.popleft()
+            if not item.future.done():
+                taken.append(item)
+        if not taken:
+            return
+        self._running += 1
+        task = asyncio.get_running_loop().create_task(self._call(taken))
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
+
+    async def _call(self, taken: list[_Pending]) -> None:
+        try:
+            if self._on_batch is not None:
+                self._on_batch(len(taken))
+            try:
+                results: list[Any] = await self.runner.run([p.instance for p in taken])
+            except ModelwireError as exc:
+                results = [exc] * len(taken)
+            for item, result in zip(taken, results, strict=True):
+                if item.future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    item.future.set_exception(result)
+                else:
+                    item.future.set_result(result)
+        finally:
+            self._running -= 1
+            self._wakeup.set()
+
+    async def close(self) -> None:
+        """Finish the calls already running; fail what is still queued."""
+        self._closed = True
+        self._wakeup.set()
+        if self._calls:
+            await asyncio.gather(*self._calls, return_exceptions=True)
+        while self._queue:
+            item = self._queue.popleft()
+            if not item.future.done():
+                item.future.set_exception(UnavailableError(f"model {self.model.name!r} is shutting down"))
+        if self._driver is not None:
+            self._driver.cancel()
+            try:
+                await self._driver
+            except asyncio.CancelledError:
+                pass

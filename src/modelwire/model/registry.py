@@ -1,0 +1,164 @@
+"""Which models are served, in which versions, and whether each is ready."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from modelwire.errors import ConfigurationError, ModelNotFoundError, ModelNotReadyError
+from modelwire.model.base import Model
+from modelwire.model.batching import BatchingRunner, BatchPolicy
+from modelwire.model.repository import ModelRepository
+from modelwire.model.runner import ModelRunner
+from modelwire.model.runtimes import OnnxModel, SklearnModel, import_model_class
+from modelwire.model.sentiment import SentimentModel, train_sentiment
+from modelwire.settings import BatchingSettings, ModelSettings, Settings
+
+__all__ = ["ModelHandle", "ModelRegistry", "build_models"]
+
+logger = logging.getLogger("modelwire.model")
+
+
+class Runner(Protocol):
+    async def run(self, batch: Any) -> list[Any]: ...
+
+
+@dataclass(slots=True)
+class ModelHandle:
+    """One servable (model, version): the model, how it is run, and whether it is ready."""
+
+    model: Model
+    runner: Runner
+    ready: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+
+def _runner(model: Model, batching: BatchingSettings, executor: ThreadPoolExecutor, observe: Any) -> Runner:
+    base = ModelRunner(model, executor)
+    if not batching.enabled:
+        return base
+    policy = BatchPolicy(batching.max_batch_size, batching.max_delay_ms / 1000.0, 1)
+    return BatchingRunner(base, policy, on_batch=observe)
+
+
+def build_models(
+    settings: Settings, *, progress: Callable[[str, float], None] | None = None
+) -> list[Model]:
+    """Instantiate (not load) every configured model; train the default one if it has no version yet."""
+    repository = ModelRepository(settings.model_repository)
+    models: list[Model] = []
+    for spec in settings.effective_models():
+        models.extend(_from_spec(spec, repository, progress))
+    return models
+
+
+def _from_spec(
+    spec: ModelSettings, repository: ModelRepository, progress: Callable[[str, float], None] | None
+) -> list[Model]:
+    source = spec.source
+    if source == "builtin:sentiment":
+        versions = repository.versions(spec.name)
+        if not versions:
+            logger.info("no trained %s model in %s: training one now", spec.name, repository.root)
+            report = train_sentiment(repository, name=spec.name, progress=progress or (lambda s, f: None))
+            logger.info("trained %s version %s, held-out accuracy %.4f", spec.name, report.version, report.accuracy)
+            versions = [report.version]
+        if spec.version is not None:
+            if spec.version not in versions:
+                raise ConfigurationError(f"{spec.name} has no version {spec.version} in {repository.root}")
+            versions = [spec.version]
+        return [SentimentModel(spec.name, v, repository=repository, **spec.options) for v in versions]
+    version = spec.version or "1"
+    path = Path(source)
+    if path.suffix in {".skops", ".joblib", ".pkl"}:
+        return [SklearnModel(spec.name, version, path=path, **spec.options)]
+    if path.suffix == ".onnx":
+        return [OnnxModel(spec.name, version, path=path, **spec.options)]
+    if ":" in source:
+        return [import_model_class(source)(spec.name, version, **spec.options)]
+    raise ConfigurationError(
+        f"model source {source!r} is not builtin:sentiment, a package.module:Class path, "
+        "or a .skops/.joblib/.pkl/.onnx file"
+    )
+
+
+class ModelRegistry:
+    """Models by name and version. The newest version (numerically) is the default."""
+
+    def __init__(self) -> None:
+        self._handles: dict[str, dict[str, ModelHandle]] = {}
+        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="modelwire-predict")
+
+    def add(self, model: Model, batching: BatchingSettings, observe: Any = None) -> ModelHandle:
+        versions = self._handles.setdefault(model.name, {})
+        if model.version in versions:
+            raise ConfigurationError(f"model {model.name} version {model.version} is configured twice")
+        handle = ModelHandle(model, _runner(model, batching, self._executor, observe))
+        versions[model.version] = handle
+        return handle
+
+    async def load_all(self) -> None:
+        for handle in self.handles():
+            await self.load(handle)
+
+    async def load(self, handle: ModelHandle) -> None:
+        loop = asyncio.get_running_loop()
+        if inspect.iscoroutinefunction(handle.model.load):
+            await handle.model.load()
+        else:
+            await loop.run_in_executor(self._executor, handle.model.load)
+        handle.ready = True
+        logger.info("model %s version %s ready", handle.name, handle.version)
+
+    async def unload_all(self) -> None:
+        for handle in self.handles():
+            handle.ready = False
+            close = getattr(handle.runner, "close", None)
+            if close is not None:
+                await close()
+            result = handle.model.unload()
+            if inspect.isawaitable(result):
+                await result
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def handles(self) -> list[ModelHandle]:
+        return [h for versions in self._handles.values() for h in versions.values()]
+
+    def names(self) -> list[str]:
+        return sorted(self._handles)
+
+    def versions(self, name: str) -> list[str]:
+        return sorted(self._handles.get(name, {}), key=_version_key)
+
+    def get(self, name: str, version: str | None = None, *, require_ready: bool = True) -> ModelHandle:
+        versions = self._handles.get(name)
+        if not versions:
+            known = ", ".join(self.names()) or "none"
+            raise ModelNotFoundError(f"model {name!r} is not served (served: {known})")
+        if version is None or version == "":
+            version = max(versions, key=_version_key)
+        handle = versions.get(version)
+        if handle is None:
+            raise ModelNotFoundError(
+                f"model {name!r} has no version {version!r} (versions: {', '.join(self.versions(name))})"
+            )
+        if require_ready and not handle.ready:
+            raise ModelNotReadyError(f"model {name!r} version {version} is not ready yet", retry_after_s=1.0)
+        return handle
+
+
+def _version_key(version: str) -> tuple[int, int | str]:
+    return (0, int(version)) if version.isdigit() else (1, version)

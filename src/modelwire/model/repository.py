@@ -1,0 +1,163 @@
+"""The on-disk model repository: ``<root>/<model>/<version>/`` with a safe artifact and ``metadata.json``.
+
+Artifacts are written with skops (no pickle: loading cannot run arbitrary code), and the metadata records
+the library versions that wrote them, so a load with other versions is flagged before it misbehaves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+from modelwire.errors import ConfigurationError
+
+__all__ = ["ArtifactMetadata", "ModelRepository", "library_versions"]
+
+logger = logging.getLogger("modelwire.model")
+
+ARTIFACT = "model.skops"
+METADATA = "metadata.json"
+_LIBRARIES = ("scikit-learn", "numpy", "scipy", "skops")
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:  # pragma: no cover - all are dependencies
+            continue
+    return versions
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactMetadata:
+    name: str
+    version: str
+    created_at: str
+    libraries: dict[str, str]
+    metrics: dict[str, Any]
+    trusted_types: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "format": "skops",
+            "created_at": self.created_at,
+            "libraries": self.libraries,
+            "metrics": self.metrics,
+            "trusted_types": self.trusted_types,
+        }
+
+
+def _minor(version: str) -> tuple[str, ...]:
+    return tuple(version.split(".")[:2])
+
+
+class ModelRepository:
+    """Versions of models saved under one root folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def versions(self, name: str) -> list[str]:
+        """Complete versions of ``name``, oldest first (numeric order)."""
+        folder = self.root / name
+        if not folder.is_dir():
+            return []
+        found = [
+            p.name
+            for p in folder.iterdir()
+            if p.name.isdigit() and (p / ARTIFACT).is_file() and (p / METADATA).is_file()
+        ]
+        return sorted(found, key=int)
+
+    def next_version(self, name: str) -> str:
+        folder = self.root / name
+        taken = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
+        return str(max(taken, default=0) + 1)
+
+    def save(self, name: str, estimator: Any, metrics: dict[str, Any]) -> ArtifactMetadata:
+        """Write a new version atomically (a temp folder renamed into place) and return its metadata."""
+        import skops.io as sio
+
+        (self.root / name).mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root / name))
+        try:
+            sio.dump(estimator, staging / ARTIFACT)
+            trusted = sorted(sio.get_untrusted_types(file=staging / ARTIFACT))
+            while True:
+                version = self.next_version(name)
+                meta = ArtifactMetadata(
+                    name=name,
+                    version=version,
+                    created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                    libraries=library_versions(),
+                    metrics=metrics,
+                    trusted_types=trusted,
+                )
+                (staging / METADATA).write_text(json.dumps(meta.to_json(), indent=2) + "\n")
+                try:
+                    os.rename(staging, self.root / name / version)
+                except OSError:  # another trainer took this number first
+                    continue
+                return meta
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+
+    def metadata(self, name: str, version: str) -> ArtifactMetadata:
+        raw = json.loads((self.root / name / version / METADATA).read_text())
+        return ArtifactMetadata(
+            name=raw["name"],
+            version=raw["version"],
+            created_at=raw["created_at"],
+            libraries=raw["libraries"],
+            metrics=raw.get("metrics", {}),
+            trusted_types=raw.get("trusted_types", []),
+        )
+
+    def load(self, name: str, version: str, allowed_types: frozenset[str]) -> tuple[Any, ArtifactMetadata]:
+        """Load one version, refusing types outside ``allowed_types`` and flagging library drift."""
+        import skops.io as sio
+
+        folder = self.root / name / version
+        if not (folder / ARTIFACT).is_file():
+            raise ConfigurationError(f"no artifact for {name} version {version} in {folder}")
+        meta = self.metadata(name, version)
+        installed = library_versions()
+        for lib, wrote in meta.libraries.items():
+            have = installed.get(lib)
+            if lib != "python" and have is not None and _minor(have) != _minor(wrote):
+                logger.warning(
+                    "%s/%s was written with %s %s; %s is installed. If predictions look wrong, "
+                    "retrain with `modelwire train`.",
+                    name,
+                    version,
+                    lib,
+                    wrote,
+                    have,
+                )
+        untrusted = set(sio.get_untrusted_types(file=folder / ARTIFACT))
+        unexpected = untrusted - allowed_types
+        if unexpected:
+            raise ConfigurationError(
+                f"{folder / ARTIFACT} contains types this model does not allow: {sorted(unexpected)}"
+            )
+        try:
+            estimator = sio.load(folder / ARTIFACT, trusted=sorted(untrusted))
+        except Exception as exc:
+            raise ConfigurationError(
+                f"could not load {folder / ARTIFACT} ({exc}); retrain it with `modelwire train`"
+            ) from exc
+        return estimator, meta

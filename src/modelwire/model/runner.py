@@ -1,0 +1,79 @@
+"""Calls a model's ``predict`` safely: off the event loop when it is sync, with its exceptions translated.
+
+This is the one boundary where a model framework's exceptions become ``ModelwireError``s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from modelwire.errors import InvalidInputError, ModelError, ModelwireError
+from modelwire.model.base import Model
+
+__all__ = ["ModelRunner", "map_model_exceptions"]
+
+logger = logging.getLogger("modelwire.model")
+
+
+@contextlib.contextmanager
+def map_model_exceptions(model: Model) -> Iterator[None]:
+    """Translate anything a model raises into the error tree, logging unexpected ones with an error id."""
+    try:
+        yield
+    except ModelwireError:
+        raise
+    except (ValueError, TypeError) as exc:
+        # Frameworks (scikit-learn, numpy, onnxruntime) raise these for inputs of the wrong shape or type.
+        raise InvalidInputError(f"model {model.name!r} rejected the input: {exc}") from exc
+    except Exception as exc:
+        err = ModelError(f"model {model.name!r} failed while predicting")
+        logger.exception("model %s version %s raised [error_id=%s]", model.name, model.version, err.error_id)
+        raise err from exc
+
+
+def _per_item(model: Model, outputs: Any, expected: int) -> list[Any]:
+    try:
+        items = list(outputs)
+    except TypeError as exc:
+        raise ModelError(f"model {model.name!r} returned {type(outputs).__name__}, not a sequence") from exc
+    if len(items) != expected:
+        err = ModelError(f"model {model.name!r} returned {len(items)} outputs for {expected} inputs")
+        logger.error("%s [error_id=%s]", err.message, err.error_id)
+        raise err
+    return [_item_error(model, item) if isinstance(item, BaseException) else item for item in items]
+
+
+def _item_error(model: Model, exc: BaseException) -> ModelwireError:
+    if isinstance(exc, ModelwireError):
+        return exc
+    if isinstance(exc, ValueError | TypeError):
+        return InvalidInputError(f"model {model.name!r} rejected the input: {exc}")
+    err = ModelError(f"model {model.name!r} failed on this item")
+    logger.error("model %s item failed: %r [error_id=%s]", model.name, exc, err.error_id)
+    return err
+
+
+class ModelRunner:
+    """Runs one model's ``predict`` on a batch and returns one result or ``ModelwireError`` per item."""
+
+    def __init__(self, model: Model, executor: ThreadPoolExecutor | None = None) -> None:
+        self.model = model
+        self._executor = executor
+        self._is_async = inspect.iscoroutinefunction(model.predict)
+
+    async def run(self, batch: Sequence[Any]) -> list[Any]:
+        with map_model_exceptions(self.model):
+            if self._is_async:
+                outputs = await self.model.predict(batch)
+            else:
+                loop = asyncio.get_running_loop()
+                outputs = await loop.run_in_executor(self._executor, self.model.predict, batch)
+                if inspect.isawaitable(outputs):
+                    outputs = await outputs
+        return _per_item(self.model, outputs, len(batch))

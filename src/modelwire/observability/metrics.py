@@ -1,0 +1,63 @@
+"""Prometheus metrics, all prefixed ``modelwire_``. One ``Metrics`` per server (its own registry)."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import multiprocess as prom_multiprocess
+
+__all__ = ["CONTENT_TYPE", "Metrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class Metrics:
+    """Counters and histograms the core and the adapters record into."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "modelwire_requests",
+            "Inference requests by protocol, model and outcome code.",
+            ["protocol", "model", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "modelwire_request_duration_seconds",
+            "Inference request latency inside the server, by protocol and model.",
+            ["protocol", "model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "modelwire_batch_size",
+            "Items per model predict call.",
+            ["model"],
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.inflight = Gauge(
+            "modelwire_inflight_requests",
+            "Inference requests being processed, by protocol.",
+            ["protocol"],
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.model_ready = Gauge(
+            "modelwire_model_ready",
+            "1 when a model version is loaded and serving.",
+            ["model", "version"],
+            registry=self.registry,
+            multiprocess_mode="max",
+        )
+
+    def render(self) -> bytes:
+        """The exposition text; with several workers, the sum over all of them."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            combined = CollectorRegistry()
+            prom_multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
+            return bytes(generate_latest(combined))
+        return bytes(generate_latest(self.registry))

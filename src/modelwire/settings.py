@@ -1,0 +1,170 @@
+"""The one settings object.
+
+Precedence, highest first: CLI flag (passed as init arguments) > environment (``MODELWIRE_…``, nested
+sections with ``__``, e.g. ``MODELWIRE_LIMITS__MAX_BODY_BYTES``) > config file (``modelwire.toml``, or the
+file named by ``--config`` / ``MODELWIRE_CONFIG``) > defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = [
+    "BatchingSettings",
+    "GRPCSettings",
+    "HTTPSettings",
+    "LimitsSettings",
+    "ModelSettings",
+    "ObservabilitySettings",
+    "Settings",
+    "default_data_dir",
+]
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+
+def default_data_dir() -> Path:
+    """Where the model repository and local state live unless ``--data-dir`` says otherwise."""
+    return Path(platformdirs.user_data_dir("modelwire", appauthor=False))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BatchingSettings(_Section):
+    """Adaptive batching: concurrent requests for one model are coalesced into one ``predict`` call."""
+
+    enabled: bool = True
+    max_batch_size: int = Field(default=32, ge=1, le=4096)
+    max_delay_ms: float = Field(default=2.0, ge=0.0, le=10_000.0)
+
+
+class HTTPSettings(_Section):
+    """The REST listener (HTTP/1.1 and HTTP/2 cleartext by prior knowledge)."""
+
+    http2: bool = True
+    backlog: int = Field(default=1024, ge=16)
+
+
+class GRPCSettings(_Section):
+    """The gRPC listener."""
+
+    reflection: bool = True
+    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+
+
+class LimitsSettings(_Section):
+    """Hard input limits and time budgets."""
+
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_text_chars: int = Field(default=100_000, ge=1)
+    max_batch_items: int = Field(default=1024, ge=1)
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    max_inflight: int = Field(default=2048, ge=1)
+    shutdown_grace_s: float = Field(default=30.0, ge=0)
+
+
+class ObservabilitySettings(_Section):
+    """Metrics and logs."""
+
+    metrics: bool = True
+    access_log: bool = False
+
+
+class ModelSettings(_Section):
+    """One model to serve.
+
+    ``source`` is ``builtin:sentiment``, a ``package.module:Class`` import path, or a file: ``*.skops`` /
+    ``*.joblib`` / ``*.pkl`` (scikit-learn) or ``*.onnx`` (onnxruntime). ``version`` pins a version of a
+    repository model; by default every version in the repository is served and the newest is the default.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    source: str
+    version: str | None = None
+    batching: BatchingSettings | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class Settings(BaseSettings):
+    """Everything modelwire can be told. Frozen once built: pass a new one to change it.
+
+    >>> Settings(http_port=9000).http_port
+    9000
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="MODELWIRE_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+    )
+
+    host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=0, le=65535)
+    grpc_port: int = Field(default=8001, ge=0, le=65535)
+    data_dir: Path = Field(default_factory=default_data_dir)
+    config: Path | None = None
+    workers: int = Field(default=1, ge=1, le=64)
+    log_level: LogLevel = "info"
+    models: tuple[ModelSettings, ...] = ()
+
+    http: HTTPSettings = HTTPSettings()
+    grpc: GRPCSettings = GRPCSettings()
+    limits: LimitsSettings = LimitsSettings()
+    batching: BatchingSettings = BatchingSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def model_repository(self) -> Path:
+        """The folder holding ``<model>/<version>/`` artifacts."""
+        return self.data_dir / "models"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _config_file(init_settings())
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    def effective_models(self) -> tuple[ModelSettings, ...]:
+        """The models to serve: the configured ones, or the default sentiment model."""
+        if self.models:
+            return self.models
+        return (ModelSettings(name="sentiment", source="builtin:sentiment"),)
+
+
+def _config_file(init_values: dict[str, Any]) -> Path | None:
+    explicit = init_values.get("config") or os.environ.get("MODELWIRE_CONFIG")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist")
+        return path
+    default = Path("modelwire.toml")
+    return default if default.is_file() else None
