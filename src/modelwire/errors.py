@@ -7,7 +7,8 @@ Every error modelwire raises on purpose is a ``ModelwireError`` and carries a tr
     ModelwireError
     ├── ConfigurationError          settings, model sources, ports in use       INTERNAL (start-up only)
     ├── InvalidInputError           malformed or wrongly typed input             INVALID_ARGUMENT
-    │   └── PayloadTooLargeError    body or item over a configured limit         PAYLOAD_TOO_LARGE
+    │   ├── PayloadTooLargeError    body or item over a configured limit         PAYLOAD_TOO_LARGE
+    │   └── MethodNotAllowedError   a route called with the wrong method         METHOD_NOT_ALLOWED
     ├── UnsupportedMediaTypeError   a body the endpoint cannot read              UNSUPPORTED_MEDIA_TYPE
     ├── NotFoundError               unknown route                                NOT_FOUND
     │   └── ModelNotFoundError      unknown model or version                     NOT_FOUND
@@ -34,6 +35,7 @@ __all__ = [
     "ErrorCode",
     "InternalError",
     "InvalidInputError",
+    "MethodNotAllowedError",
     "ModelError",
     "ModelNotFoundError",
     "ModelNotReadyError",
@@ -113,6 +115,10 @@ class PayloadTooLargeError(InvalidInputError):
     code = ErrorCode.PAYLOAD_TOO_LARGE
 
 
+class MethodNotAllowedError(InvalidInputError):
+    code = ErrorCode.METHOD_NOT_ALLOWED
+
+
 class UnsupportedMediaTypeError(ModelwireError):
     code = ErrorCode.UNSUPPORTED_MEDIA_TYPE
 
@@ -172,7 +178,7 @@ _BY_CODE: dict[ErrorCode, type[ModelwireError]] = {
     ErrorCode.PAYLOAD_TOO_LARGE: PayloadTooLargeError,
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: UnsupportedMediaTypeError,
     ErrorCode.NOT_FOUND: NotFoundError,
-    ErrorCode.METHOD_NOT_ALLOWED: InvalidInputError,
+    ErrorCode.METHOD_NOT_ALLOWED: MethodNotAllowedError,
     ErrorCode.UNAUTHENTICATED: UnauthenticatedError,
     ErrorCode.PERMISSION_DENIED: PermissionDeniedError,
     ErrorCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,

@@ -117,7 +117,7 @@ class DataPlane:
         version: str | None = None,
         ctx: CallContext,
     ) -> AsyncIterator[tuple[str, Any]]:
-        """Pipeline ``(id, instance)`` pairs: each ``(id, output or error)`` is yielded as soon as it is ready.
+        """Pipeline ``(id, instance)`` pairs; yield each ``(id, output or error)`` as soon as it is ready.
 
         Order is not kept; every request goes through the same batching as single calls.
         """
@@ -172,7 +172,8 @@ class DataPlane:
             raise UnavailableError("the server is shutting down", retry_after_s=1.0)
         if self._inflight >= self.limits.max_inflight:
             raise OverloadedError(
-                f"the server is at its limit of {self.limits.max_inflight} requests in flight", retry_after_s=1.0
+                f"the server is at its limit of {self.limits.max_inflight} requests in flight",
+                retry_after_s=1.0,
             )
         self._inflight += 1
 

@@ -103,14 +103,18 @@ def decode_raw(datatype: str, raw: bytes, shape: Sequence[int]) -> list[Any]:
             out.append(raw[offset : offset + length])
             offset += length
         if len(out) != expected:
-            raise InvalidInputError(f"BYTES tensor holds {len(out)} elements, shape {list(shape)} needs {expected}")
+            raise InvalidInputError(
+                f"BYTES tensor holds {len(out)} elements, shape {list(shape)} needs {expected}"
+            )
         return out
     dtype = NUMPY_TYPES.get(datatype)
     if dtype is None:
         raise InvalidInputError(f"unsupported datatype {datatype!r}")
     array = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<"))
     if array.size != expected:
-        raise InvalidInputError(f"{datatype} tensor holds {array.size} elements, shape {list(shape)} needs {expected}")
+        raise InvalidInputError(
+            f"{datatype} tensor holds {array.size} elements, shape {list(shape)} needs {expected}"
+        )
     values: list[Any] = array.tolist()
     return values
 
@@ -167,7 +171,9 @@ def tensors_to_instances(info: ModelInfo, inputs: Sequence[Tensor]) -> list[Any]
         tensor = inputs[0]
         spec = info.inputs[0]
         if tensor.name != spec.name:
-            raise InvalidInputError(f"unknown input {tensor.name!r}; the model takes {spec.name!r}", field="inputs")
+            raise InvalidInputError(
+                f"unknown input {tensor.name!r}; the model takes {spec.name!r}", field="inputs"
+            )
         _check_type(tensor, spec)
         return _rows(tensor, spec)
     names = {t.name for t in inputs}
@@ -214,7 +220,9 @@ def _flatten(values: list[Any]) -> tuple[list[Any], list[int]]:
     return array.reshape(-1).tolist(), list(array.shape)
 
 
-def instances_to_tensors(info: ModelInfo, outputs: Sequence[Any], requested: Sequence[str] = ()) -> list[Tensor]:
+def instances_to_tensors(
+    info: ModelInfo, outputs: Sequence[Any], requested: Sequence[str] = ()
+) -> list[Tensor]:
     """Stack per-instance outputs back into tensors (one per output name)."""
     specs = {spec.name: spec for spec in info.outputs}
     if outputs and isinstance(outputs[0], dict):
@@ -226,7 +234,9 @@ def instances_to_tensors(info: ModelInfo, outputs: Sequence[Any], requested: Seq
     if requested:
         unknown = [n for n in requested if n not in columns]
         if unknown:
-            raise InvalidInputError(f"unknown outputs {unknown}; the model has {sorted(columns)}", field="outputs")
+            raise InvalidInputError(
+                f"unknown outputs {unknown}; the model has {sorted(columns)}", field="outputs"
+            )
         columns = {n: columns[n] for n in requested}
     tensors = []
     for name, values in columns.items():

@@ -101,7 +101,7 @@ class Model:
         result = self.predict([instance])
         if inspect.isawaitable(result):
             result = await result
-        yield list(result)[0]
+        yield next(iter(result))
 
     def info(self) -> ModelInfo:
         """Metadata served by ``GET /v2/models/{name}`` and ``ModelMetadata``."""

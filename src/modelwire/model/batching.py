@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -121,10 +122,8 @@ class BatchingRunner:
                 self._dispatch(step.size)
                 continue
             self._wakeup.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), step.seconds)
-            except TimeoutError:
-                pass
 
     def _drop_cancelled_head(self) -> None:
         while self._queue and self._queue[0].future.done():
@@ -174,7 +173,5 @@ class BatchingRunner:
                 item.future.set_exception(UnavailableError(f"model {self.model.name!r} is shutting down"))
         if self._driver is not None:
             self._driver.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._driver
-            except asyncio.CancelledError:
-                pass

@@ -54,9 +54,7 @@ def _runner(model: Model, batching: BatchingSettings, executor: ThreadPoolExecut
     return BatchingRunner(base, policy, on_batch=observe)
 
 
-def build_models(
-    settings: Settings, *, progress: Callable[[str, float], None] | None = None
-) -> list[Model]:
+def build_models(settings: Settings, *, progress: Callable[[str, float], None] | None = None) -> list[Model]:
     """Instantiate (not load) every configured model; train the default one if it has no version yet."""
     repository = ModelRepository(settings.model_repository)
     models: list[Model] = []
@@ -74,7 +72,9 @@ def _from_spec(
         if not versions:
             logger.info("no trained %s model in %s: training one now", spec.name, repository.root)
             report = train_sentiment(repository, name=spec.name, progress=progress or (lambda s, f: None))
-            logger.info("trained %s version %s, held-out accuracy %.4f", spec.name, report.version, report.accuracy)
+            logger.info(
+                "trained %s version %s, held-out accuracy %.4f", spec.name, report.version, report.accuracy
+            )
             versions = [report.version]
         if spec.version is not None:
             if spec.version not in versions:

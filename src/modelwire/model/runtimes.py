@@ -66,7 +66,9 @@ class SklearnModel(Model):
         if self.path.suffix == ".skops":
             import skops.io as sio
 
-            trusted = [t for t in sio.get_untrusted_types(file=self.path) if t.startswith(("sklearn.", "numpy."))]
+            trusted = [
+                t for t in sio.get_untrusted_types(file=self.path) if t.startswith(("sklearn.", "numpy."))
+            ]
             self.estimator = sio.load(self.path, trusted=trusted)
         else:
             import joblib
@@ -142,7 +144,9 @@ class OnnxModel(Model):
         self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         self._inputs = tuple(self._spec(arg) for arg in self.session.get_inputs())
         self._outputs = tuple(self._spec(arg) for arg in self.session.get_outputs())
-        self._dtypes = {arg.name: _ONNX_TYPES.get(arg.type, (None, np.float32))[1] for arg in self.session.get_inputs()}
+        self._dtypes = {
+            arg.name: _ONNX_TYPES.get(arg.type, (None, np.float32))[1] for arg in self.session.get_inputs()
+        }
 
     @staticmethod
     def _spec(arg: Any) -> TensorSpec:

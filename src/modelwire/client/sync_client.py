@@ -1,0 +1,145 @@
+"""``Client``: the blocking face of ``AsyncClient``, sharing every line of its logic.
+
+How this works: each ``Client`` owns a private event loop running in a daemon thread, started by the first
+call. A method hands the matching ``AsyncClient`` coroutine to that loop (``run_coroutine_threadsafe``) and
+waits for its result, so requests, parsing, error translation and both transports exist once, in the
+async code. The private loop also means a ``Client`` works where a loop is already running (a notebook, an
+async framework's sync handler), and that gRPC's asyncio channel always lives on the loop that made it.
+Ctrl-C while waiting cancels the call on the loop. ``close()`` closes the connection, stops the loop and
+joins the thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import weakref
+from collections.abc import Coroutine, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+from modelwire.client.async_client import DEFAULT_TIMEOUT, DEFAULT_URL, AsyncClient
+from modelwire.client.results import Health, ModelSummary, Prediction
+from modelwire.errors import ModelwireError
+
+__all__ = ["Client"]
+
+T = TypeVar("T")
+
+
+def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+def _stop(loop: asyncio.AbstractEventLoop) -> None:
+    with contextlib.suppress(RuntimeError):  # already closed
+        loop.call_soon_threadsafe(loop.stop)
+
+
+class Client:
+    """Blocking client: the same API and errors as ``AsyncClient``, without ``await``.
+
+        with Client("http://127.0.0.1:8000") as client:
+            print(client.predict("I love this product").sentiment)
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        headers: Mapping[str, str] | None = None,
+        http2: bool = False,
+    ) -> None:
+        self._async = AsyncClient(url, timeout=timeout, headers=headers, http2=http2)
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    @property
+    def url(self) -> str:
+        return self._async.url
+
+    @property
+    def protocol(self) -> str:
+        """``"grpc"`` or ``"rest"``."""
+        return self._async.protocol
+
+    def _start(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this client is closed")
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=_run_loop, args=(loop,), name="modelwire-client", daemon=True)
+                thread.start()
+                # A client dropped without close() still stops its thread.
+                weakref.finalize(self, _stop, loop)
+                self._loop, self._thread = loop, thread
+            return self._loop
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            loop = self._start()
+        except BaseException:
+            coro.close()
+            raise
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    def predict(self, text: str, *, model: str = "sentiment", version: str | None = None) -> Prediction:
+        """See ``AsyncClient.predict``."""
+        return self._run(self._async.predict(text, model=model, version=version))
+
+    def predict_batch(
+        self, texts: Sequence[str], *, model: str = "sentiment", version: str | None = None
+    ) -> list[Prediction | ModelwireError]:
+        """See ``AsyncClient.predict_batch``."""
+        return self._run(self._async.predict_batch(texts, model=model, version=version))
+
+    def models(self) -> list[ModelSummary]:
+        """See ``AsyncClient.models``."""
+        return self._run(self._async.models())
+
+    def health(self) -> Health:
+        """See ``AsyncClient.health``."""
+        return self._run(self._async.health())
+
+    def close(self) -> None:
+        """Close the connection and stop the private loop. Safe to call twice."""
+        with self._lock:
+            self._closed = True
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None or thread is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._async.aclose(), loop).result()
+        finally:
+            _stop(loop)
+            thread.join()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Client({self.url!r})"

@@ -1,0 +1,99 @@
+"""The one interface both wires implement, and the choice between them by URL scheme.
+
+A transport speaks one wire and nothing else: it turns a call into a request, the answer into plain
+Python values, and every failure (a refused connection, a timeout, an error status) into the modelwire
+error tree at one boundary (``map_httpx_exceptions`` / ``map_grpc_errors``). ``AsyncClient`` holds one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from modelwire.client.results import Health
+from modelwire.errors import ConfigurationError, ModelwireError
+
+__all__ = ["GRPC_SCHEMES", "REST_SCHEMES", "Endpoint", "Transport", "open_transport", "parse_url"]
+
+REST_SCHEMES = frozenset({"http", "https"})
+GRPC_SCHEMES = frozenset({"grpc", "grpcs"})
+
+Output = Mapping[str, Any]
+
+
+class Transport(Protocol):
+    """What ``AsyncClient`` needs from a wire. Every method raises only ``ModelwireError``s."""
+
+    async def predict(self, text: str, *, model: str, version: str | None) -> Output: ...
+
+    async def predict_batch(
+        self, texts: Sequence[str], *, model: str, version: str | None
+    ) -> list[Output | ModelwireError]: ...
+
+    async def models(self) -> list[Output]: ...
+
+    async def health(self) -> Health: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A parsed server URL plus the options every transport honours."""
+
+    url: str
+    scheme: str
+    timeout: float | None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    http2: bool = False
+
+    @property
+    def is_grpc(self) -> bool:
+        return self.scheme in GRPC_SCHEMES
+
+    @property
+    def target(self) -> str:
+        """``host:port`` for gRPC (the URL's path, if any, is ignored)."""
+        parts = urlsplit(self.url)
+        if not parts.hostname:
+            raise ConfigurationError(f"{self.url!r} names no host")
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        port = parts.port or (443 if self.scheme == "grpcs" else 8001)
+        return f"{host}:{port}"
+
+
+def parse_url(
+    url: str,
+    *,
+    timeout: float | None,
+    headers: Mapping[str, str] | None = None,
+    http2: bool = False,
+) -> Endpoint:
+    """Check the URL's scheme and host; raise ``ConfigurationError`` if no transport speaks it."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError as exc:
+        raise ConfigurationError(f"invalid server URL {url!r}: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in REST_SCHEMES | GRPC_SCHEMES:
+        known = ", ".join(f"{s}://" for s in sorted(REST_SCHEMES | GRPC_SCHEMES))
+        raise ConfigurationError(f"unsupported URL scheme in {url!r}: use one of {known}")
+    if not parts.hostname:
+        raise ConfigurationError(f"{url!r} names no host")
+    if timeout is not None and timeout <= 0:
+        raise ConfigurationError(f"timeout must be positive or None, not {timeout}")
+    return Endpoint(url=url, scheme=scheme, timeout=timeout, headers=dict(headers or {}), http2=http2)
+
+
+def open_transport(endpoint: Endpoint) -> Transport:
+    """Build the transport for the endpoint's scheme. Must run inside the event loop that will use it."""
+    if endpoint.is_grpc:
+        from modelwire.client._grpc import GrpcTransport
+
+        return GrpcTransport(endpoint)
+    from modelwire.client._rest import RestTransport
+
+    return RestTransport(endpoint)

@@ -1,0 +1,118 @@
+"""``create_app(services)``: the REST face of modelwire as one ASGI app (FastAPI, for its OpenAPI docs).
+
+Handlers take the raw ``Request`` and decode with msgspec: FastAPI contributes routing and ``/docs``, not
+per-request validation, which keeps the hot path short. The request/response schemas are msgspec structs
+whose JSON Schemas are merged into the generated OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from modelwire._version import __version__
+from modelwire.errors import ModelwireError
+from modelwire.observability.metrics import CONTENT_TYPE
+from modelwire.protocols.rest.errors import handle_http_exception, handle_modelwire_error, handle_unexpected
+from modelwire.protocols.rest.openapi import body, merge_components, responses
+from modelwire.protocols.rest.schemas import ModelList, Prediction, Predictions, PredictRequest
+from modelwire.protocols.rest.v1 import ClientDisconnectedError, V1Routes
+from modelwire.protocols.rest.v2 import V2Routes
+from modelwire.services import Services
+
+__all__ = ["create_app"]
+
+
+def create_app(services: Services) -> FastAPI:
+    """Build the ASGI app over ``services``. No I/O happens here."""
+    app = FastAPI(
+        title="modelwire",
+        version=__version__,
+        summary="One model server for every wire. REST here; gRPC on the gRPC port.",
+        exception_handlers={
+            ModelwireError: handle_modelwire_error,
+            HTTPException: handle_http_exception,
+            ClientDisconnectedError: _disconnected,
+            Exception: handle_unexpected,
+        },
+    )
+    v1 = V1Routes(services)
+    v2 = V2Routes(services)
+    predict_doc: dict[str, Any] = {
+        "openapi_extra": body(PredictRequest),
+        "responses": responses(Prediction, Predictions),
+    }
+    route = app.add_api_route
+    route(
+        "/predict",
+        v1.predict_default,
+        methods=["POST"],
+        tags=["predict"],
+        summary="Predict with the default model (the seed's endpoint)",
+        **predict_doc,
+    )
+    route(
+        "/v1/models",
+        v1.list_models,
+        methods=["GET"],
+        tags=["models"],
+        summary="List models and versions",
+        responses=responses(ModelList),
+    )
+    route(
+        "/v1/models/{name}/predict",
+        v1.predict,
+        methods=["POST"],
+        tags=["predict"],
+        summary="Predict with a model's default version",
+        **predict_doc,
+    )
+    route(
+        "/v1/models/{name}/versions/{version}/predict",
+        v1.predict_version,
+        methods=["POST"],
+        tags=["predict"],
+        summary="Predict with one version of a model",
+        **predict_doc,
+    )
+
+    oip = ["open inference protocol"]
+    route("/v2", v2.server_metadata, methods=["GET"], tags=oip, summary="Server metadata")
+    route("/v2/health/live", v2.live, methods=["GET"], tags=oip, summary="Liveness")
+    route("/v2/health/ready", v2.ready, methods=["GET"], tags=oip, summary="Readiness")
+    for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        route(prefix, v2.model_metadata, methods=["GET"], tags=oip, summary="Model metadata")
+        route(f"{prefix}/ready", v2.model_ready, methods=["GET"], tags=oip, summary="Model readiness")
+        route(
+            f"{prefix}/infer",
+            v2.infer,
+            methods=["POST"],
+            tags=oip,
+            summary="Inference (JSON or binary tensors)",
+        )
+
+    if services.settings.observability.metrics:
+        metrics = services.metrics
+
+        async def metrics_endpoint(request: Request) -> Response:
+            return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+        route(
+            "/metrics",
+            metrics_endpoint,
+            methods=["GET"],
+            tags=["observability"],
+            summary="Prometheus metrics",
+            include_in_schema=True,
+        )
+    merge_components(app)
+    return app
+
+
+async def _disconnected(request: Request, exc: Exception) -> Response:
+    # Nobody is listening; 499 (as nginx logs it) keeps the access log honest.
+    return Response(status_code=499)

@@ -1,0 +1,91 @@
+"""Request and response bodies of the REST API (msgspec structs; their JSON Schemas feed the OpenAPI doc)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "ErrorBody",
+    "ErrorDetail",
+    "ModelList",
+    "ModelSummary",
+    "ModelVersion",
+    "PredictRequest",
+    "Prediction",
+    "Predictions",
+    "V2InferRequest",
+    "V2Input",
+    "V2RequestedOutput",
+]
+
+
+class PredictRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Exactly one of ``text`` (one input), ``texts`` (a batch), ``instance`` or ``instances`` (any model)."""
+
+    text: str | msgspec.UnsetType = msgspec.UNSET
+    texts: list[str] | msgspec.UnsetType = msgspec.UNSET
+    instance: Any | msgspec.UnsetType = msgspec.UNSET
+    instances: list[Any] | msgspec.UnsetType = msgspec.UNSET
+
+
+class Prediction(msgspec.Struct):
+    """The default sentiment model's answer (other models answer their own output object)."""
+
+    sentiment: str
+    confidence: float
+
+
+class ErrorDetail(msgspec.Struct, omit_defaults=True):
+    code: str
+    message: str
+    field: str | None = None
+    retry_after_s: float | None = None
+    details: dict[str, Any] | None = None
+
+
+class ErrorBody(msgspec.Struct):
+    error: ErrorDetail
+
+
+class Predictions(msgspec.Struct):
+    """One entry per input, in order: the model's output, or ``{"error": {...}}`` for an item that failed."""
+
+    predictions: list[Prediction | ErrorBody | Any]
+
+
+class ModelVersion(msgspec.Struct):
+    version: str
+    ready: bool
+
+
+class ModelSummary(msgspec.Struct):
+    name: str
+    default_version: str
+    versions: list[ModelVersion]
+    platform: str
+
+
+class ModelList(msgspec.Struct):
+    models: list[ModelSummary]
+
+
+class V2Input(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    shape: list[int]
+    datatype: str
+    data: Any = None
+    parameters: dict[str, Any] = {}
+
+
+class V2RequestedOutput(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    parameters: dict[str, Any] = {}
+
+
+class V2InferRequest(msgspec.Struct, forbid_unknown_fields=True):
+    inputs: list[V2Input]
+    id: str | None = None
+    parameters: dict[str, Any] = {}
+    outputs: list[V2RequestedOutput] = []
