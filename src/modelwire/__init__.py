@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from modelwire._version import __version__
+from modelwire.cli import run
+from modelwire.client import AsyncClient, Client, Health, ModelSummary, ModelVersionStatus, Prediction
 from modelwire.errors import (
     ConfigurationError,
     DeadlineExceededError,
@@ -26,21 +28,27 @@ from modelwire.model.base import Datatype, Model, TensorSpec
 from modelwire.settings import Settings
 
 __all__ = [
+    "AsyncClient",
+    "Client",
     "ConfigurationError",
     "Datatype",
     "DeadlineExceededError",
     "ErrorCode",
+    "Health",
     "InternalError",
     "InvalidInputError",
     "Model",
     "ModelError",
     "ModelNotFoundError",
     "ModelNotReadyError",
+    "ModelSummary",
+    "ModelVersionStatus",
     "ModelwireError",
     "NotFoundError",
     "OverloadedError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "Prediction",
     "ResourceExhaustedError",
     "Settings",
     "TensorSpec",
@@ -48,4 +56,5 @@ __all__ = [
     "UnavailableError",
     "UnsupportedMediaTypeError",
     "__version__",
+    "run",
 ]

@@ -48,7 +48,7 @@ class BatchingSettings(_Section):
 
     enabled: bool = True
     max_batch_size: int = Field(default=32, ge=1, le=4096)
-    max_delay_ms: float = Field(default=2.0, ge=0.0, le=10_000.0)
+    max_delay_ms: float = Field(default=0.0, ge=0.0, le=10_000.0)
 
 
 class HTTPSettings(_Section):

@@ -126,7 +126,7 @@ def _predict_path(model: str, version: str | None) -> str:
 class RestTransport:
     """modelwire's REST API: ``/v1/models/...`` for predictions and listing, ``/v2/health/*`` for health."""
 
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: Endpoint, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self._url = endpoint.url.rstrip("/")
         # On cleartext http, HTTP/2 means prior knowledge (h2c); on https, ALPN picks it.
         prior_knowledge = endpoint.http2 and endpoint.scheme == "http"
@@ -136,6 +136,7 @@ class RestTransport:
             headers=dict(endpoint.headers),
             http1=not prior_knowledge,
             http2=endpoint.http2,
+            transport=transport,  # tests pass httpx.MockTransport
         )
         self.http_version: str | None = None  # of the last answer: "HTTP/1.1" or "HTTP/2"
 

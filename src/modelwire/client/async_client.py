@@ -72,7 +72,9 @@ class AsyncClient:
         """Predict many texts in one go. A text that fails gives its error in its place; the others still
         answer. What fails the whole call (unknown model, server unreachable, ...) is raised."""
         if isinstance(texts, str | bytes):
-            raise InvalidInputError("texts must be a sequence of strings, not a single string", field="$.texts")
+            raise InvalidInputError(
+                "texts must be a sequence of strings, not a single string", field="$.texts"
+            )
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise InvalidInputError(

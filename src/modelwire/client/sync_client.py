@@ -45,8 +45,8 @@ def _stop(loop: asyncio.AbstractEventLoop) -> None:
 class Client:
     """Blocking client: the same API and errors as ``AsyncClient``, without ``await``.
 
-        with Client("http://127.0.0.1:8000") as client:
-            print(client.predict("I love this product").sentiment)
+    with Client("http://127.0.0.1:8000") as client:
+        print(client.predict("I love this product").sentiment)
     """
 
     def __init__(
@@ -78,7 +78,9 @@ class Client:
                 raise RuntimeError("this client is closed")
             if self._loop is None:
                 loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=_run_loop, args=(loop,), name="modelwire-client", daemon=True)
+                thread = threading.Thread(
+                    target=_run_loop, args=(loop,), name="modelwire-client", daemon=True
+                )
                 thread.start()
                 # A client dropped without close() still stops its thread.
                 weakref.finalize(self, _stop, loop)

@@ -110,11 +110,13 @@ def decode_raw(datatype: str, raw: bytes, shape: Sequence[int]) -> list[Any]:
     dtype = NUMPY_TYPES.get(datatype)
     if dtype is None:
         raise InvalidInputError(f"unsupported datatype {datatype!r}")
-    array = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<"))
-    if array.size != expected:
+    itemsize = np.dtype(dtype).itemsize
+    if len(raw) != expected * itemsize:
         raise InvalidInputError(
-            f"{datatype} tensor holds {array.size} elements, shape {list(shape)} needs {expected}"
+            f"{datatype} tensor holds {len(raw)} bytes ({len(raw) / itemsize:g} elements), "
+            f"shape {list(shape)} needs {expected}"
         )
+    array = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<"))
     values: list[Any] = array.tolist()
     return values
 
@@ -136,6 +138,11 @@ def _rows(tensor: Tensor, spec: TensorSpec | None) -> list[Any]:
     shape = list(tensor.shape)
     if not shape:
         raise InvalidInputError(f"input {tensor.name!r} needs a batch dimension")
+    if any(d < 0 for d in shape):
+        raise InvalidInputError(
+            f"input {tensor.name!r} has a negative dimension in shape {shape}",
+            field=f"inputs.{tensor.name}.shape",
+        )
     if _count(shape) != len(tensor.data):
         raise InvalidInputError(
             f"input {tensor.name!r} has {len(tensor.data)} elements but shape {shape} needs {_count(shape)}",

@@ -11,6 +11,9 @@ The policy is adaptive: while the model is busy the queue grows, and the next ca
 arrived meanwhile (up to ``max_batch_size``), so batches grow with load and cost nothing at low load.
 ``max_delay_ms`` is how long an item may wait for companions while the model is idle; 0 dispatches at once.
 
+When the model rejects a whole call with ``InvalidInputError`` (one malformed row is enough for most
+frameworks), each item is retried alone, so the error reaches only the caller that sent it.
+
 Cancelling a request (client gone, deadline passed) cancels its future; cancelled items are skipped when
 a batch is formed, so they never reach the model. An item already inside a running call is simply not
 answered. ``BatchingRunner`` has the same ``run(batch)`` face as ``ModelRunner``: it wraps, never patches.
@@ -26,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from modelwire.errors import ModelwireError, UnavailableError
+from modelwire.errors import InvalidInputError, ModelwireError, UnavailableError
 from modelwire.model.runner import ModelRunner
 
 __all__ = ["BatchPolicy", "BatchingRunner", "Flush", "Wait", "plan"]
@@ -148,6 +151,10 @@ class BatchingRunner:
                 self._on_batch(len(taken))
             try:
                 results: list[Any] = await self.runner.run([p.instance for p in taken])
+            except InvalidInputError as exc:
+                # The model rejected the whole call (one malformed row makes most frameworks raise), so
+                # one caller's bad input would fail every request it was batched with: retry each alone.
+                results = await self._one_by_one(taken) if len(taken) > 1 else [exc]
             except ModelwireError as exc:
                 results = [exc] * len(taken)
             for item, result in zip(taken, results, strict=True):
@@ -160,6 +167,20 @@ class BatchingRunner:
         finally:
             self._running -= 1
             self._wakeup.set()
+
+    async def _one_by_one(self, taken: list[_Pending]) -> list[Any]:
+        results: list[Any] = []
+        for item in taken:
+            if item.future.done():  # cancelled meanwhile: not worth a model call
+                results.append(None)
+                continue
+            if self._on_batch is not None:
+                self._on_batch(1)
+            try:
+                results.extend(await self.runner.run([item.instance]))
+            except ModelwireError as exc:
+                results.append(exc)
+        return results
 
     async def close(self) -> None:
         """Finish the calls already running; fail what is still queued."""

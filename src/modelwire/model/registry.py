@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,7 +149,7 @@ class ModelRegistry:
             known = ", ".join(self.names()) or "none"
             raise ModelNotFoundError(f"model {name!r} is not served (served: {known})")
         if version is None or version == "":
-            version = max(versions, key=_version_key)
+            version = _default_version(versions)
         handle = versions.get(version)
         if handle is None:
             raise ModelNotFoundError(
@@ -162,3 +162,9 @@ class ModelRegistry:
 
 def _version_key(version: str) -> tuple[int, int | str]:
     return (0, int(version)) if version.isdigit() else (1, version)
+
+
+def _default_version(versions: Collection[str]) -> str:
+    # The newest numbered version; a named one ("canary") is the default only when none is numbered.
+    numbered = [v for v in versions if v.isdigit()]
+    return max(numbered, key=int) if numbered else max(versions)

@@ -117,15 +117,19 @@ class ModelRepository:
                 shutil.rmtree(staging, ignore_errors=True)
 
     def metadata(self, name: str, version: str) -> ArtifactMetadata:
-        raw = json.loads((self.root / name / version / METADATA).read_text())
-        return ArtifactMetadata(
-            name=raw["name"],
-            version=raw["version"],
-            created_at=raw["created_at"],
-            libraries=raw["libraries"],
-            metrics=raw.get("metrics", {}),
-            trusted_types=raw.get("trusted_types", []),
-        )
+        path = self.root / name / version / METADATA
+        try:
+            raw = json.loads(path.read_text())
+            return ArtifactMetadata(
+                name=raw["name"],
+                version=raw["version"],
+                created_at=raw["created_at"],
+                libraries=raw["libraries"],
+                metrics=raw.get("metrics", {}),
+                trusted_types=raw.get("trusted_types", []),
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ConfigurationError(f"cannot read {path} ({exc!r}); retrain with `modelwire train`") from exc
 
     def load(self, name: str, version: str, allowed_types: frozenset[str]) -> tuple[Any, ArtifactMetadata]:
         """Load one version, refusing types outside ``allowed_types`` and flagging library drift."""
@@ -148,7 +152,12 @@ class ModelRepository:
                     wrote,
                     have,
                 )
-        untrusted = set(sio.get_untrusted_types(file=folder / ARTIFACT))
+        try:
+            untrusted = set(sio.get_untrusted_types(file=folder / ARTIFACT))
+        except Exception as exc:  # not a skops archive at all (truncated copy, wrong file)
+            raise ConfigurationError(
+                f"could not read {folder / ARTIFACT} ({exc!r}); retrain it with `modelwire train`"
+            ) from exc
         unexpected = untrusted - allowed_types
         if unexpected:
             raise ConfigurationError(

@@ -63,17 +63,12 @@ class SklearnModel(Model):
     def load(self) -> None:
         if not self.path.is_file():
             raise ConfigurationError(f"model file {self.path} does not exist")
-        if self.path.suffix == ".skops":
-            import skops.io as sio
-
-            trusted = [
-                t for t in sio.get_untrusted_types(file=self.path) if t.startswith(("sklearn.", "numpy."))
-            ]
-            self.estimator = sio.load(self.path, trusted=trusted)
-        else:
-            import joblib
-
-            self.estimator = joblib.load(self.path)
+        try:
+            self.estimator = self._read()
+        except ConfigurationError:
+            raise
+        except Exception as exc:
+            raise ConfigurationError(f"could not load {self.path}: {exc!r}") from exc
         features = getattr(self.estimator, "n_features_in_", -1)
         dtype = Datatype.BYTES if features == -1 and _takes_text(self.estimator) else Datatype.FP32
         shape = (-1,) if dtype is Datatype.BYTES else (-1, int(features))
@@ -83,6 +78,21 @@ class SklearnModel(Model):
             classes = len(getattr(self.estimator, "classes_", []))
             outputs.append(TensorSpec("probabilities", Datatype.FP64, (-1, classes or -1)))
         self._outputs = tuple(outputs)
+
+    def _read(self) -> Any:
+        if self.path.suffix != ".skops":
+            import joblib  # type: ignore[import-untyped]
+
+            return joblib.load(self.path)
+        import skops.io as sio
+
+        untrusted = sio.get_untrusted_types(file=self.path)
+        refused = sorted(t for t in untrusted if not t.startswith(("sklearn.", "numpy.")))
+        if refused:
+            # Only estimator and array types are trusted: anything else (a function, a user class) could
+            # run code when the file is loaded.
+            raise ConfigurationError(f"{self.path} contains types modelwire does not trust: {refused}")
+        return sio.load(self.path, trusted=untrusted)
 
     def info(self) -> Any:
         info = super().info()
@@ -133,9 +143,13 @@ class OnnxModel(Model):
         self._inputs: tuple[TensorSpec, ...] = ()
         self._outputs: tuple[TensorSpec, ...] = ()
         self._dtypes: dict[str, Any] = {}
+        self._invalid_argument: type[Exception] = ValueError
 
     def load(self) -> None:
         import onnxruntime as ort
+        from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
+
+        self._invalid_argument = InvalidArgument
 
         if not self.path.is_file():
             raise ConfigurationError(f"model file {self.path} does not exist")
@@ -168,7 +182,10 @@ class OnnxModel(Model):
                 if not isinstance(item, dict) or set(item) != set(names):
                     raise InvalidInputError(f"each instance must be a mapping with keys {names}")
             feeds = {n: _stack([item[n] for item in batch], self._dtypes[n], n) for n in names}
-        outputs = self.session.run(None, feeds)
+        try:
+            outputs = self.session.run(None, feeds)
+        except self._invalid_argument as exc:  # onnxruntime's word for a wrongly shaped or typed feed
+            raise InvalidInputError(f"model {self.name!r} rejected the input: {exc}") from exc
         out_names = [spec.name for spec in self._outputs]
         return [
             {name: _jsonable(values[i]) for name, values in zip(out_names, outputs, strict=True)}
@@ -183,8 +200,8 @@ def import_model_class(path: str) -> type[Model]:
         raise ConfigurationError(f"{path!r} is not of the form package.module:ClassName")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(f"cannot import {module_name!r}: {exc}") from exc
+    except Exception as exc:  # user code: a syntax error or a raise at import time is a bad source too
+        raise ConfigurationError(f"cannot import {module_name!r}: {exc!r}") from exc
     cls = getattr(module, attr, None)
     if not (isinstance(cls, type) and issubclass(cls, Model)):
         raise ConfigurationError(f"{path!r} is not a subclass of modelwire.Model")

@@ -1,0 +1,248 @@
+"""Run the whole benchmark in one go: every server up at once, every driver against it, medians to a report.
+
+``scripts/bench`` prepares the peers' virtualenvs and calls this. All servers start together on 127.0.0.1
+(pinned to CPU 0 when the machine has two or more; the load drivers get CPU 1), then each repeat walks every
+(protocol, server, concurrency) cell in the same order, so slow drift of a noisy machine falls on every server
+alike. Servers are stopped by PID in a ``finally`` that SIGTERM/SIGHUP/Ctrl-C also reach.
+
+    .venv/bin/python bench/run.py --duration 10 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import drivers
+import environment
+import profiling
+import report
+import servers
+from servers import BENCH, PEERS, ROOT, Server
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One row of the report: a protocol driven against one server."""
+
+    protocol: str
+    server: str
+    drive: Callable[[drivers.Load, Server], dict[str, object]]
+
+
+def _bodies(run_dir: Path) -> tuple[Path, Path]:
+    predict, v2 = run_dir / "predict.json", run_dir / "v2.json"
+    predict.write_text(servers.PREDICT_BODY)
+    v2.write_text(servers.V2_BODY)
+    return predict, v2
+
+
+def plan(run_dir: Path, include_mlserver: bool) -> list[Cell]:
+    predict, v2 = _bodies(run_dir)
+    infer = "/v2/models/sentiment/infer"
+
+    def h1(path: str, body: Path) -> Callable[[drivers.Load, Server], dict[str, object]]:
+        return lambda load, s: drivers.wrk(load, s.base_url + path, body)
+
+    def h2(load: drivers.Load, s: Server) -> dict[str, object]:
+        return drivers.h2load(load, s.base_url + "/predict", predict)
+
+    def grpc(kind: str) -> Callable[[drivers.Load, Server], dict[str, object]]:
+        return lambda load, s: drivers.grpc(load, f"127.0.0.1:{s.grpc_port}", kind)
+
+    cells = [
+        *(
+            Cell("rest-h1", key, h1("/predict", predict))
+            for key in ("modelwire", "modelwire-nobatch", "fastapi")
+        ),
+        *(Cell("rest-h2", key, h2) for key in ("modelwire", "modelwire-nobatch")),
+        *(Cell("grpc", key, grpc("predictor")) for key in ("modelwire", "modelwire-nobatch")),
+        Cell("v2-rest-h1", "modelwire", h1(infer, v2)),
+        Cell("v2-grpc", "modelwire", grpc("v2")),
+    ]
+    if include_mlserver:
+        for key in ("mlserver", "mlserver-batch"):
+            cells += [Cell("v2-rest-h1", key, h1(infer, v2)), Cell("v2-grpc", key, grpc("v2"))]
+    return cells
+
+
+def _raise_exit(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def ensure_model(data_dir: Path) -> Path:
+    models = data_dir / "models"
+    try:
+        return environment.latest_version(models)
+    except FileNotFoundError:
+        print(f"==> training the default model into {models}", flush=True)
+        cmd = [str(ROOT / ".venv/bin/modelwire"), "train", "--data-dir", str(data_dir)]
+        subprocess.run(cmd, check=True, timeout=600)
+        return environment.latest_version(models)
+
+
+def measure(
+    cells: list[Cell], up: dict[str, Server], args: argparse.Namespace, run_dir: Path
+) -> list[dict[str, object]]:
+    _, driver_cpus = environment.cpu_split(args.pin)
+    runs: list[dict[str, object]] = []
+    total = len(cells) * len(args.concurrency) * args.repeats
+    print(f"==> warming up {len(cells)} server/protocol pairs", flush=True)
+    for cell in cells:
+        load = drivers.Load(
+            args.warmup, 32, driver_cpus, run_dir / "raw" / f"warmup-{cell.protocol}-{cell.server}.txt"
+        )
+        cell.drive(load, up[cell.server])
+    with (run_dir / "runs.jsonl").open("w") as sink:
+        for repeat in range(args.repeats):
+            for cell in cells:
+                for concurrency in args.concurrency:
+                    name = f"{cell.protocol}-{cell.server}-c{concurrency}-r{repeat}"
+                    load = drivers.Load(
+                        args.duration, concurrency, driver_cpus, run_dir / "raw" / f"{name}.txt"
+                    )
+                    server = up[cell.server]
+                    cpu, wall = server.cpu_seconds(), time.monotonic()
+                    result = cell.drive(load, server)
+                    result["server_cpu"] = round((server.cpu_seconds() - cpu) / (time.monotonic() - wall), 2)
+                    row = {"protocol": cell.protocol, "server": cell.server, "concurrency": concurrency}
+                    row |= {"repeat": repeat, **result}
+                    runs.append(row)
+                    sink.write(json.dumps(row) + "\n")
+                    sink.flush()
+                    print(
+                        f"[{len(runs):3d}/{total}] {name:34s} {result['req_per_s']:9.1f} req/s  "
+                        f"p50 {result['p50_ms']:8.2f} ms  p99 {result['p99_ms']:8.2f} ms  "
+                        f"cpu {result['server_cpu']:.2f}  errors {result['errors']}",
+                        flush=True,
+                    )
+    return runs
+
+
+def summarize(runs: list[dict[str, object]]) -> list[dict[str, object]]:
+    groups: dict[tuple[str, str, int], list[dict[str, object]]] = {}
+    for run in runs:
+        key = (str(run["protocol"]), str(run["server"]), int(str(run["concurrency"])))
+        groups.setdefault(key, []).append(run)
+    rows = []
+    for (protocol, server, concurrency), group in groups.items():
+        rates = [float(str(r["req_per_s"])) for r in group]
+        rows.append(
+            {
+                "protocol": protocol,
+                "server": server,
+                "concurrency": concurrency,
+                "req_per_s": statistics.median(rates),
+                "p50_ms": statistics.median(float(str(r["p50_ms"])) for r in group),
+                "p99_ms": statistics.median(float(str(r["p99_ms"])) for r in group),
+                "errors": sum(int(str(r["errors"])) for r in group),
+                "server_cpu": statistics.median(float(str(r["server_cpu"])) for r in group),
+                "spread": (max(rates) - min(rates)) / statistics.median(rates)
+                if statistics.median(rates)
+                else 0,
+                "repeats": len(group),
+            }
+        )
+    return rows
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: 2 s, 1 repeat, no docs written")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement (default 10)")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats per cell; the report shows medians")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32, 128])
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up per cell, discarded")
+    parser.add_argument("--no-pin", dest="pin", action="store_false", help="do not pin servers and drivers")
+    parser.add_argument("--no-mlserver", dest="mlserver", action="store_false", help="skip the MLServer peer")
+    parser.add_argument(
+        "--profile", type=float, default=8.0, metavar="SECONDS", help="py-spy seconds; 0: none"
+    )
+    parser.add_argument(
+        "--no-docs", dest="docs", action="store_false", help="do not rewrite docs/benchmarks.md"
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="first wait up to this long for the 1-minute load average to fall below 1 (a shared machine)",
+    )
+    parser.add_argument("--command", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.repeats, args.warmup, args.docs, args.profile = 2.0, 1, 1.0, False, 0.0
+    args.command = args.command or "bench/run.py " + shlex.join(argv or sys.argv[1:])
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_exit)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    run_dir = BENCH / "results" / stamp
+    run_dir.mkdir(parents=True)
+    data_dir = PEERS / "data"
+    version_dir = ensure_model(data_dir)
+    mlserver_missing = environment.mlserver_missing() if args.mlserver else "skipped with --no-mlserver"
+    cells = plan(run_dir, include_mlserver=mlserver_missing is None)
+    fleet = [
+        servers.modelwire(run_dir, data_dir, batching=True),
+        servers.modelwire(run_dir, data_dir, batching=False),
+        servers.fastapi(run_dir, data_dir / "models"),
+    ]
+    if mlserver_missing is None:
+        for batching in (False, True):
+            fleet.append(
+                servers.mlserver(run_dir, version_dir, batching=batching, batch_size=32, delay_ms=2.0)
+            )
+    up = {s.key: s for s in fleet}
+    environment.wait_quiet(args.wait_quiet)
+    server_cpus, _ = environment.cpu_split(args.pin)
+    meta = environment.describe(args, stamp, version_dir, mlserver_missing)
+    started = time.monotonic()
+    profiles: dict[str, object] = {}
+    try:
+        print(
+            f"==> starting {len(fleet)} servers (CPU {server_cpus or 'any'}); results in {run_dir}",
+            flush=True,
+        )
+        for server in fleet:
+            server.start(server_cpus)
+        for server in fleet:
+            server.wait_ready(timeout=180)
+            print(f"    {server.label}: {server.base_url}, gRPC {server.grpc_port}", flush=True)
+        runs = measure(cells, up, args, run_dir)
+        if args.profile:
+            profiles = profiling.profile_all(cells, up, args, run_dir)
+    finally:
+        for server in fleet:
+            server.stop()
+    meta["wall_seconds"] = round(time.monotonic() - started)
+    meta["machine"]["loadavg_end"] = environment.loadavg()
+    results = {"meta": meta, "summary": summarize(runs), "profiles": profiles}
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    markdown = report.render(results)
+    (run_dir / "report.md").write_text(markdown)
+    print(markdown)
+    if args.docs:
+        report.write_docs(markdown, ROOT / "docs" / "benchmarks.md")
+        print("==> docs/benchmarks.md updated", flush=True)
+    print(f"==> raw results: {run_dir.relative_to(ROOT)}", flush=True)
+
+
+if __name__ == "__main__":
+    os.chdir(ROOT)
+    main()

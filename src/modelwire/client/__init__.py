@@ -1,0 +1,36 @@
+"""The Python client: one API over REST and gRPC, chosen by the URL's scheme.
+
+    from modelwire import Client
+
+    with Client("grpc://127.0.0.1:8001") as client:       # or "http://127.0.0.1:8000"
+        print(client.predict("I love this product"))
+
+How it is built:
+
+- ``AsyncClient`` (``async_client.py``) is the client. It validates arguments, calls a ``Transport``
+  (``transport.py``) and turns plain answers into typed results (``results.py``).
+- A transport speaks one wire: ``_rest.py`` (httpx, HTTP/1.1 or HTTP/2) and ``_grpc.py`` (grpc.aio with
+  the generated ``modelwire.v1`` stubs). Each turns its library's exceptions and its error answers into
+  the modelwire error tree at one boundary (``map_httpx_exceptions`` / ``map_grpc_errors``), so callers
+  only ever see ``ModelwireError``s.
+- ``Client`` (``sync_client.py``) is not a second implementation: it runs the ``AsyncClient`` on a
+  private event loop in a background thread and waits for each call, so there is one copy of every
+  request, parser and error mapping.
+"""
+
+from __future__ import annotations
+
+from modelwire.client.async_client import DEFAULT_TIMEOUT, DEFAULT_URL, AsyncClient
+from modelwire.client.results import Health, ModelSummary, ModelVersionStatus, Prediction
+from modelwire.client.sync_client import Client
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_URL",
+    "AsyncClient",
+    "Client",
+    "Health",
+    "ModelSummary",
+    "ModelVersionStatus",
+    "Prediction",
+]

@@ -1,0 +1,190 @@
+"""The gRPC wire, over grpc.aio with the generated ``modelwire.v1.Predictor`` stubs and grpc.health.v1.
+
+``map_grpc_errors`` is the one place a grpc exception becomes a ``ModelwireError``: the modelwire
+``ErrorCode`` comes from the status's ``google.rpc.ErrorInfo`` detail when the server sent one (with the
+field from ``BadRequest`` and the delay from ``RetryInfo``), else from the gRPC status code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+import grpc
+import grpc.aio
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from modelwire.client.results import Health
+from modelwire.client.transport import Endpoint, Output
+from modelwire.errors import (
+    ErrorCode,
+    InternalError,
+    ModelwireError,
+    NotFoundError,
+    UnavailableError,
+    error_from_code,
+)
+from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2, predictor_pb2_grpc
+
+__all__ = ["GrpcTransport", "error_from_status", "map_grpc_errors"]
+
+_STATUS_CODES: dict[grpc.StatusCode, ErrorCode] = {
+    grpc.StatusCode.INVALID_ARGUMENT: ErrorCode.INVALID_ARGUMENT,
+    grpc.StatusCode.OUT_OF_RANGE: ErrorCode.INVALID_ARGUMENT,
+    grpc.StatusCode.FAILED_PRECONDITION: ErrorCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND: ErrorCode.NOT_FOUND,
+    grpc.StatusCode.UNIMPLEMENTED: ErrorCode.NOT_FOUND,
+    grpc.StatusCode.UNAUTHENTICATED: ErrorCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED: ErrorCode.PERMISSION_DENIED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ErrorCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.DEADLINE_EXCEEDED: ErrorCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.UNAVAILABLE: ErrorCode.UNAVAILABLE,
+    grpc.StatusCode.CANCELLED: ErrorCode.UNAVAILABLE,
+}
+_DETAILS_KEY = "grpc-status-details-bin"
+
+
+def _rich_details(metadata: Any) -> dict[str, Any]:
+    """``code``, ``field``, ``retry_after_s`` and ``error_id`` from the status's google.rpc details."""
+    raw = next((value for key, value in metadata or () if key == _DETAILS_KEY), None)
+    if not isinstance(raw, bytes):
+        return {}
+    found: dict[str, Any] = {}
+    try:
+        status = status_pb2.Status.FromString(raw)
+    except DecodeError:  # a malformed detail is ignored: the status code still counts
+        return {}
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            found["code"] = info.reason
+            if info.metadata.get("error_id"):
+                found["error_id"] = info.metadata["error_id"]
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            if bad.field_violations:
+                found["field"] = bad.field_violations[0].field
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            detail.Unpack(retry)
+            found["retry_after_s"] = retry.retry_delay.ToTimedelta().total_seconds()
+    return found
+
+
+def error_from_status(code: grpc.StatusCode, message: str, metadata: Any, target: str) -> ModelwireError:
+    """The error a non-OK gRPC status stands for."""
+    rich = _rich_details(metadata)
+    if "code" not in rich and code is grpc.StatusCode.UNAVAILABLE:
+        # No ErrorInfo: the channel itself failed (refused, reset), not the server's answer.
+        return UnavailableError(f"cannot reach {target}: {message}")
+    wire_code = rich.get("code") or _STATUS_CODES.get(code, ErrorCode.INTERNAL).value
+    details = None
+    if "error_id" in rich:
+        details = {"error_id": rich["error_id"]}
+        message = message.removesuffix(f" (error_id={rich['error_id']})")  # REST keeps the id out of it too
+    return error_from_code(
+        wire_code,
+        message or code.name,
+        field=rich.get("field"),
+        retry_after_s=rich.get("retry_after_s"),
+        details=details,
+    )
+
+
+@contextlib.contextmanager
+def map_grpc_errors(target: str) -> Iterator[None]:
+    """Translate grpc's exceptions into the modelwire error tree."""
+    try:
+        yield
+    except grpc.aio.AioRpcError as exc:
+        raise error_from_status(exc.code(), exc.details() or "", exc.trailing_metadata(), target) from None
+
+
+def _output(message: Any) -> Output:
+    if message.result.fields:
+        result: dict[str, Any] = json_format.MessageToDict(message.result)
+        # A Struct is a map, so its keys come back sorted: put the seed's two first again, as REST has them.
+        seed = {key: result.pop(key) for key in ("sentiment", "confidence") if key in result}
+        return seed | result
+    return {"sentiment": message.sentiment, "confidence": message.confidence}
+
+
+def _stream_error(error: Any) -> ModelwireError:
+    return error_from_code(
+        error.code or ErrorCode.INTERNAL.value,
+        error.message,
+        field=error.field or None,
+        details={"error_id": error.error_id} if error.error_id else None,
+    )
+
+
+class GrpcTransport:
+    """``Predictor.Predict`` for a text, ``PredictStream`` for a batch, grpc.health.v1 for health."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self._target = endpoint.target
+        if endpoint.scheme == "grpcs":
+            self._channel = grpc.aio.secure_channel(self._target, grpc.ssl_channel_credentials())
+        else:
+            self._channel = grpc.aio.insecure_channel(self._target)
+        self._timeout = endpoint.timeout
+        self._metadata = tuple((key.lower(), value) for key, value in endpoint.headers.items())
+        self._predictor = predictor_pb2_grpc.PredictorStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+
+    async def predict(self, text: str, *, model: str, version: str | None) -> Output:
+        request = predictor_pb2.Input(text=text, model=model, version=version or "")
+        with map_grpc_errors(self._target):
+            reply = await self._predictor.Predict(request, timeout=self._timeout, metadata=self._metadata)
+        return _output(reply)
+
+    async def predict_batch(
+        self, texts: Sequence[str], *, model: str, version: str | None
+    ) -> list[Output | ModelwireError]:
+        async def inputs() -> AsyncIterator[Any]:
+            for i, text in enumerate(texts):
+                yield predictor_pb2.StreamInput(id=str(i), text=text, model=model, version=version or "")
+
+        results: list[Output | ModelwireError | None] = [None] * len(texts)
+        with map_grpc_errors(self._target):
+            call = self._predictor.PredictStream(inputs(), timeout=self._timeout, metadata=self._metadata)
+            async for reply in call:
+                index = int(reply.id)
+                which = reply.WhichOneof("result")
+                results[index] = _stream_error(reply.error) if which == "error" else _output(reply.output)
+        done = [r for r in results if r is not None]
+        if len(done) != len(texts):
+            raise InternalError(f"the server answered {len(done)} of {len(texts)} inputs")
+        return done
+
+    async def models(self) -> list[Output]:
+        # modelwire.v1.Predictor has no listing call yet; once the .proto adds ListModels (messages as in
+        # GET /v1/models), this works without a change here.
+        request_type = getattr(predictor_pb2, "ListModelsRequest", None)
+        list_models = getattr(self._predictor, "ListModels", None)
+        if request_type is None or list_models is None:
+            raise NotFoundError(
+                "this client's gRPC API cannot list models (modelwire.v1.Predictor has no ListModels); "
+                "ask the server's REST URL instead"
+            )
+        with map_grpc_errors(self._target):
+            reply = await list_models(request_type(), timeout=self._timeout, metadata=self._metadata)
+        listed: list[Output] = json_format.MessageToDict(
+            reply, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        ).get("models", [])
+        return listed
+
+    async def health(self) -> Health:
+        request = health_pb2.HealthCheckRequest(service="")
+        with map_grpc_errors(self._target):
+            reply = await self._health.Check(request, timeout=self._timeout, metadata=self._metadata)
+        return Health(live=True, ready=reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    async def aclose(self) -> None:
+        await self._channel.close(None)

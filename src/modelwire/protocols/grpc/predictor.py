@@ -1,0 +1,73 @@
+"""``modelwire.v1.Predictor``: the seed's Predict and the bidirectional PredictStream, over the DataPlane."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from modelwire.errors import InvalidInputError, ModelwireError
+from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2 as pb
+from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2_grpc as pb_grpc
+from modelwire.protocols.grpc.converters import PredictCall, PredictConverter, call_context
+from modelwire.protocols.grpc.errors import map_errors
+from modelwire.services import Services
+
+__all__ = ["PredictorServicer"]
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class PredictorServicer(pb_grpc.PredictorServicer):  # type: ignore[misc]
+    """Parses ``Input``/``StreamInput``, calls ``services.dataplane``, renders ``Output``/``StreamOutput``.
+
+    Errors of a whole call become gRPC statuses (``errors.map_errors``); in a stream, an item's error is
+    sent on that item's ``StreamOutput`` and the stream goes on.
+    """
+
+    def __init__(self, services: Services) -> None:
+        self._dataplane = services.dataplane
+        self._registry = services.registry
+
+    def _version(self, call: PredictCall) -> str:
+        return self._registry.get(call.model, call.version, require_ready=False).version
+
+    @map_errors
+    async def Predict(self, request: Any, context: Context) -> Any:
+        call = PredictConverter.to_domain(request)
+        result = await self._dataplane.predict(
+            call.model, call.text, version=call.version, ctx=call_context(context)
+        )
+        return PredictConverter.from_domain(result, call.model, self._version(call))
+
+    @map_errors
+    async def PredictStream(
+        self, request_iterator: AsyncIterator[Any], context: Context
+    ) -> AsyncIterator[Any]:
+        first = await anext(aiter(request_iterator), None)
+        if first is None:
+            return
+        call = PredictConverter.to_domain(first)
+
+        async def items() -> AsyncIterator[tuple[str, Any]]:
+            yield first.id, call.text
+            async for message in request_iterator:
+                other = PredictConverter.to_domain(message)
+                named = message.model or message.version
+                if named and (other.model, other.version) != (call.model, call.version):
+                    raise InvalidInputError(
+                        f"one stream serves one model: {call.model!r} was chosen by its first input",
+                        field="model",
+                    )
+                yield message.id, other.text
+
+        version = self._version(call)
+        results = self._dataplane.stream(call.model, items(), version=call.version, ctx=call_context(context))
+        async for request_id, result in results:
+            if isinstance(result, ModelwireError):
+                yield pb.StreamOutput(id=request_id, error=PredictConverter.error_from_domain(result))
+            else:
+                yield pb.StreamOutput(
+                    id=request_id, output=PredictConverter.from_domain(result, call.model, version)
+                )

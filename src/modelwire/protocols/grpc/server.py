@@ -1,0 +1,122 @@
+"""The gRPC listener: grpc.aio on the running event loop (the same one as REST), over the same ``Services``.
+
+It serves ``modelwire.v1.Predictor``, ``inference.GRPCInferenceService``, ``grpc.health.v1.Health`` (SERVING
+while ``DataPlane.ready()``, NOT_SERVING from the moment a stop begins) and, unless turned off in settings,
+server reflection (v1alpha, which grpcurl understands).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.descriptor import FileDescriptor
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection, reflection_pb2
+
+from modelwire.errors import ConfigurationError
+from modelwire.protocols.grpc._generated.inference import grpc_service_pb2 as oip
+from modelwire.protocols.grpc._generated.inference import grpc_service_pb2_grpc as oip_grpc
+from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2 as pb
+from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2_grpc as pb_grpc
+from modelwire.protocols.grpc.health import HealthServicer
+from modelwire.protocols.grpc.inference import GRPCInferenceServiceServicer
+from modelwire.protocols.grpc.predictor import PredictorServicer
+from modelwire.services import Services
+
+__all__ = ["SERVICE_NAMES", "GrpcListener", "start_grpc_server"]
+
+SERVICE_NAMES: tuple[str, ...] = (
+    pb.DESCRIPTOR.services_by_name["Predictor"].full_name,
+    oip.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
+)
+HEALTH_POLL_S = 0.5
+
+
+class GrpcListener:
+    """A started gRPC server: the port it bound, its health status, and a graceful stop."""
+
+    def __init__(
+        self, server: grpc.aio.Server, port: int, services: Services, health: HealthServicer
+    ) -> None:
+        self.port = port
+        self.health = health
+        self._server = server
+        self._services = services
+        self._follow = asyncio.create_task(self._follow_readiness(), name="grpc-health")
+
+    async def refresh_health(self) -> None:
+        """Set the health status from ``DataPlane.ready()`` now (it is also polled every HEALTH_POLL_S)."""
+        await self.health.set_serving(self._services.dataplane.ready())
+
+    async def _follow_readiness(self) -> None:
+        while True:
+            if self._services.dataplane.ready() != self.health.serving:
+                await self.refresh_health()
+            await asyncio.sleep(HEALTH_POLL_S)
+
+    async def stop(self, grace: float) -> None:
+        """Report NOT_SERVING, refuse new calls, and give in-flight ones ``grace`` seconds to finish."""
+        self._follow.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._follow
+        await self.health.close()
+        await self._server.stop(grace)
+
+
+def _add_file(pool: descriptor_pool.DescriptorPool, file: FileDescriptor) -> None:
+    try:
+        pool.FindFileByName(file.name)
+    except KeyError:
+        for dependency in file.dependencies:
+            _add_file(pool, dependency)
+        proto = descriptor_pb2.FileDescriptorProto()
+        file.CopyToProto(proto)
+        pool.AddSerializedFile(proto.SerializeToString())
+
+
+def _reflection_pool() -> descriptor_pool.DescriptorPool:
+    # The Open Inference Protocol's messages live in a private pool (see scripts/generate), so reflection
+    # gets one pool holding a copy of every file it describes.
+    pool = descriptor_pool.DescriptorPool()
+    for file in (pb.DESCRIPTOR, oip.DESCRIPTOR, health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR):
+        _add_file(pool, file)
+    return pool
+
+
+async def start_grpc_server(
+    services: Services, host: str, port: int, *, reuse_port: bool = False
+) -> GrpcListener:
+    """Bind ``host:port`` (port 0 picks a free one), start serving, and return the listener.
+
+    Raises ``ConfigurationError`` when the address cannot be bound (a port in use, a foreign address).
+    """
+    limit = services.settings.grpc.max_message_bytes
+    server = grpc.aio.server(
+        options=[
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
+            ("grpc.max_send_message_length", limit),
+            ("grpc.max_receive_message_length", limit),
+        ]
+    )
+    pb_grpc.add_PredictorServicer_to_server(PredictorServicer(services), server)
+    oip_grpc.add_GRPCInferenceServiceServicer_to_server(GRPCInferenceServiceServicer(services), server)
+    health = HealthServicer(SERVICE_NAMES)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    if services.settings.grpc.reflection:
+        health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+        names = (*SERVICE_NAMES, health_name, reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, server, pool=_reflection_pool())
+    address = f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise ConfigurationError(f"cannot listen for gRPC on {address}: {exc}") from exc
+    if bound == 0:
+        raise ConfigurationError(f"cannot listen for gRPC on {address} (port in use?)")
+    await server.start()
+    listener = GrpcListener(server, bound, services, health)
+    await listener.refresh_health()
+    return listener

@@ -1,0 +1,243 @@
+"""``modelwire serve`` flags → Settings: flag > environment > config file > default, section by section."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import modelwire
+from modelwire import server
+from modelwire.cli import app, build_settings, parse_model_spec
+from modelwire.settings import BatchingSettings, LimitsSettings, ModelSettings, Settings
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
+    """Replace ``server.run`` to capture the Settings it would serve with."""
+    calls: list[Settings] = []
+    monkeypatch.setattr(server, "run", calls.append)
+    return calls
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    path = tmp_path / "custom.toml"
+    path.write_text(
+        """
+http_port = 9300
+grpc_port = 9301
+log_level = "warning"
+
+[batching]
+enabled = false
+max_batch_size = 64
+max_delay_ms = 7.0
+
+[limits]
+request_timeout_s = 12.0
+max_body_bytes = 2048
+"""
+    )
+    return path
+
+
+def serve(runner: CliRunner, *args: str, env: dict[str, str] | None = None) -> None:
+    result = runner.invoke(app, ["serve", *args], env=env)
+    assert result.exit_code == 0, result.output
+
+
+def test_defaults(runner: CliRunner, served: list[Settings]) -> None:
+    serve(runner)
+    (settings,) = served
+    assert (settings.host, settings.http_port, settings.grpc_port) == ("127.0.0.1", 8000, 8001)
+    assert settings.workers == 1
+    assert settings.batching.enabled
+    assert settings.models == ()
+
+
+def test_config_file_beats_defaults(runner: CliRunner, served: list[Settings], config_file: Path) -> None:
+    serve(runner, "--config", str(config_file))
+    (settings,) = served
+    assert (settings.http_port, settings.grpc_port, settings.log_level) == (9300, 9301, "warning")
+    assert settings.batching.model_dump() == {"enabled": False, "max_batch_size": 64, "max_delay_ms": 7.0}
+    assert settings.limits.request_timeout_s == 12.0
+
+
+def test_environment_beats_config_file(runner: CliRunner, served: list[Settings], config_file: Path) -> None:
+    env = {
+        "MODELWIRE_CONFIG": str(config_file),
+        "MODELWIRE_HTTP_PORT": "9200",
+        "MODELWIRE_BATCHING__MAX_BATCH_SIZE": "16",
+        "MODELWIRE_LIMITS__REQUEST_TIMEOUT_S": "9",
+    }
+    serve(runner, env=env)
+    (settings,) = served
+    assert settings.http_port == 9200
+    assert settings.grpc_port == 9301  # from the file
+    assert settings.batching.max_batch_size == 16
+    assert settings.batching.max_delay_ms == 7.0  # the rest of the section still comes from the file
+    assert settings.limits.request_timeout_s == 9.0
+    assert settings.limits.max_body_bytes == 2048
+
+
+def test_flags_beat_environment_and_config_file(
+    runner: CliRunner, served: list[Settings], config_file: Path, tmp_path: Path
+) -> None:
+    env = {
+        "MODELWIRE_HTTP_PORT": "9200",
+        "MODELWIRE_BATCHING__MAX_BATCH_SIZE": "16",
+        "MODELWIRE_BATCHING__ENABLED": "false",
+        "MODELWIRE_WORKERS": "3",
+    }
+    serve(
+        runner,
+        "--config",
+        str(config_file),
+        "--host",
+        "0.0.0.0",
+        "--http-port",
+        "9100",
+        "--max-batch-size",
+        "8",
+        "--batching",
+        "--request-timeout",
+        "4.5",
+        "--log-level",
+        "DEBUG",
+        "--data-dir",
+        str(tmp_path / "state"),
+        env=env,
+    )
+    (settings,) = served
+    assert settings.host == "0.0.0.0"
+    assert settings.http_port == 9100
+    assert settings.grpc_port == 9301  # no flag, no env: the file
+    assert settings.workers == 3  # no flag: the environment
+    assert settings.batching.model_dump() == {"enabled": True, "max_batch_size": 8, "max_delay_ms": 7.0}
+    assert settings.limits.request_timeout_s == 4.5
+    assert settings.log_level == "debug"
+    assert settings.data_dir == tmp_path / "state"
+    assert settings.config == config_file
+
+
+def test_no_batching_flag(runner: CliRunner, served: list[Settings]) -> None:
+    serve(runner, "--no-batching", "--max-delay-ms", "0.5", "--workers", "2", "--grpc-port", "0")
+    (settings,) = served
+    assert not settings.batching.enabled
+    assert settings.batching.max_delay_ms == 0.5
+    assert (settings.workers, settings.grpc_port) == (2, 0)
+
+
+def test_modelwire_toml_in_the_working_folder_is_read(
+    runner: CliRunner, served: list[Settings], tmp_path: Path
+) -> None:
+    (tmp_path / "modelwire.toml").write_text("grpc_port = 9501\n")
+    serve(runner)
+    assert served[0].grpc_port == 9501
+
+
+def test_models_as_arguments(runner: CliRunner, served: list[Settings]) -> None:
+    serve(runner, "tests.models:EchoModel", "rev=pkg.mod:Reverse", "models/Iris Classifier.onnx")
+    assert served[0].models == (
+        ModelSettings(name="echomodel", source="tests.models:EchoModel"),
+        ModelSettings(name="rev", source="pkg.mod:Reverse"),
+        ModelSettings(name="Iris-Classifier", source="models/Iris Classifier.onnx"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "name", "source"),
+    [
+        ("builtin:sentiment", "sentiment", "builtin:sentiment"),
+        ("mine=builtin:sentiment", "mine", "builtin:sentiment"),
+        ("/tmp/a=b/model.skops", "model", "/tmp/a=b/model.skops"),
+        ("clf.joblib", "clf", "clf.joblib"),
+    ],
+)
+def test_parse_model_spec(spec: str, name: str, source: str) -> None:
+    assert parse_model_spec(spec) == ModelSettings(name=name, source=source)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--http-port", "70000"], "http_port"),
+        (["--workers", "0"], "workers"),
+        (["--max-batch-size", "0"], "batching.max_batch_size"),
+        (["notamodel"], "is not builtin:sentiment"),
+        (["x="], "names no source"),
+    ],
+)
+def test_bad_settings_are_one_line_and_exit_1(
+    runner: CliRunner, served: list[Settings], args: list[str], message: str
+) -> None:
+    result = runner.invoke(app, ["serve", *args])
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert result.stderr.startswith("error: ")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+    assert served == []
+
+
+def test_a_missing_config_file_is_a_usage_error(runner: CliRunner, served: list[Settings]) -> None:
+    result = runner.invoke(app, ["serve", "--config", "nope.toml"])
+    assert result.exit_code == 2
+    assert "nope.toml" in result.stderr
+
+
+def test_run_mirrors_serve(served: list[Settings], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MODELWIRE_GRPC_PORT", "9401")
+    modelwire.run("echo=tests.models:EchoModel", http_port=9400, max_batch_size=4, batching=False)
+    (settings,) = served
+    assert (settings.http_port, settings.grpc_port) == (9400, 9401)
+    assert settings.batching.model_dump() == {
+        "enabled": False,
+        "max_batch_size": 4,
+        "max_delay_ms": BatchingSettings().max_delay_ms,
+    }
+    assert settings.models == (ModelSettings(name="echo", source="tests.models:EchoModel"),)
+
+
+def test_build_settings_passes_other_fields_through(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    limits = {"max_body_bytes": 4096}
+    settings = build_settings(limits=limits, request_timeout=3.0)
+    assert settings.limits.max_body_bytes == 4096
+    assert settings.limits.request_timeout_s == 3.0
+    assert limits == {"max_body_bytes": 4096}  # the caller's dict is not changed
+    settings = build_settings(limits=LimitsSettings(max_text_chars=10), request_timeout=2.0)
+    assert (settings.limits.max_text_chars, settings.limits.request_timeout_s) == (10, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "read"),
+    [
+        ("MODELWIRE_HOST", "::1", lambda s: s.host == "::1"),
+        ("MODELWIRE_HTTP_PORT", "1234", lambda s: s.http_port == 1234),
+        ("MODELWIRE_GRPC_PORT", "1235", lambda s: s.grpc_port == 1235),
+        ("MODELWIRE_DATA_DIR", "/srv/mw", lambda s: str(s.data_dir) == "/srv/mw"),
+        ("MODELWIRE_WORKERS", "4", lambda s: s.workers == 4),
+        ("MODELWIRE_LOG_LEVEL", "ERROR", lambda s: s.log_level == "error"),
+        ("MODELWIRE_BATCHING__MAX_BATCH_SIZE", "3", lambda s: s.batching.max_batch_size == 3),
+        ("MODELWIRE_BATCHING__MAX_DELAY_MS", "9", lambda s: s.batching.max_delay_ms == 9.0),
+        ("MODELWIRE_BATCHING__ENABLED", "false", lambda s: not s.batching.enabled),
+        ("MODELWIRE_LIMITS__REQUEST_TIMEOUT_S", "8", lambda s: s.limits.request_timeout_s == 8.0),
+    ],
+)
+def test_every_twin_named_in_the_help_is_read(
+    runner: CliRunner, served: list[Settings], env: str, value: str, read: Callable[[Settings], bool]
+) -> None:
+    help_text = runner.invoke(app, ["serve", "--help"]).stdout
+    assert f"[{env}]" in help_text
+    serve(runner, env={env: value})
+    assert read(served[0])
+
+
+def test_config_twin_is_read(runner: CliRunner, served: list[Settings], config_file: Path) -> None:
+    serve(runner, env={"MODELWIRE_CONFIG": str(config_file)})
+    assert served[0].http_port == 9300

@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelwire import ConfigurationError, Datatype, InvalidInputError, TensorSpec
+from modelwire.model.repository import ModelRepository
+from modelwire.model.runner import ModelRunner
+from modelwire.model.sentiment import SentimentModel, load_reviews, train_sentiment
+
+
+def test_i_love_this_product_is_positive_with_high_confidence(trained_sentiment: SentimentModel) -> None:
+    (result,) = trained_sentiment.predict(["I love this product"])
+    assert set(result) == {"sentiment", "confidence"}  # exactly the seed's shape
+    assert result["sentiment"] == "positive"
+    assert result["confidence"] > 0.8
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "This was a terrible, boring waste of time",
+        "I hated this film, the acting was awful",
+        "Dull, predictable and far too long.",
+    ],
+)
+def test_negative_texts_are_negative(trained_sentiment: SentimentModel, text: str) -> None:
+    (result,) = trained_sentiment.predict([text])
+    assert result["sentiment"] == "negative"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["An absolute masterpiece, I was moved to tears", "Great fun, wonderful cast, loved it"],
+)
+def test_positive_texts_are_positive(trained_sentiment: SentimentModel, text: str) -> None:
+    assert trained_sentiment.predict([text])[0]["sentiment"] == "positive"
+
+
+def test_confidence_is_the_probability_of_the_chosen_label(trained_sentiment: SentimentModel) -> None:
+    texts = ["I love this product", "a terrible, boring waste of time", "it was a film"]
+    for result in trained_sentiment.predict(texts):
+        assert isinstance(result["confidence"], float)
+        assert 0.5 <= result["confidence"] <= 1.0
+
+
+def test_a_batch_predicts_what_each_item_predicts_alone(trained_sentiment: SentimentModel) -> None:
+    texts = ["I love this product", "a terrible, boring waste of time", "pretty good", "not good"]
+    assert trained_sentiment.predict(texts) == [trained_sentiment.predict([t])[0] for t in texts]
+
+
+@pytest.mark.parametrize("bad", ["", "   \n\t", 42, None, b"I love this product", ["nested"]])
+def test_empty_and_non_string_items_fail_alone(trained_sentiment: SentimentModel, bad: Any) -> None:
+    good, failed, also_good = trained_sentiment.predict(["I love this product", bad, "awful"])
+    assert good["sentiment"] == "positive"
+    assert also_good["sentiment"] == "negative"
+    assert isinstance(failed, InvalidInputError)
+
+
+def test_a_batch_of_only_bad_items_never_calls_the_pipeline(trained_sentiment: SentimentModel) -> None:
+    results = trained_sentiment.predict(["", 3])
+    assert all(isinstance(r, InvalidInputError) for r in results)
+
+
+async def test_through_the_runner_sync_predict_off_the_loop(trained_sentiment: SentimentModel) -> None:
+    results = await ModelRunner(trained_sentiment).run(["I love this product", ""])
+    assert results[0]["sentiment"] == "positive"
+    assert isinstance(results[1], InvalidInputError)
+
+
+def test_info_declares_the_tensors_and_the_measured_accuracy(trained_sentiment: SentimentModel) -> None:
+    info = trained_sentiment.info()
+    assert info.name == "sentiment"
+    assert info.version == "1"
+    assert info.platform == "scikit-learn"
+    assert info.inputs == (TensorSpec("text", Datatype.BYTES),)
+    assert info.outputs == (TensorSpec("sentiment", Datatype.BYTES), TensorSpec("confidence", Datatype.FP32))
+    assert info.extra["metrics"]["accuracy"] >= 0.85
+    assert info.extra["created_at"]
+
+
+def test_training_reports_progress_and_a_new_version(
+    tmp_path: Path, tiny_reviews: tuple[list[str], list[int]]
+) -> None:
+    stages: list[tuple[str, float]] = []
+    repository = ModelRepository(tmp_path)
+
+    first = train_sentiment(repository, data=tiny_reviews, progress=lambda s, f: stages.append((s, f)))
+    second = train_sentiment(repository, name="sentiment", data=tiny_reviews)
+
+    assert (first.version, second.version) == ("1", "2")
+    assert (first.n_train, first.n_test) == (16, 4)
+    assert 0.0 <= first.accuracy <= 1.0
+    fractions = [f for _, f in stages]
+    assert fractions == sorted(fractions)
+    assert fractions[0] == 0.0
+    assert fractions[-1] == 1.0
+    assert repository.versions("sentiment") == ["1", "2"]
+
+
+def test_training_is_reproducible(tmp_path: Path, tiny_reviews: tuple[list[str], list[int]]) -> None:
+    repository = ModelRepository(tmp_path)
+    a = train_sentiment(repository, data=tiny_reviews)
+    b = train_sentiment(repository, data=tiny_reviews)
+    assert a.accuracy == b.accuracy
+    assert repository.metadata("sentiment", "1").metrics == repository.metadata("sentiment", "2").metrics
+
+
+def test_training_needs_both_labels(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="both labels"):
+        train_sentiment(ModelRepository(tmp_path), data=(["good", "great", "fine", "nice", "ok"], [1] * 5))
+    assert ModelRepository(tmp_path).versions("sentiment") == []
+
+
+def test_load_reviews_reads_the_packaged_csv() -> None:
+    texts, labels = load_reviews()
+    assert len(texts) == len(labels) == 33_530
+    assert set(labels) == {0, 1}
+    assert all(isinstance(t, str) for t in texts[:100])
+
+
+def test_load_reviews_reads_quoted_multiline_rows(tmp_path: Path) -> None:
+    path = tmp_path / "reviews.csv"
+    path.write_text('text,label,source\n"good, really ""good""\nfilm",1,imdb\nbad,0,rt\n', encoding="utf-8")
+    assert load_reviews(path) == (['good, really "good"\nfilm', "bad"], [1, 0])
+
+
+def test_load_reviews_of_an_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_text("text,label,source\n")
+    with pytest.raises(ConfigurationError, match="no labelled rows"):
+        load_reviews(path)

@@ -1,0 +1,84 @@
+"""The REST API's happy paths, in-process."""
+
+from __future__ import annotations
+
+import httpx
+
+
+async def test_seed_endpoint_answers_the_seed_shape(client: httpx.AsyncClient) -> None:
+    response = await client.post("/predict", json={"text": "I love this product"})
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"sentiment", "confidence"}
+    assert body["sentiment"] == "positive"
+    assert 0.8 < body["confidence"] <= 1.0
+
+
+async def test_named_model_single_and_batch(client: httpx.AsyncClient) -> None:
+    single = await client.post("/v1/models/sentiment/predict", json={"text": "A dreadful, boring film."})
+    assert single.json()["sentiment"] == "negative"
+    batch = await client.post(
+        "/v1/models/sentiment/versions/1/predict",
+        json={"texts": ["I love this product", "I hated every minute"]},
+    )
+    assert [p["sentiment"] for p in batch.json()["predictions"]] == ["positive", "negative"]
+
+
+async def test_generic_instances(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/models/echo/predict", json={"instances": ["a", "bb"]})
+    assert response.json() == {"predictions": [{"echo": "a", "length": 1}, {"echo": "bb", "length": 2}]}
+
+
+async def test_models_listing(client: httpx.AsyncClient) -> None:
+    models = {m["name"]: m for m in (await client.get("/v1/models")).json()["models"]}
+    assert set(models) == {"sentiment", "echo", "broken", "slow"}
+    assert models["sentiment"]["versions"] == [{"version": "1", "ready": True}]
+    assert models["sentiment"]["default_version"] == "1"
+
+
+async def test_open_inference_protocol_json(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/v2")).json()["name"] == "modelwire"
+    assert (await client.get("/v2/health/live")).json() == {"live": True}
+    assert (await client.get("/v2/models/sentiment/ready")).status_code == 200
+    meta = (await client.get("/v2/models/sentiment/versions/1")).json()
+    assert meta["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}]
+    assert [o["name"] for o in meta["outputs"]] == ["sentiment", "confidence"]
+    response = await client.post(
+        "/v2/models/sentiment/infer",
+        json={
+            "id": "r1",
+            "inputs": [
+                {
+                    "name": "text",
+                    "shape": [2, 1],
+                    "datatype": "BYTES",
+                    "data": [["I love this product"], ["awful"]],
+                }
+            ],
+        },
+    )
+    body = response.json()
+    assert body["id"] == "r1"
+    outputs = {o["name"]: o for o in body["outputs"]}
+    assert outputs["sentiment"]["data"] == ["positive", "negative"]
+    assert outputs["confidence"]["datatype"] == "FP32"
+    assert outputs["confidence"]["shape"] == [2]
+
+
+async def test_openapi_document_describes_the_api(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    paths = document["paths"]
+    for path in ("/predict", "/v1/models/{name}/predict", "/v2/models/{name}/infer", "/v2/health/ready"):
+        assert path in paths
+    request_schema = paths["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert request_schema == {"$ref": "#/components/schemas/PredictRequest"}
+    assert "text" in document["components"]["schemas"]["PredictRequest"]["properties"]
+    assert (await client.get("/docs")).status_code == 200
+
+
+async def test_metrics_are_prometheus_text(client: httpx.AsyncClient) -> None:
+    await client.post("/predict", json={"text": "count me"})
+    text = (await client.get("/metrics")).text
+    assert 'modelwire_requests_total{code="OK",model="sentiment",protocol="rest"}' in text
+    assert "modelwire_request_duration_seconds_bucket" in text
+    assert "modelwire_batch_size_count" in text
