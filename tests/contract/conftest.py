@@ -1,0 +1,118 @@
+"""One live server (REST + gRPC on port 0) and a tiny per-transport driver, so every contract test runs
+the same assertions over both wires. The drivers use the wire clients directly (httpx, grpcio stubs)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import grpc
+import httpx
+import pytest
+from google.protobuf import json_format
+
+from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2, predictor_pb2_grpc
+from modelwire.server import Server
+from modelwire.services import Services
+from modelwire.settings import BatchingSettings, LimitsSettings, Settings
+from tests.models import EchoModel, ErrorModel, SlowModel
+
+# The one status vocabulary the contract speaks; each transport maps to it below.
+HTTP_TO_CODE = {
+    400: "INVALID_ARGUMENT",
+    404: "NOT_FOUND",
+    413: "PAYLOAD_TOO_LARGE",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+GRPC_TO_CODE = {
+    grpc.StatusCode.INVALID_ARGUMENT: "INVALID_ARGUMENT",
+    grpc.StatusCode.NOT_FOUND: "NOT_FOUND",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "PAYLOAD_TOO_LARGE",
+    grpc.StatusCode.INTERNAL: "INTERNAL",
+    grpc.StatusCode.UNAVAILABLE: "UNAVAILABLE",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "DEADLINE_EXCEEDED",
+}
+
+
+@dataclass
+class Failure(Exception):
+    code: str
+    message: str
+    error_id: str | None = None
+
+
+class Driver(Protocol):
+    async def predict(self, text: Any, model: str = "sentiment", version: str = "") -> dict[str, Any]: ...
+
+
+class RestDriver:
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def predict(self, text: Any, model: str = "sentiment", version: str = "") -> dict[str, Any]:
+        path = f"/v1/models/{model}/versions/{version}/predict" if version else f"/v1/models/{model}/predict"
+        response = await self.client.post(path, json={"text": text})
+        if response.status_code != 200:
+            error = response.json()["error"]
+            code = HTTP_TO_CODE.get(response.status_code, str(response.status_code))
+            raise Failure(code, error["message"], error.get("details", {}).get("error_id"))
+        body: dict[str, Any] = response.json()
+        return body
+
+
+class GrpcDriver:
+    def __init__(self, stub: predictor_pb2_grpc.PredictorStub) -> None:
+        self.stub = stub
+
+    async def predict(self, text: Any, model: str = "sentiment", version: str = "") -> dict[str, Any]:
+        if not isinstance(text, str):
+            raise Failure(
+                "INVALID_ARGUMENT", "protobuf cannot carry a non-string text"
+            )  # the schema refuses it
+        try:
+            output = await self.stub.Predict(
+                predictor_pb2.Input(text=text, model=model, version=version), timeout=10
+            )
+        except grpc.aio.AioRpcError as exc:
+            details = exc.details() or ""
+            match = re.search(r"error_id=(\w+)", details)
+            raise Failure(
+                GRPC_TO_CODE.get(exc.code(), exc.code().name), details, match[1] if match else None
+            ) from None
+        if output.HasField("result"):
+            result: dict[str, Any] = json_format.MessageToDict(output.result)
+            if "length" in result:
+                result["length"] = int(result["length"])
+            return result
+        return {"sentiment": output.sentiment, "confidence": round(output.confidence, 4)}
+
+
+@pytest.fixture
+async def live(
+    make_services: Callable[..., Services], make_settings: Callable[..., Settings]
+) -> AsyncIterator[Server]:
+    settings = make_settings(
+        limits=LimitsSettings(request_timeout_s=0.5, max_text_chars=2000),
+        batching=BatchingSettings(max_batch_size=64, max_delay_ms=50),
+    )
+    services = make_services(
+        EchoModel(), ErrorModel("broken"), SlowModel("slow", delay_s=3.0), settings=settings
+    )
+    server = Server(settings, services=services)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture(params=["rest", "grpc"])
+async def driver(request: pytest.FixtureRequest, live: Server) -> AsyncIterator[Driver]:
+    if request.param == "rest":
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{live.http_port}", timeout=10) as client:
+            yield RestDriver(client)
+    else:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{live.grpc_port}") as channel:
+            yield GrpcDriver(predictor_pb2_grpc.PredictorStub(channel))
