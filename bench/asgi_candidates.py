@@ -76,7 +76,8 @@ def serve(kind: str, port: int, data_dir: str) -> None:
 def wrk(port: int, conns: int, duration: int) -> float:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
         lua.write(
-            f'wrk.method = "POST"\nwrk.body = {json.dumps(BODY)}\nwrk.headers["Content-Type"] = "application/json"\n'
+            f'wrk.method = "POST"\nwrk.body = {json.dumps(BODY)}\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
         )
     out = subprocess.run(
         [
@@ -161,7 +162,8 @@ def main() -> None:
                 )
                 rows.append((kind, conns, h1, h2))
                 print(
-                    f"{kind:10s} c={conns:<4d} h1={h1:8.0f} req/s  h2={'-' if h2 is None else f'{h2:8.0f}'} req/s",
+                    f"{kind:10s} c={conns:<4d} h1={h1:8.0f} req/s  "
+                    f"h2={'-' if h2 is None else f'{h2:8.0f}'} req/s",
                     flush=True,
                 )
         finally:

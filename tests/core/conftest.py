@@ -17,7 +17,9 @@ def running_services(make_services: Callable[..., Services]) -> RunningServices:
     stopped (the default sentiment model only when ``default=True``)."""
 
     @asynccontextmanager
-    async def run(*models: Model, settings: Settings | None = None, default: bool = False) -> AsyncIterator[Services]:
+    async def run(
+        *models: Model, settings: Settings | None = None, default: bool = False
+    ) -> AsyncIterator[Services]:
         services = make_services(*models, settings=settings, default=default)
         await services.start()
         try:

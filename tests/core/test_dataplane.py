@@ -105,7 +105,9 @@ async def test_too_many_items_is_payload_too_large(
     running_services: RunningServices, make_settings: Callable[..., Settings]
 ) -> None:
     echo = EchoModel()
-    async with running_services(echo, settings=make_settings(limits=LimitsSettings(max_batch_items=3))) as svc:
+    async with running_services(
+        echo, settings=make_settings(limits=LimitsSettings(max_batch_items=3))
+    ) as svc:
         assert len(await svc.dataplane.infer("echo", ["a", "b", "c"], ctx=CTX)) == 3
         with pytest.raises(PayloadTooLargeError, match="4 items; the limit is 3") as info:
             await svc.dataplane.infer("echo", ["a", "b", "c", "d"], ctx=CTX)
@@ -117,7 +119,9 @@ async def test_too_long_a_text_is_payload_too_large(
     running_services: RunningServices, make_settings: Callable[..., Settings]
 ) -> None:
     echo = EchoModel()
-    async with running_services(echo, settings=make_settings(limits=LimitsSettings(max_text_chars=10))) as svc:
+    async with running_services(
+        echo, settings=make_settings(limits=LimitsSettings(max_text_chars=10))
+    ) as svc:
         assert await svc.dataplane.predict("echo", "x" * 10, ctx=CTX) == {"echo": "x" * 10, "length": 10}
         with pytest.raises(PayloadTooLargeError, match="11 characters") as info:
             await svc.dataplane.infer("echo", ["fine", "y" * 11], ctx=CTX)

@@ -93,9 +93,15 @@ def test_empty_tensors() -> None:
     ("datatype", "raw", "shape", "message"),
     [
         pytest.param("BYTES", b"\x05\x00", [1], "incomplete length prefix", id="bytes: prefix cut"),
-        pytest.param("BYTES", b"\x05\x00\x00\x00abc", [1], "shorter than its length", id="bytes: element cut"),
-        pytest.param("BYTES", encode_raw("BYTES", [b"a", b"b"]), [3], "holds 2 elements", id="bytes: too few"),
-        pytest.param("BYTES", encode_raw("BYTES", [b"a", b"b"]), [1], "holds 2 elements", id="bytes: too many"),
+        pytest.param(
+            "BYTES", b"\x05\x00\x00\x00abc", [1], "shorter than its length", id="bytes: element cut"
+        ),
+        pytest.param(
+            "BYTES", encode_raw("BYTES", [b"a", b"b"]), [3], "holds 2 elements", id="bytes: too few"
+        ),
+        pytest.param(
+            "BYTES", encode_raw("BYTES", [b"a", b"b"]), [1], "holds 2 elements", id="bytes: too many"
+        ),
         pytest.param("FP32", b"\x00" * 8, [3], r"holds 8 bytes .* needs 3", id="fp32: too few"),
         pytest.param("INT64", b"\x00" * 24, [2], r"holds 24 bytes .* needs 2", id="int64: too many"),
         pytest.param("FP32", b"\x00" * 7, [2], "FP32", id="fp32: not a multiple of 4 bytes"),
@@ -134,13 +140,22 @@ def test_invalid_utf8_is_invalid_input() -> None:
 @pytest.mark.parametrize(
     ("tensors", "match", "field"),
     [
-        pytest.param([Tensor("text", "FP32", [1], [1.0])], "must be BYTES, not FP32", "inputs.text.datatype",
-                     id="wrong datatype"),
-        pytest.param([Tensor("texts", "BYTES", [1], [b"x"])], "unknown input 'texts'", "inputs",
-                     id="unknown input"),
+        pytest.param(
+            [Tensor("text", "FP32", [1], [1.0])],
+            "must be BYTES, not FP32",
+            "inputs.text.datatype",
+            id="wrong datatype",
+        ),
+        pytest.param(
+            [Tensor("texts", "BYTES", [1], [b"x"])], "unknown input 'texts'", "inputs", id="unknown input"
+        ),
         pytest.param([], "no inputs", "inputs", id="no inputs"),
-        pytest.param([Tensor("text", "BYTES", [3], [b"x"])], "has 1 elements but shape", "inputs.text.data",
-                     id="shape needs more data"),
+        pytest.param(
+            [Tensor("text", "BYTES", [3], [b"x"])],
+            "has 1 elements but shape",
+            "inputs.text.data",
+            id="shape needs more data",
+        ),
         pytest.param([Tensor("text", "BYTES", [], [b"x"])], "batch dimension", None, id="scalar"),
         pytest.param(
             [Tensor("text", "BYTES", [1], [b"x"]), Tensor("extra", "BYTES", [1], [b"y"])],
@@ -252,6 +267,9 @@ def test_row_outputs_keep_their_shape_and_undeclared_ones_infer_a_type() -> None
 
 def test_tensors_survive_a_round_trip_through_the_raw_codec() -> None:
     sentiment, confidence = instances_to_tensors(SENTIMENT, SENTIMENT_OUTPUTS)
-    assert decode_raw("BYTES", encode_raw("BYTES", sentiment.data), sentiment.shape) == [b"positive", b"negative"]
+    assert decode_raw("BYTES", encode_raw("BYTES", sentiment.data), sentiment.shape) == [
+        b"positive",
+        b"negative",
+    ]
     restored = decode_raw("FP32", encode_raw("FP32", confidence.data), confidence.shape)
     np.testing.assert_allclose(restored, [0.93, 0.71], rtol=1e-6)

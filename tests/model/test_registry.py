@@ -133,7 +133,9 @@ async def test_the_same_version_twice_is_a_configuration_error(registry: ModelRe
 
 async def test_batching_settings_choose_the_runner(registry: ModelRegistry) -> None:
     sizes: list[int] = []
-    batched = registry.add(EchoModel("batched"), BatchingSettings(max_batch_size=7, max_delay_ms=5), sizes.append)
+    batched = registry.add(
+        EchoModel("batched"), BatchingSettings(max_batch_size=7, max_delay_ms=5), sizes.append
+    )
     plain = registry.add(EchoModel("plain"), OFF)
 
     assert isinstance(batched.runner, BatchingRunner)
@@ -206,7 +208,9 @@ def test_a_config_listing_several_models_and_versions_is_honoured(
         models=[
             ModelSettings(name="sentiment", source="builtin:sentiment"),
             ModelSettings(name="pinned", source="builtin:sentiment", version="1"),
-            ModelSettings(name="echo", source="tests.models:EchoModel", version="3", options={"delay_s": 0.0}),
+            ModelSettings(
+                name="echo", source="tests.models:EchoModel", version="3", options={"delay_s": 0.0}
+            ),
             ModelSettings(name="echo", source="tests.models:EchoModel", version="4"),
             ModelSettings(name="sum", source="tests.models:SumModel"),
             ModelSettings(name="clf", source=str(skops_file), version="2"),
@@ -288,7 +292,9 @@ batching = { enabled = false }
 
 
 def test_a_pinned_version_that_does_not_exist(make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(models=[ModelSettings(name="sentiment", source="builtin:sentiment", version="5")])
+    settings = make_settings(
+        models=[ModelSettings(name="sentiment", source="builtin:sentiment", version="5")]
+    )
     with pytest.raises(ConfigurationError, match="no version 5"):
         build_models(settings)
 

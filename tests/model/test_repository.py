@@ -121,8 +121,12 @@ def test_a_corrupt_artifact_is_a_configuration_error(repository: ModelRepository
         SentimentModel("sentiment", "1", repository=repository).load()
 
 
-@pytest.mark.parametrize("content", [None, "{not json", '{"name": "sentiment"}'], ids=["missing", "bad", "short"])
-def test_unreadable_metadata_is_a_configuration_error(repository: ModelRepository, content: str | None) -> None:
+@pytest.mark.parametrize(
+    "content", [None, "{not json", '{"name": "sentiment"}'], ids=["missing", "bad", "short"]
+)
+def test_unreadable_metadata_is_a_configuration_error(
+    repository: ModelRepository, content: str | None
+) -> None:
     path = repository.root / "sentiment" / "1" / METADATA
     if content is None:
         path.unlink()

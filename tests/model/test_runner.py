@@ -76,7 +76,9 @@ async def test_async_test_double_sums_rows() -> None:
 
 
 @pytest.mark.parametrize("value", [[1], [1, 2, 3], []], ids=["too few", "too many", "none"])
-async def test_wrong_output_count_is_a_model_error(value: list[int], caplog: pytest.LogCaptureFixture) -> None:
+async def test_wrong_output_count_is_a_model_error(
+    value: list[int], caplog: pytest.LogCaptureFixture
+) -> None:
     with pytest.raises(ModelError) as info:
         await ModelRunner(ReturnsModel("count", value=value)).run(["a", "b"])
     assert f"returned {len(value)} outputs for 2 inputs" in info.value.message

@@ -71,7 +71,9 @@ def test_sklearn_joblib_regressor(tmp_path: Path) -> None:
 
 def test_sklearn_text_pipeline_takes_strings(tmp_path: Path) -> None:
     pipeline = Pipeline([("vec", CountVectorizer()), ("clf", LogisticRegression())])
-    pipeline.fit(["good great fine", "great good", "bad awful", "awful bad poor"], ["pos", "pos", "neg", "neg"])
+    pipeline.fit(
+        ["good great fine", "great good", "bad awful", "awful bad poor"], ["pos", "pos", "neg", "neg"]
+    )
     path = tmp_path / "text.skops"
     sio.dump(pipeline, path)
     model = loaded(SklearnModel("text", path=path))
@@ -222,9 +224,7 @@ def test_onnx_from_skl2onnx_matches_sklearn(tmp_path: Path) -> None:
     rows = [[1.0, 1.0], [3.0, 0.0]]
     out = model.predict(rows)
 
-    np.testing.assert_allclose(
-        np.ravel([o[name] for o in out]), regressor.predict(np.array(rows)), rtol=1e-5
-    )
+    np.testing.assert_allclose(np.ravel([o[name] for o in out]), regressor.predict(np.array(rows)), rtol=1e-5)
 
 
 def test_onnx_missing_file(tmp_path: Path) -> None:
@@ -234,7 +234,7 @@ def test_onnx_missing_file(tmp_path: Path) -> None:
 
 # -- plain Python classes ------------------------------------------------------------------------------
 
-USER_MODULE = '''
+USER_MODULE = """
 from modelwire import Model
 
 
@@ -244,7 +244,7 @@ class Reverse(Model):
 
 
 NOT_A_MODEL = 3
-'''
+"""
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ def error_of(response: httpx.Response) -> dict[str, object]:
     assert set(body) == {"error"}
     error = body["error"]
     assert isinstance(error, dict)
-    assert isinstance(error["message"], str) and error["message"]
+    assert isinstance(error["message"], str)
+    assert error["message"]
     return error
 
 
@@ -84,7 +85,8 @@ async def test_model_that_raises_is_500_with_error_id_and_no_traceback(
     details = error["details"]
     assert isinstance(details, dict)
     error_id = details["error_id"]
-    assert "secret" not in response.text and "Traceback" not in response.text
+    assert "secret" not in response.text
+    assert "Traceback" not in response.text
     assert any(error_id in record.getMessage() for record in caplog.records)
 
 

@@ -58,7 +58,7 @@ async def test_body_over_the_limit_is_413_on_the_wire(live: Server) -> None:
 
 async def test_client_disconnect_mid_request_cancels_the_work(live: Server) -> None:
     body = b'{"text": "hang up on me"}'
-    reader, writer = await asyncio.open_connection("127.0.0.1", live.http_port)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", live.http_port)
     writer.write(
         b"POST /v1/models/slow/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         + f"Content-Length: {len(body)}\r\n\r\n".encode()

@@ -7,6 +7,7 @@ whose JSON Schemas are merged into the generated OpenAPI document.
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any
 
 from fastapi import FastAPI
@@ -80,7 +81,7 @@ def create_app(services: Services) -> FastAPI:
         **predict_doc,
     )
 
-    oip = ["open inference protocol"]
+    oip: list[str | Enum] = ["open inference protocol"]
     route("/v2", v2.server_metadata, methods=["GET"], tags=oip, summary="Server metadata")
     route("/v2/health/live", v2.live, methods=["GET"], tags=oip, summary="Liveness")
     route("/v2/health/ready", v2.ready, methods=["GET"], tags=oip, summary="Readiness")

@@ -97,7 +97,9 @@ class V1Routes:
                 del exc.details["index"]
             raise
 
-    async def _run(self, request: Request, name: str, version: str | None, field: str, value: Any) -> Response:
+    async def _run(
+        self, request: Request, name: str, version: str | None, field: str, value: Any
+    ) -> Response:
         ctx = CallContext("rest")
         if field in ("text", "instance"):
             work = self.dataplane.infer(name, [value], version=version, ctx=ctx)
