@@ -26,22 +26,32 @@ class ClientDisconnectedError(Exception):
 
 
 async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
-    """Run ``work`` but cancel it (and so free its batch slot) the moment the client disconnects."""
-    task = asyncio.ensure_future(work)
+    """Await ``work``, but cancel it (and so free its batch slot) the moment the client disconnects.
+
+    One watcher task reads the ASGI channel and cancels the handler's own task on ``http.disconnect``;
+    cheaper than running the work as a second task and waiting on both.
+    """
+    handler = asyncio.current_task()
+    assert handler is not None
+    gone = False
 
     async def watch() -> None:
+        nonlocal gone
         while (await request.receive())["type"] != "http.disconnect":
             pass
+        gone = True
+        handler.cancel()
 
-    watcher = asyncio.ensure_future(watch())
+    watcher = asyncio.get_running_loop().create_task(watch())
     try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError:
+        if gone:
+            handler.uncancel()
+            raise ClientDisconnectedError from None
+        raise
     finally:
         watcher.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    raise ClientDisconnectedError
 
 
 def _json(value: Any, status: int = 200) -> Response:
