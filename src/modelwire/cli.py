@@ -142,7 +142,8 @@ def run(
         import modelwire
         modelwire.run("reverse=mypackage.models:Reverse", http_port=9000, max_batch_size=16)
 
-    Any other ``Settings`` field may be given too (``limits={"max_body_bytes": 1_000_000}``).
+    Any other ``Settings`` field may be given too (``limits={"max_body_bytes": 1_000_000}``), except
+    that ``batching`` is the ``--batching/--no-batching`` switch, as on the command line.
     """
     from modelwire import server
 

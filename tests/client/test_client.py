@@ -179,3 +179,26 @@ async def test_sync_client_works_inside_a_running_loop(url: str) -> None:
     # Its private loop runs in its own thread, so a caller's loop does not get in the way.
     with Client(url) as client:
         assert client.predict("I love this product").sentiment == "positive"
+
+
+def test_ctrl_c_while_waiting_cancels_the_call(server: ThreadedServer) -> None:
+    import _thread
+    import threading
+
+    with Client(server.http_url) as client:
+        client.health()  # start the private loop
+        loop = client._loop
+        assert loop is not None
+        timer = threading.Timer(0.3, _thread.interrupt_main)
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            client.predict("hello", model="slow")  # answers after 2 s
+        timer.join()
+        pending = asyncio.run_coroutine_threadsafe(_other_tasks(), loop).result(5)
+        assert pending == 0
+        assert client.predict("hello", model="echo").output["echo"] == "hello"
+
+
+async def _other_tasks() -> int:
+    await asyncio.sleep(0.05)  # let the cancellation land
+    return len(asyncio.all_tasks()) - 1

@@ -191,7 +191,8 @@ async def test_a_whole_batch_exception_fails_every_item_with_one_model_error(
     error_ids = {e.error_id for e in errors}
     assert len(error_ids) == 1  # one predict call failed, one id to find in the log
     (error_id,) = error_ids
-    assert error_id and errors[0].details == {"error_id": error_id}
+    assert error_id
+    assert errors[0].details == {"error_id": error_id}
     assert "secret" not in errors[0].message
     assert error_id in caplog.text
     # the driver survived the failure: the next request is answered (with the same failure), not hung

@@ -112,7 +112,7 @@ def test_sklearn_skops_file_with_an_untrusted_type_is_refused(tmp_path: Path) ->
 def test_sklearn_corrupt_file_is_a_configuration_error(tmp_path: Path) -> None:
     path = tmp_path / "corrupt.skops"
     path.write_bytes(b"this is not a zip file")
-    with pytest.raises(ConfigurationError, match="corrupt.skops"):
+    with pytest.raises(ConfigurationError, match=r"corrupt\.skops"):
         SklearnModel("corrupt", path=path).load()
 
 

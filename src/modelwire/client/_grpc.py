@@ -152,12 +152,17 @@ class GrpcTransport:
                 yield predictor_pb2.StreamInput(id=str(i), text=text, model=model, version=version or "")
 
         results: list[Output | ModelwireError | None] = [None] * len(texts)
-        with map_grpc_errors(self._target):
-            call = self._predictor.PredictStream(inputs(), timeout=self._timeout, metadata=self._metadata)
-            async for reply in call:
-                index = int(reply.id)
-                which = reply.WhichOneof("result")
-                results[index] = _stream_error(reply.error) if which == "error" else _output(reply.output)
+        call = self._predictor.PredictStream(inputs(), timeout=self._timeout, metadata=self._metadata)
+        try:
+            with map_grpc_errors(self._target):
+                async for reply in call:
+                    index = int(reply.id) if reply.id.isdigit() else -1
+                    if not 0 <= index < len(texts):
+                        raise InternalError(f"the server answered an unknown input ({reply.id!r:.20})")
+                    which = reply.WhichOneof("result")
+                    results[index] = _stream_error(reply.error) if which == "error" else _output(reply.output)
+        finally:
+            call.cancel()  # a no-op once the stream ended; frees it if we stop reading early
         done = [r for r in results if r is not None]
         if len(done) != len(texts):
             raise InternalError(f"the server answered {len(done)} of {len(texts)} inputs")

@@ -5,13 +5,15 @@ call. A method hands the matching ``AsyncClient`` coroutine to that loop (``run_
 waits for its result, so requests, parsing, error translation and both transports exist once, in the
 async code. The private loop also means a ``Client`` works where a loop is already running (a notebook, an
 async framework's sync handler), and that gRPC's asyncio channel always lives on the loop that made it.
-Ctrl-C while waiting cancels the call on the loop. ``close()`` closes the connection, stops the loop and
+Ctrl-C while waiting cancels the call on the loop (the wait is cut in short slices, because a signal
+may land on the loop's thread, and the main thread only notices it between blocking calls). ``close()`` closes the connection, stops the loop and
 joins the thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import threading
 import weakref
@@ -26,6 +28,7 @@ from modelwire.errors import ModelwireError
 __all__ = ["Client"]
 
 T = TypeVar("T")
+_POLL_S = 0.2
 
 
 def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -95,9 +98,12 @@ class Client:
             raise
         future = asyncio.run_coroutine_threadsafe(coro, loop)
         try:
+            while not future.done():
+                # Short waits: a Ctrl-C whose signal landed on another thread is raised between them.
+                concurrent.futures.wait((future,), timeout=_POLL_S)
             return future.result()
         except BaseException:
-            future.cancel()
+            pass
             raise
 
     def predict(self, text: str, *, model: str = "sentiment", version: str | None = None) -> Prediction:

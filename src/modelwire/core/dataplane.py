@@ -149,9 +149,13 @@ class DataPlane:
                 yield item
             await feeder
         finally:
+            # The consumer left (or failed): stop reading and cancel what is still running, and wait for the
+            # cancellations so every request has released its in-flight slot when this returns.
             feeder.cancel()
-            for task in list(tasks):
+            pending = [feeder, *tasks]
+            for task in pending:
                 task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def _run(self, handle: ModelHandle, instances: Sequence[Any], ctx: CallContext) -> list[Any]:
         timeout = self.limits.request_timeout_s

@@ -94,7 +94,7 @@ class BatchingRunner:
         self._wakeup = asyncio.Event()
         self._running = 0
         self._driver: asyncio.Task[None] | None = None
-        self._calls: set[asyncio.Task[None]] = set()
+        self._calls: dict[asyncio.Task[None], list[_Pending]] = {}
         self._closed = False
 
     async def run(self, batch: Sequence[Any]) -> list[Any]:
@@ -142,8 +142,8 @@ class BatchingRunner:
             return
         self._running += 1
         task = asyncio.get_running_loop().create_task(self._call(taken))
-        self._calls.add(task)
-        task.add_done_callback(self._calls.discard)
+        self._calls[task] = taken
+        task.add_done_callback(self._forget)
 
     async def _call(self, taken: list[_Pending]) -> None:
         try:
@@ -182,16 +182,27 @@ class BatchingRunner:
                 results.append(exc)
         return results
 
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._calls.pop(task, None)
+
     async def close(self) -> None:
-        """Finish the calls already running; fail what is still queued."""
+        """Fail what is still queued; finish the running calls someone still waits for, cancel the rest."""
         self._closed = True
         self._wakeup.set()
-        if self._calls:
-            await asyncio.gather(*self._calls, return_exceptions=True)
         while self._queue:
             item = self._queue.popleft()
             if not item.future.done():
                 item.future.set_exception(UnavailableError(f"model {self.model.name!r} is shutting down"))
+        # Wait on the callers' futures, not the calls: a call whose callers all gave up (deadline passed,
+        # client gone) may be stuck in a hung model, and must not hold shutdown hostage.
+        awaited = [p.future for taken in self._calls.values() for p in taken if not p.future.done()]
+        if awaited:
+            await asyncio.wait(awaited)
+        orphans = list(self._calls)
+        for task in orphans:
+            task.cancel()
+        if orphans:
+            await asyncio.gather(*orphans, return_exceptions=True)
         if self._driver is not None:
             self._driver.cancel()
             with contextlib.suppress(asyncio.CancelledError):

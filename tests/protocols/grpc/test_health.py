@@ -115,3 +115,12 @@ async def test_reflection_describes_the_services(
     described = next(f for f in files if f.name == file)
     service = next(s for s in described.service if f"{described.package}.{s.name}" == symbol)
     assert methods <= {m.name for m in service.method}
+
+
+async def test_reflection_serves_dependencies(channel: grpc.aio.Channel) -> None:
+    # grpcurl asks for imported files by name (predictor.proto imports struct.proto) before it can call.
+    request = reflection_pb2.ServerReflectionRequest(file_by_filename="google/protobuf/struct.proto")
+    response = await _reflect(channel, request)
+    assert response.WhichOneof("message_response") == "file_descriptor_response"
+    (blob, *_) = response.file_descriptor_response.file_descriptor_proto
+    assert descriptor_pb2.FileDescriptorProto.FromString(blob).package == "google.protobuf"

@@ -224,3 +224,12 @@ async def test_shutting_down_is_unavailable_with_retry_info(stub: Any, services:
         await stub.Predict(pb.Input(text="I love this product"))
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert rich_details(caught.value)["RetryInfo"].retry_delay.seconds == 1
+
+
+async def test_list_models(stub: Any) -> None:
+    response = await stub.ListModels(pb.ListModelsRequest())
+    models = {m.name: m for m in response.models}
+    assert {"sentiment", "echo", "broken", "slow"} <= set(models)
+    sentiment = models["sentiment"]
+    assert (sentiment.default_version, sentiment.platform) == ("1", "scikit-learn")
+    assert [(v.version, v.ready) for v in sentiment.versions] == [("1", True)]

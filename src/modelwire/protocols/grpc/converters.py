@@ -105,6 +105,11 @@ class PredictConverter:
         return output
 
     @staticmethod
+    def models_from_domain(models: list[dict[str, Any]]) -> Any:
+        """``DataPlane.list_models()`` as a ``ListModelsResponse``."""
+        return pb.ListModelsResponse(models=[pb.Model(**model) for model in models])
+
+    @staticmethod
     def error_from_domain(exc: ModelwireError) -> Any:
         error = pb.Error(code=exc.code.value, message=exc.message, field=exc.field or "")
         if isinstance(exc, InternalError):

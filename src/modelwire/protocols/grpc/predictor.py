@@ -42,6 +42,10 @@ class PredictorServicer(pb_grpc.PredictorServicer):  # type: ignore[misc]
         return PredictConverter.from_domain(result, call.model, self._version(call))
 
     @map_errors
+    async def ListModels(self, request: Any, context: Context) -> Any:
+        return PredictConverter.models_from_domain(self._dataplane.list_models())
+
+    @map_errors
     async def PredictStream(
         self, request_iterator: AsyncIterator[Any], context: Context
     ) -> AsyncIterator[Any]:

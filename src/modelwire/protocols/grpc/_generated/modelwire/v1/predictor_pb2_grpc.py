@@ -46,6 +46,11 @@ class PredictorStub:
                 request_serializer=modelwire_dot_v1_dot_predictor__pb2.StreamInput.SerializeToString,
                 response_deserializer=modelwire_dot_v1_dot_predictor__pb2.StreamOutput.FromString,
                 _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/modelwire.v1.Predictor/ListModels',
+                request_serializer=modelwire_dot_v1_dot_predictor__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=modelwire_dot_v1_dot_predictor__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
 
 
 class PredictorServicer:
@@ -69,6 +74,13 @@ class PredictorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListModels(self, request, context):
+        """The served models, their versions and readiness (as REST's GET /v1/models).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PredictorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -81,6 +93,11 @@ def add_PredictorServicer_to_server(servicer, server):
                     servicer.PredictStream,
                     request_deserializer=modelwire_dot_v1_dot_predictor__pb2.StreamInput.FromString,
                     response_serializer=modelwire_dot_v1_dot_predictor__pb2.StreamOutput.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=modelwire_dot_v1_dot_predictor__pb2.ListModelsRequest.FromString,
+                    response_serializer=modelwire_dot_v1_dot_predictor__pb2.ListModelsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -139,6 +156,33 @@ class Predictor:
             '/modelwire.v1.Predictor/PredictStream',
             modelwire_dot_v1_dot_predictor__pb2.StreamInput.SerializeToString,
             modelwire_dot_v1_dot_predictor__pb2.StreamOutput.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelwire.v1.Predictor/ListModels',
+            modelwire_dot_v1_dot_predictor__pb2.ListModelsRequest.SerializeToString,
+            modelwire_dot_v1_dot_predictor__pb2.ListModelsResponse.FromString,
             options,
             channel_credentials,
             insecure,
