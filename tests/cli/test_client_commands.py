@@ -90,16 +90,16 @@ def test_a_bad_url_is_one_line(runner: CliRunner) -> None:
     assert "unsupported URL scheme" in result.stderr
 
 
-def test_models_table(runner: CliRunner, server: ThreadedServer) -> None:
-    result = runner.invoke(app, ["models", "--url", server.http_url])
+def test_models_table(runner: CliRunner, url: str) -> None:
+    result = runner.invoke(app, ["models", "--url", url])
     assert result.exit_code == 0, result.output
     assert "sentiment" in result.stdout
     assert "scikit-learn" in result.stdout
     assert "ready" in result.stdout
 
 
-def test_models_json(runner: CliRunner, server: ThreadedServer) -> None:
-    result = runner.invoke(app, ["models", "--json", "--url", server.http_url])
+def test_models_json(runner: CliRunner, url: str) -> None:
+    result = runner.invoke(app, ["models", "--json", "--url", url])
     assert result.exit_code == 0, result.output
     listed = {m["name"]: m for m in json.loads(result.stdout)}
     assert listed["sentiment"]["versions"] == [{"version": "1", "ready": True}]

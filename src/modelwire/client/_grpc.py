@@ -24,7 +24,6 @@ from modelwire.errors import (
     ErrorCode,
     InternalError,
     ModelwireError,
-    NotFoundError,
     UnavailableError,
     error_from_code,
 )
@@ -125,7 +124,7 @@ def _stream_error(error: Any) -> ModelwireError:
 
 
 class GrpcTransport:
-    """``Predictor.Predict`` for a text, ``PredictStream`` for a batch, grpc.health.v1 for health."""
+    """``Predictor``'s Predict (one text), PredictStream (a batch) and ListModels; grpc.health.v1."""
 
     def __init__(self, endpoint: Endpoint) -> None:
         self._target = endpoint.target
@@ -169,21 +168,16 @@ class GrpcTransport:
         return done
 
     async def models(self) -> list[Output]:
-        # modelwire.v1.Predictor has no listing call yet; once the .proto adds ListModels (messages as in
-        # GET /v1/models), this works without a change here.
-        request_type = getattr(predictor_pb2, "ListModelsRequest", None)
-        list_models = getattr(self._predictor, "ListModels", None)
-        if request_type is None or list_models is None:
-            raise NotFoundError(
-                "this client's gRPC API cannot list models (modelwire.v1.Predictor has no ListModels); "
-                "ask the server's REST URL instead"
-            )
         with map_grpc_errors(self._target):
-            reply = await list_models(request_type(), timeout=self._timeout, metadata=self._metadata)
-        listed: list[Output] = json_format.MessageToDict(
-            reply, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-        ).get("models", [])
-        return listed
+            reply = await self._predictor.ListModels(
+                predictor_pb2.ListModelsRequest(), timeout=self._timeout, metadata=self._metadata
+            )
+        return [
+            json_format.MessageToDict(
+                model, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+            )
+            for model in reply.models
+        ]
 
     async def health(self) -> Health:
         request = health_pb2.HealthCheckRequest(service="")

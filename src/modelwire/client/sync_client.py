@@ -5,9 +5,9 @@ call. A method hands the matching ``AsyncClient`` coroutine to that loop (``run_
 waits for its result, so requests, parsing, error translation and both transports exist once, in the
 async code. The private loop also means a ``Client`` works where a loop is already running (a notebook, an
 async framework's sync handler), and that gRPC's asyncio channel always lives on the loop that made it.
-Ctrl-C while waiting cancels the call on the loop (the wait is cut in short slices, because a signal
-may land on the loop's thread, and the main thread only notices it between blocking calls). ``close()`` closes the connection, stops the loop and
-joins the thread.
+Ctrl-C while waiting cancels the call on the loop (the wait is cut in short slices: a signal may land on
+another thread, and the main thread only notices it between blocking calls). ``close()`` closes the
+connection, stops the loop and joins the thread.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class Client:
                 concurrent.futures.wait((future,), timeout=_POLL_S)
             return future.result()
         except BaseException:
-            pass
+            future.cancel()
             raise
 
     def predict(self, text: str, *, model: str = "sentiment", version: str | None = None) -> Prediction:
