@@ -7,13 +7,16 @@ whose JSON Schemas are merged into the generated OpenAPI document.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import request_response
 
 from modelwire._version import __version__
 from modelwire.errors import ModelwireError
@@ -25,7 +28,19 @@ from modelwire.protocols.rest.v1 import ClientDisconnectedError, V1Routes
 from modelwire.protocols.rest.v2 import V2Routes
 from modelwire.services import Services
 
-__all__ = ["create_app"]
+__all__ = ["DirectRoute", "create_app"]
+
+
+class DirectRoute(APIRoute):
+    """An ``APIRoute`` for handlers that take the raw ``Request`` and return a ``Response``.
+
+    FastAPI still documents it (OpenAPI, ``/docs``); serving skips dependency solving and FastAPI's two
+    per-request ``AsyncExitStack``s, which these handlers do not use.
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        self.app = request_response(endpoint)
 
 
 def create_app(services: Services) -> FastAPI:
@@ -44,6 +59,7 @@ def create_app(services: Services) -> FastAPI:
             Exception: handle_unexpected,
         },
     )
+    app.router.route_class = DirectRoute
     v1 = V1Routes(services)
     v2 = V2Routes(services)
     predict_doc: dict[str, Any] = {
