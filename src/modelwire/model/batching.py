@@ -107,7 +107,12 @@ class BatchingRunner:
         now = self._clock()
         pending = [_Pending(item, loop.create_future(), now) for item in batch]
         self._queue.extend(pending)
-        self._wakeup.set()
+        # The common case at low load: the model is idle, so dispatch here rather than wake the driver.
+        step = plan(len(self._queue), 0.0, self._running, self.policy)
+        if isinstance(step, Flush):
+            self._dispatch(step.size)
+        if self._queue:
+            self._wakeup.set()
         futures = [p.future for p in pending]
         try:
             return list(await asyncio.gather(*futures, return_exceptions=True))
@@ -126,7 +131,8 @@ class BatchingRunner:
                 continue
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), step.seconds)
+                async with asyncio.timeout(step.seconds):
+                    await self._wakeup.wait()
 
     def _drop_cancelled_head(self) -> None:
         while self._queue and self._queue[0].future.done():
