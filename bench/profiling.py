@@ -2,7 +2,8 @@
 
 ``py-spy record --gil --format raw`` samples only the thread holding the GIL, so the collapsed stacks say what
 keeps the one interpreter busy; they are reduced here to shares of self time by kind of code (the model's
-numeric code, the HTTP or gRPC stack, the event loop, thread-pool hand-offs) and the busiest functions.
+code and anything it calls, the HTTP or gRPC stack, the event loop, thread-pool hand-offs) and the busiest
+functions by self time.
 Time in native threads with no Python on the stack (granian's Rust I/O threads, grpc's C core) does not
 appear; the report's server-CPU column counts it.
 """
@@ -22,9 +23,10 @@ from servers import PEERS, Server
 
 PYSPY = PEERS / "tools-venv/bin/py-spy"
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^)]*?)(?::\d+)?\)$")
-# Where self time is spent, by the leaf frame's file (py-spy prints paths relative to their sys.path entry).
+# Samples anywhere inside the model's call count as the model's; the rest go by the leaf frame's file
+# (py-spy prints paths relative to their sys.path entry).
+MODEL = re.compile(r"\((sklearn|scipy|numpy|narwhals)/")
 CATEGORIES = (
-    ("model (sklearn/scipy/numpy)", re.compile(r"^(sklearn|scipy|numpy)/")),
     ("gRPC runtime", re.compile(r"^(grpc|google/protobuf)/")),
     (
         "HTTP/ASGI stack",
@@ -57,9 +59,15 @@ def summarize(collapsed: str, top: int = 8) -> dict[str, object]:
             continue
         func, file = _parse(frames[-1])
         self_time[f"{func} ({file})"] += samples
-        category = next(
-            (name for name, pattern in CATEGORIES if pattern.search(file)), "other (modelwire, stdlib)"
-        )
+        if any(MODEL.search(frame) for frame in frames):
+            category = "model: predict_proba and its input checks"
+        elif func == "Handle._run":
+            # A loop callback with no Python frame below it: compiled code (grpc.aio core, granian futures).
+            category = "native callbacks on the loop (grpc.aio Cython, granian Rust)"
+        else:
+            category = next(
+                (name for name, pattern in CATEGORIES if pattern.search(file)), "other (modelwire, stdlib)"
+            )
         categories[category] += samples
     if not total:
         return {"samples": 0, "categories": [], "top_self": []}

@@ -169,7 +169,8 @@ def render(results: dict) -> str:
         "### All cells",
         "",
         "req/s and latency percentiles are medians over the repeats; *server CPU* is the cores the server's "
-        "processes kept busy (1.00 = its whole pinned core); *spread* is (max - min) / median of req/s.",
+        "processes kept busy (1.00 = its whole pinned core); *mean batch* is items per `predict` call "
+        "from modelwire's `modelwire_batch_size` metric; *spread* is (max - min) / median of req/s.",
     ]
     for protocol, title in PROTOCOLS.items():
         rows = sorted(
@@ -182,13 +183,14 @@ def render(results: dict) -> str:
             "",
             f"#### {title}",
             "",
-            "| server | concurrency | req/s | p50 ms | p99 ms | server CPU | spread | errors |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| server | concurrency | req/s | p50 ms | p99 ms | server CPU | mean batch | spread | errors |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for r in rows:
             out.append(
                 f"| {SERVERS[r['server']]} | {r['concurrency']} | {_num(r['req_per_s'])} | "
                 f"{_num(r['p50_ms'], 2)} | {_num(r['p99_ms'], 2)} | {r['server_cpu']:.2f} | "
+                f"{_num(r.get('mean_batch'), 1)} | "
                 f"{r['spread'] * 100:.0f}% | {r['errors']} |"
             )
     out += _profiles(results.get("profiles") or {})

@@ -113,9 +113,12 @@ def measure(
                         args.duration, concurrency, driver_cpus, run_dir / "raw" / f"{name}.txt"
                     )
                     server = up[cell.server]
-                    cpu, wall = server.cpu_seconds(), time.monotonic()
+                    before, cpu, wall = server.batch_totals(), server.cpu_seconds(), time.monotonic()
                     result = cell.drive(load, server)
                     result["server_cpu"] = round((server.cpu_seconds() - cpu) / (time.monotonic() - wall), 2)
+                    after = server.batch_totals()
+                    if before and after and after[0] > before[0]:
+                        result["mean_batch"] = round((after[1] - before[1]) / (after[0] - before[0]), 1)
                     row = {"protocol": cell.protocol, "server": cell.server, "concurrency": concurrency}
                     row |= {"repeat": repeat, **result}
                     runs.append(row)
@@ -128,6 +131,10 @@ def measure(
                         flush=True,
                     )
     return runs
+
+
+def _batches(group: list[dict[str, object]]) -> list[float]:
+    return [float(str(r["mean_batch"])) for r in group if r.get("mean_batch") is not None]
 
 
 def summarize(runs: list[dict[str, object]]) -> list[dict[str, object]]:
@@ -148,6 +155,7 @@ def summarize(runs: list[dict[str, object]]) -> list[dict[str, object]]:
                 "p99_ms": statistics.median(float(str(r["p99_ms"])) for r in group),
                 "errors": sum(int(str(r["errors"])) for r in group),
                 "server_cpu": statistics.median(float(str(r["server_cpu"])) for r in group),
+                "mean_batch": statistics.median(batches) if (batches := _batches(group)) else None,
                 "spread": (max(rates) - min(rates)) / statistics.median(rates)
                 if statistics.median(rates)
                 else 0,

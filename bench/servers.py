@@ -127,6 +127,22 @@ class Server:
                 total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
         return total / os.sysconf("SC_CLK_TCK")
 
+    def batch_totals(self) -> tuple[float, float] | None:
+        """(batches, items) so far from modelwire's ``modelwire_batch_size`` histogram; None elsewhere."""
+        if not self.key.startswith("modelwire"):
+            return None
+        try:
+            with urllib.request.urlopen(self.base_url + "/metrics", timeout=5) as response:
+                text = response.read().decode()
+        except OSError:
+            return None
+        totals = {"count": 0.0, "sum": 0.0}
+        for line in text.splitlines():
+            for kind in totals:
+                if line.startswith(f"modelwire_batch_size_{kind}{{"):
+                    totals[kind] += float(line.rsplit(" ", 1)[1])
+        return totals["count"], totals["sum"]
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])

@@ -132,3 +132,41 @@ def test_load_reviews_of_an_empty_file(tmp_path: Path) -> None:
     path.write_text("text,label,source\n")
     with pytest.raises(ConfigurationError, match="no labelled rows"):
         load_reviews(path)
+
+
+def test_the_direct_runtime_equals_predict_proba(trained_data_dir: Path) -> None:
+    """model/linear_text.py must compute exactly what scikit-learn computes, on real held-out reviews."""
+    import numpy as np
+
+    from modelwire.model.linear_text import LinearTextScorer
+    from modelwire.model.repository import ModelRepository
+    from modelwire.model.sentiment import SentimentModel, load_reviews
+
+    direct = SentimentModel("sentiment", "1", repository=ModelRepository(trained_data_dir / "models"))
+    direct.load()
+    assert isinstance(direct._scorer, LinearTextScorer)
+    exact = SentimentModel(
+        "sentiment", "1", repository=ModelRepository(trained_data_dir / "models"), runtime="sklearn"
+    )
+    exact.load()
+    assert exact._scorer is None
+    texts, _ = load_reviews()
+    sample = [t for t in [*texts[::97], "I love this product", "a"] if t.strip()]
+    sample.append("...")  # a text with no tokens at all
+    fast = np.array(direct._positive_probability(sample))
+    slow = np.array(exact._positive_probability(sample))
+    assert np.allclose(fast, slow, rtol=0, atol=1e-9)
+    assert direct.predict(sample) == exact.predict(sample)
+
+
+def test_the_direct_runtime_declines_other_pipelines() -> None:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from modelwire.model.linear_text import LinearTextScorer
+
+    pipeline = make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(
+        ["good", "bad", "fine", "awful"], [1, 0, 1, 0]
+    )
+    assert LinearTextScorer.from_pipeline(pipeline) is None

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from modelwire.errors import ConfigurationError, InvalidInputError
 from modelwire.model.base import Datatype, Model, TensorSpec
+from modelwire.model.linear_text import LinearTextScorer
 from modelwire.model.repository import ArtifactMetadata, ModelRepository
 
 __all__ = ["SentimentModel", "TrainingReport", "load_reviews", "train_sentiment"]
@@ -167,11 +168,15 @@ class SentimentModel(Model):
         super().__init__(name, version, **options)
         self.repository = repository
         self._pipeline: Any = None
+        self._scorer: LinearTextScorer | None = None
         self.metadata: ArtifactMetadata | None = None
 
     def load(self) -> None:
         self._pipeline, self.metadata = self.repository.load(self.name, self.version, _ALLOWED_TYPES)
-        self._pipeline.predict_proba(["warm up"])
+        # options: runtime = "direct" (default; see model/linear_text.py) or "sklearn" (predict_proba).
+        if self.options.get("runtime", "direct") == "direct":
+            self._scorer = LinearTextScorer.from_pipeline(self._pipeline)
+        self._positive_probability(["warm up"])
 
     def predict(self, batch: Sequence[Any]) -> list[Any]:
         results: list[Any] = [None] * len(batch)
@@ -193,6 +198,8 @@ class SentimentModel(Model):
         return results
 
     def _positive_probability(self, texts: list[str]) -> Iterable[float]:
+        if self._scorer is not None:
+            return self._scorer.positive_probability(texts)
         proba = self._pipeline.predict_proba(texts)
         column = list(self._pipeline.classes_).index(1)
         return [float(p) for p in proba[:, column]]
