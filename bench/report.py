@@ -146,8 +146,9 @@ def render(results: dict) -> str:
         "(the run itself keeps about 2 busy; more means other work on this shared machine competed).",
         f"- **Each number** is the median of {settings['repeats']} runs of {settings['duration_s']:g} s "
         f"(after {settings['warmup_s']:g} s of discarded warm-up per server and protocol); batching is "
-        f"max {settings['batching']['max_batch_size']} items / {settings['batching']['max_delay_ms']:g} ms "
-        "for modelwire and MLServer alike.",
+        "each server's default policy: modelwire at most 32 items, dispatched as soon as the model is free "
+        f"(`max_delay_ms` 0); MLServer's batching instance at most {settings['batching']['max_batch_size']} "
+        f"items / {settings['batching']['max_delay_ms']:g} ms.",
         f"- **modelwire** at `{meta['versions']['modelwire']}`; model `{meta['model']['path']}`.",
     ]
     if meta.get("mlserver_missing"):
