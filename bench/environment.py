@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import platform
 import subprocess
@@ -13,7 +14,9 @@ from pathlib import Path
 from peer_model import latest_version
 from servers import PEERS, ROOT
 
-__all__ = ["cpu_split", "describe", "latest_version", "mlserver_missing"]
+__all__ = ["MLSERVER_BATCH", "cpu_split", "describe", "latest_version", "mlserver_missing"]
+
+MLSERVER_BATCH = (32, 2.0)  # MLServer's adaptive batching instance: max items, max delay in ms
 
 _VERSIONS = "import importlib.metadata as m, sys\nfor n in sys.argv[1:]:\n    print(n, m.version(n))"
 
@@ -60,6 +63,22 @@ def _versions(python: Path, *names: str) -> dict[str, str]:
     except (subprocess.SubprocessError, OSError):
         return {}
     return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+
+
+def _modelwire_batching() -> dict[str, object]:
+    """modelwire's batching defaults, as the installed code defines them (the benchmark does not set them)."""
+    code = "from modelwire.settings import BatchingSettings as B; print(B().model_dump_json())"
+    try:
+        done = subprocess.run(
+            [str(ROOT / ".venv/bin/python"), "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return dict(json.loads(done.stdout))
+    except (subprocess.SubprocessError, OSError, ValueError):
+        return {}
 
 
 def _tool(*argv: str) -> str:
@@ -122,7 +141,8 @@ def describe(args: argparse.Namespace, stamp: str, version_dir: Path, mlserver_m
             "repeats": args.repeats,
             "warmup_s": args.warmup,
             "concurrency": args.concurrency,
-            "batching": {"max_batch_size": 32, "max_delay_ms": 2.0},
+            "modelwire_batching": _modelwire_batching(),
+            "mlserver_batching": {"max_batch_size": MLSERVER_BATCH[0], "max_delay_ms": MLSERVER_BATCH[1]},
         },
         "model": {"path": str(version_dir.relative_to(ROOT)), "version": version_dir.name},
         "versions": {

@@ -25,7 +25,9 @@ PYSPY = PEERS / "tools-venv/bin/py-spy"
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^)]*?)(?::\d+)?\)$")
 # Samples anywhere inside the model's call count as the model's; the rest go by the leaf frame's file
 # (py-spy prints paths relative to their sys.path entry).
-MODEL = re.compile(r"\((sklearn|scipy|numpy|narwhals)/")
+MODEL = re.compile(
+    r"\((sklearn|scipy|numpy|narwhals)/|\((modelwire/model/)?(sentiment|linear_text|runtimes|peer_model)\.py"
+)
 CATEGORIES = (
     ("gRPC runtime", re.compile(r"^(grpc|google/protobuf)/")),
     (
@@ -60,7 +62,7 @@ def summarize(collapsed: str, top: int = 8) -> dict[str, object]:
         func, file = _parse(frames[-1])
         self_time[f"{func} ({file})"] += samples
         if any(MODEL.search(frame) for frame in frames):
-            category = "model: predict_proba and its input checks"
+            category = "model: predict and all it calls"
         elif func == "Handle._run":
             # A loop callback with no Python frame below it: compiled code (grpc.aio core, granian futures).
             category = "native callbacks on the loop (grpc.aio Cython, granian Rust)"
@@ -109,6 +111,7 @@ def profile_all(
     wanted = {
         ("rest-h1", "modelwire"),
         ("rest-h1", "modelwire-nobatch"),
+        ("rest-h1", "modelwire-sklearn-nobatch"),
         ("grpc", "modelwire"),
         ("grpc", "modelwire-nobatch"),
         ("rest-h1", "fastapi"),

@@ -23,8 +23,10 @@ PROTOCOLS = {
     "v2-grpc": "gRPC `inference.GRPCInferenceService/ModelInfer` (grpc.aio driver)",
 }
 SERVERS = {
-    "modelwire": "modelwire, batching on (default)",
-    "modelwire-nobatch": "modelwire, batching off",
+    "modelwire": "modelwire, defaults (direct runtime, batching on)",
+    "modelwire-nobatch": "modelwire, direct runtime, batching off",
+    "modelwire-sklearn": "modelwire, sklearn runtime, batching on",
+    "modelwire-sklearn-nobatch": "modelwire, sklearn runtime, batching off",
     "fastapi": "FastAPI + uvicorn",
     "mlserver": "MLServer, batching off (default)",
     "mlserver-batch": "MLServer, adaptive batching on",
@@ -40,10 +42,13 @@ class Target:
     at: tuple[int, ...] | None = None  # concurrencies judged; None = all
 
 
+_FASTAPI = ("rest-h1", "fastapi")
+_ML_REST = ("v2-rest-h1", "mlserver")
+_ML_GRPC = ("v2-grpc", "mlserver")
 TARGETS = (
-    Target("REST vs plain FastAPI + uvicorn", ("rest-h1", "modelwire"), ("rest-h1", "fastapi"), 1.5),
-    Target("REST vs MLServer REST", ("rest-h1", "modelwire"), ("v2-rest-h1", "mlserver"), 3.0),
-    Target("gRPC vs MLServer gRPC", ("grpc", "modelwire"), ("v2-grpc", "mlserver"), 1.5),
+    Target("REST vs plain FastAPI + uvicorn", ("rest-h1", "modelwire"), _FASTAPI, 1.5),
+    Target("REST vs MLServer REST", ("rest-h1", "modelwire"), _ML_REST, 3.0),
+    Target("gRPC vs MLServer gRPC", ("grpc", "modelwire"), _ML_GRPC, 1.5),
     Target(
         "batching on vs off, REST HTTP/1.1",
         ("rest-h1", "modelwire"),
@@ -60,31 +65,45 @@ TARGETS = (
     ),
     Target("batching on vs off, gRPC", ("grpc", "modelwire"), ("grpc", "modelwire-nobatch"), 2.0, (128,)),
 )
+# The same targets with modelwire running scikit-learn's predict_proba, the very code the peers run: what the
+# server itself adds, with the direct evaluator's head start taken out.
+SAME_CODE = (
+    Target("REST vs plain FastAPI + uvicorn", ("rest-h1", "modelwire-sklearn"), _FASTAPI, 1.5),
+    Target("REST vs MLServer REST", ("rest-h1", "modelwire-sklearn"), _ML_REST, 3.0),
+    Target("gRPC vs MLServer gRPC", ("grpc", "modelwire-sklearn"), _ML_GRPC, 1.5),
+    Target(
+        "batching on vs off, REST HTTP/1.1",
+        ("rest-h1", "modelwire-sklearn"),
+        ("rest-h1", "modelwire-sklearn-nobatch"),
+        2.0,
+        (128,),
+    ),
+    Target(
+        "batching on vs off, gRPC",
+        ("grpc", "modelwire-sklearn"),
+        ("grpc", "modelwire-sklearn-nobatch"),
+        2.0,
+        (128,),
+    ),
+)
 CONTEXT = (
     Target(
-        "REST, batching off, vs FastAPI + uvicorn",
-        ("rest-h1", "modelwire-nobatch"),
-        ("rest-h1", "fastapi"),
+        "REST, direct runtime, batching off, vs FastAPI", ("rest-h1", "modelwire-nobatch"), _FASTAPI, None
+    ),
+    Target(
+        "REST, sklearn runtime, batching off, vs FastAPI",
+        ("rest-h1", "modelwire-sklearn-nobatch"),
+        _FASTAPI,
         None,
     ),
     Target(
-        "REST, batching off, vs MLServer REST",
-        ("rest-h1", "modelwire-nobatch"),
-        ("v2-rest-h1", "mlserver"),
+        "gRPC, sklearn runtime, batching off, vs MLServer",
+        ("grpc", "modelwire-sklearn-nobatch"),
+        _ML_GRPC,
         None,
     ),
-    Target(
-        "gRPC, batching off, vs MLServer gRPC", ("grpc", "modelwire-nobatch"), ("v2-grpc", "mlserver"), None
-    ),
-    Target(
-        "v2 REST vs MLServer v2 REST (same protocol)",
-        ("v2-rest-h1", "modelwire"),
-        ("v2-rest-h1", "mlserver"),
-        None,
-    ),
-    Target(
-        "v2 gRPC vs MLServer v2 gRPC (same protocol)", ("v2-grpc", "modelwire"), ("v2-grpc", "mlserver"), None
-    ),
+    Target("v2 REST vs MLServer v2 REST (same protocol)", ("v2-rest-h1", "modelwire"), _ML_REST, None),
+    Target("v2 gRPC vs MLServer v2 gRPC (same protocol)", ("v2-grpc", "modelwire"), _ML_GRPC, None),
     Target(
         "REST vs MLServer REST, both batching",
         ("rest-h1", "modelwire"),
@@ -101,6 +120,12 @@ def _num(value: float, digits: int = 0) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return f"{value:,.{digits}f}"
+
+
+def _batching(values: dict | None) -> str:
+    if not values:
+        return "settings unknown"
+    return f"at most {values.get('max_batch_size')} items, {values.get('max_delay_ms')} ms window"
 
 
 def _verdict(ratio: float, goal: float) -> str:
@@ -125,6 +150,11 @@ def _ratio_rows(targets: tuple[Target, ...], cell: dict, concurrency: list[int],
     return rows
 
 
+def _starved(row: dict, pinned: bool) -> bool:
+    """A loaded cell whose server got well under its pinned core: other work shared that core."""
+    return pinned and row["concurrency"] >= 32 and row["server_cpu"] < 0.85
+
+
 def render(results: dict) -> str:
     meta, summary = results["meta"], results["summary"]
     cell = {(r["protocol"], r["server"], r["concurrency"]): r for r in summary}
@@ -145,12 +175,21 @@ def render(results: dict) -> str:
         f"{machine.get('loadavg_start')} before the servers started, {machine.get('loadavg_end')} at the end "
         "(the run itself keeps about 2 busy; more means other work on this shared machine competed).",
         f"- **Each number** is the median of {settings['repeats']} runs of {settings['duration_s']:g} s "
-        f"(after {settings['warmup_s']:g} s of discarded warm-up per server and protocol); batching is "
-        "each server's default policy: modelwire at most 32 items, dispatched as soon as the model is free "
-        f"(`max_delay_ms` 0); MLServer's batching instance at most {settings['batching']['max_batch_size']} "
-        f"items / {settings['batching']['max_delay_ms']:g} ms.",
+        f"(after {settings['warmup_s']:g} s of discarded warm-up per server and protocol).",
+        f"- **Batching:** modelwire on its defaults ({_batching(settings.get('modelwire_batching'))}; a "
+        "0 ms window means a batch is whatever queued while the model was busy); MLServer's "
+        f"adaptive-batching instance {_batching(settings.get('mlserver_batching'))}.",
         f"- **modelwire** at `{meta['versions']['modelwire']}`; model `{meta['model']['path']}`.",
     ]
+    pinned = bool(machine["server_cpus"])
+    starved = [r for r in summary if _starved(r, pinned)]
+    if starved:
+        loaded = sum(1 for r in summary if r["concurrency"] >= 32)
+        out.append(
+            f"- **Caution:** {len(starved)} of {loaded} loaded cells ran CPU-starved (median server CPU "
+            "below 0.85 of the pinned core, marked *starved* below): other work shared the core, so those "
+            "numbers are low and the ratios that use them are unreliable."
+        )
     if meta.get("mlserver_missing"):
         out.append(f"- **MLServer did not run:** {meta['mlserver_missing']}")
     out += [
@@ -160,6 +199,14 @@ def render(results: dict) -> str:
         "| target | concurrency | modelwire req/s | peer req/s | ratio | goal | verdict |",
         "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
         *_ratio_rows(TARGETS, cell, concurrency, judged=True),
+        "",
+        "The same targets with modelwire running scikit-learn's `predict_proba`, the very code both peers "
+        "run (the default runtime evaluates the same pipeline directly, see `model/linear_text.py`):",
+        "",
+        "| target, same inference code | concurrency | modelwire req/s | peer req/s | ratio | goal "
+        "| verdict |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        *_ratio_rows(SAME_CODE, cell, concurrency, judged=True),
         "",
         "Other ratios from the same run, for context:",
         "",
@@ -190,7 +237,8 @@ def render(results: dict) -> str:
         for r in rows:
             out.append(
                 f"| {SERVERS[r['server']]} | {r['concurrency']} | {_num(r['req_per_s'])} | "
-                f"{_num(r['p50_ms'], 2)} | {_num(r['p99_ms'], 2)} | {r['server_cpu']:.2f} | "
+                f"{_num(r['p50_ms'], 2)} | {_num(r['p99_ms'], 2)} | {r['server_cpu']:.2f}"
+                f"{' (starved)' if _starved(r, pinned) else ''} | "
                 f"{_num(r.get('mean_batch'), 1)} | "
                 f"{r['spread'] * 100:.0f}% | {r['errors']} |"
             )
@@ -237,8 +285,15 @@ def write_docs(markdown: str, path: Path) -> None:
 
 
 def main(argv: list[str]) -> None:
+    """Render ``<run_dir>/results.json`` again, profiles re-read from their stacks; ``--write`` into docs."""
+    import profiling
+
     run_dir = Path(argv[0])
     results = json.loads((run_dir / "results.json").read_text())
+    for name in results.get("profiles") or {}:
+        stacks = run_dir / f"profile-{name}.collapsed.txt"
+        if stacks.exists():
+            results["profiles"][name] = profiling.summarize(stacks.read_text())
     markdown = render(results)
     if "--write" in argv:
         write_docs(markdown, Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md")

@@ -61,13 +61,11 @@ def plan(run_dir: Path, include_mlserver: bool) -> list[Cell]:
     def grpc(kind: str) -> Callable[[drivers.Load, Server], dict[str, object]]:
         return lambda load, s: drivers.grpc(load, f"127.0.0.1:{s.grpc_port}", kind)
 
+    modelwires = ("modelwire", "modelwire-nobatch", "modelwire-sklearn", "modelwire-sklearn-nobatch")
     cells = [
-        *(
-            Cell("rest-h1", key, h1("/predict", predict))
-            for key in ("modelwire", "modelwire-nobatch", "fastapi")
-        ),
+        *(Cell("rest-h1", key, h1("/predict", predict)) for key in (*modelwires, "fastapi")),
         *(Cell("rest-h2", key, h2) for key in ("modelwire", "modelwire-nobatch")),
-        *(Cell("grpc", key, grpc("predictor")) for key in ("modelwire", "modelwire-nobatch")),
+        *(Cell("grpc", key, grpc("predictor")) for key in modelwires),
         Cell("v2-rest-h1", "modelwire", h1(infer, v2)),
         Cell("v2-grpc", "modelwire", grpc("v2")),
     ]
@@ -209,12 +207,15 @@ def main(argv: list[str] | None = None) -> None:
     fleet = [
         servers.modelwire(run_dir, data_dir, batching=True),
         servers.modelwire(run_dir, data_dir, batching=False),
+        servers.modelwire(run_dir, data_dir, batching=True, runtime="sklearn"),
+        servers.modelwire(run_dir, data_dir, batching=False, runtime="sklearn"),
         servers.fastapi(run_dir, data_dir / "models"),
     ]
     if mlserver_missing is None:
         for batching in (False, True):
+            size, delay = environment.MLSERVER_BATCH
             fleet.append(
-                servers.mlserver(run_dir, version_dir, batching=batching, batch_size=32, delay_ms=2.0)
+                servers.mlserver(run_dir, version_dir, batching=batching, batch_size=size, delay_ms=delay)
             )
     up = {s.key: s for s in fleet}
     environment.wait_quiet(args.wait_quiet)

@@ -150,22 +150,31 @@ class Server:
             return "(no log)"
 
 
-def modelwire(run_dir: Path, data_dir: Path, *, batching: bool) -> Server:
-    key = "modelwire" if batching else "modelwire-nobatch"
+def modelwire(run_dir: Path, data_dir: Path, *, batching: bool, runtime: str | None = None) -> Server:
+    """``modelwire serve`` on its defaults but for batching on/off and, if given, the sentiment runtime.
+
+    ``runtime="sklearn"`` makes the default model call scikit-learn's ``predict_proba``, exactly what the
+    peers run, so those rows compare servers with identical inference code.
+    """
+    key = "modelwire" + (f"-{runtime}" if runtime else "") + ("" if batching else "-nobatch")
+    env = {"MODELWIRE_BATCHING__ENABLED": "true" if batching else "false"}
+    if runtime:
+        model = {"name": "sentiment", "source": "builtin:sentiment", "options": {"runtime": runtime}}
+        env["MODELWIRE_MODELS"] = json.dumps([model])
     http_port, grpc_port = free_port(), free_port()
     argv = [str(ROOT / ".venv/bin/modelwire"), "serve", "--host", "127.0.0.1"]
     argv += ["--http-port", str(http_port), "--grpc-port", str(grpc_port)]
     argv += ["--data-dir", str(data_dir), "--log-level", "warning"]
     return Server(
         key=key,
-        label=f"modelwire, batching {'on' if batching else 'off'}",
+        label=f"modelwire, {runtime or 'default'} runtime, batching {'on' if batching else 'off'}",
         argv=argv,
         http_port=http_port,
         grpc_port=grpc_port,
         ready_path="/predict",
         ready_body=PREDICT_BODY,
         log=run_dir / f"{key}.log",
-        env={"MODELWIRE_BATCHING__ENABLED": "true" if batching else "false"},
+        env=env,
     )
 
 
