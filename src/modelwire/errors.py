@@ -15,6 +15,7 @@ Every error modelwire raises on purpose is a ``ModelwireError`` and carries a tr
     ├── UnauthenticatedError        no or bad credentials                        UNAUTHENTICATED
     ├── PermissionDeniedError       credentials lack a scope                     PERMISSION_DENIED
     ├── ResourceExhaustedError      a quota ran out (rate limits)                RESOURCE_EXHAUSTED
+    │   └── SlowConsumerError       an event subscriber fell too far behind      RESOURCE_EXHAUSTED
     ├── DeadlineExceededError       the time budget ran out                      DEADLINE_EXCEEDED
     ├── UnavailableError            not ready, shutting down                     UNAVAILABLE
     │   ├── ModelNotReadyError      model known but not loaded                   UNAVAILABLE
@@ -45,6 +46,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "ResourceExhaustedError",
+    "SlowConsumerError",
     "UnauthenticatedError",
     "UnavailableError",
     "UnsupportedMediaTypeError",
@@ -141,6 +143,10 @@ class PermissionDeniedError(ModelwireError):
 
 class ResourceExhaustedError(ModelwireError):
     code = ErrorCode.RESOURCE_EXHAUSTED
+
+
+class SlowConsumerError(ResourceExhaustedError):
+    """An event subscriber did not keep up: its bounded queue filled, so it was dropped."""
 
 
 class DeadlineExceededError(ModelwireError):

@@ -114,7 +114,7 @@ class Server:
                 port=self.http_port,
                 interface=Interfaces.ASGINL,
                 http=HTTPModes.auto if settings.http.http2 else HTTPModes.http1,
-                websockets=False,
+                websockets=True,
                 backlog=settings.http.backlog,
                 http1_settings=HTTP1Settings(keep_alive=True),
                 http2_settings=HTTP2Settings(max_concurrent_streams=1000),
@@ -140,6 +140,8 @@ class Server:
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish within the grace period, then unload models."""
         grace = self.settings.limits.shutdown_grace_s
+        if self.services is not None:
+            await self.services.begin_shutdown()
         waits = []
         if self._http is not None and self._http_task is not None:
             self._http.stop()

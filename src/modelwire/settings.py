@@ -22,12 +22,14 @@ from pydantic_settings import (
 
 __all__ = [
     "BatchingSettings",
+    "EventsSettings",
     "GRPCSettings",
     "HTTPSettings",
     "LimitsSettings",
     "ModelSettings",
     "ObservabilitySettings",
     "Settings",
+    "WebSocketSettings",
     "default_data_dir",
 ]
 
@@ -74,6 +76,27 @@ class LimitsSettings(_Section):
     request_timeout_s: float = Field(default=30.0, gt=0)
     max_inflight: int = Field(default=2048, ge=1)
     shutdown_grace_s: float = Field(default=30.0, ge=0)
+
+
+class WebSocketSettings(_Section):
+    """WebSocket connections (``/v1/ws``, ``/v1/models/{name}/ws``)."""
+
+    max_message_bytes: int = Field(default=1024 * 1024, ge=125)
+    max_inflight: int = Field(default=64, ge=1, le=65536)
+    idle_timeout_s: float = Field(default=300.0, gt=0)
+    ping_interval_s: float = Field(default=20.0, gt=0)
+    max_connections: int = Field(default=10_000, ge=1)
+    echo: bool = False
+
+
+class EventsSettings(_Section):
+    """The event bus and the streams that read it (WebSocket, SSE, gRPC ``Events``)."""
+
+    queue_size: int = Field(default=1024, ge=1)
+    replay_size: int = Field(default=4096, ge=0)
+    metrics_interval_s: float = Field(default=1.0, gt=0)
+    sse_heartbeat_s: float = Field(default=15.0, gt=0)
+    sse_retry_ms: int = Field(default=3000, ge=0)
 
 
 class ObservabilitySettings(_Section):
@@ -126,6 +149,8 @@ class Settings(BaseSettings):
     limits: LimitsSettings = LimitsSettings()
     batching: BatchingSettings = BatchingSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
+    ws: WebSocketSettings = WebSocketSettings()
+    events: EventsSettings = EventsSettings()
 
     @field_validator("log_level", mode="before")
     @classmethod

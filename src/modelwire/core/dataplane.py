@@ -86,7 +86,9 @@ class DataPlane:
             self._inflight -= 1
             self.metrics.inflight.labels(ctx.protocol).dec()
             self.metrics.requests.labels(ctx.protocol, label, code).inc()
-            self.metrics.latency.labels(ctx.protocol, label).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.metrics.latency.labels(ctx.protocol, label).observe(elapsed)
+            self.metrics.live.observe(ctx.protocol, elapsed, code == "OK")
 
     async def predict(self, name: str, instance: Any, *, version: str | None = None, ctx: CallContext) -> Any:
         """Predict one instance; its per-item error is raised."""

@@ -7,6 +7,8 @@ import os
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess as prom_multiprocess
 
+from modelwire.observability.live import LiveStats
+
 __all__ = ["CONTENT_TYPE", "Metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -69,6 +71,23 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="max",
         )
+
+        self.connections = Gauge(
+            "modelwire_open_connections",
+            "Open streaming connections (WebSocket, SSE, gRPC event streams), by protocol.",
+            ["protocol"],
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.live = LiveStats()
+
+    def connection_opened(self, protocol: str) -> None:
+        self.connections.labels(protocol).inc()
+        self.live.connection_opened(protocol)
+
+    def connection_closed(self, protocol: str) -> None:
+        self.connections.labels(protocol).dec()
+        self.live.connection_closed(protocol)
 
     def render(self) -> bytes:
         """The exposition text; with several workers, the sum over all of them."""

@@ -1,0 +1,239 @@
+"""The ``modelwire`` command: serve, predict, models, health, train.
+
+Every ``serve`` flag defaults to ``None`` and is passed to ``Settings`` only when given, so the order
+flag > environment (``MODELWIRE_…``) > config file > default is ``Settings``' own, not re-implemented
+here. ``run()`` (exported as ``modelwire.run``) takes the same names as the flags and goes through the
+same ``build_settings``.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import BaseModel, ValidationError
+
+from modelwire._version import __version__
+from modelwire.errors import ConfigurationError, ModelwireError
+from modelwire.settings import ModelSettings, Settings
+
+__all__ = ["app", "build_settings", "parse_model_spec", "run"]
+
+DEFAULT_CLIENT_URL = "http://127.0.0.1:8000"
+
+app = typer.Typer(
+    name="modelwire",
+    help="modelwire: one model server for REST (HTTP/1.1, HTTP/2) and gRPC.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class LogLevel(enum.StrEnum):
+    critical = "critical"
+    error = "error"
+    warning = "warning"
+    info = "info"
+    debug = "debug"
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_FILE_SUFFIXES = (".skops", ".joblib", ".pkl", ".onnx")
+
+
+def parse_model_spec(spec: str) -> ModelSettings:
+    """``[name=]SOURCE`` → ``ModelSettings``. Without a name, a file serves as its stem, a class as its
+    lower-cased name (``pkg.mod:Reverse`` → ``reverse``) and ``builtin:sentiment`` as ``sentiment``."""
+    name, sep, source = spec.partition("=")
+    if not sep or not _NAME.match(name):
+        name, source = "", spec
+    if not source:
+        raise ConfigurationError(f"model {spec!r} names no source")
+    if not name:
+        if source.endswith(_FILE_SUFFIXES):
+            stem = Path(source).stem
+        elif ":" in source:
+            stem = source.rsplit(":", 1)[1].lower()
+        else:
+            raise ConfigurationError(
+                f"model source {source!r} is not builtin:sentiment, a package.module:Class path, "
+                "or a .skops/.joblib/.pkl/.onnx file"
+            )
+        name = re.sub(r"[^A-Za-z0-9_.-]", "-", stem).lstrip("_.-")
+        if not _NAME.match(name):
+            raise ConfigurationError(f"cannot derive a model name from {source!r}: write NAME={source}")
+    return ModelSettings(name=name, source=source)
+
+
+def build_settings(
+    models: Sequence[str] = (),
+    *,
+    host: str | None = None,
+    http_port: int | None = None,
+    grpc_port: int | None = None,
+    data_dir: Path | str | None = None,
+    config: Path | str | None = None,
+    workers: int | None = None,
+    log_level: str | None = None,
+    max_batch_size: int | None = None,
+    max_delay_ms: float | None = None,
+    batching: bool | None = None,
+    request_timeout: float | None = None,
+    **settings: Any,
+) -> Settings:
+    """``Settings`` from ``serve``'s flags: only the given ones (not ``None``) override.
+
+    Nested flags are passed as partial sections (``{"batching": {"max_batch_size": 8}}``), which
+    pydantic-settings merges key by key with the environment and the config file.
+    """
+    values: dict[str, Any] = dict(settings)
+    flat = {
+        "host": host,
+        "http_port": http_port,
+        "grpc_port": grpc_port,
+        "data_dir": data_dir,
+        "config": config,
+        "workers": workers,
+        "log_level": log_level,
+    }
+    values.update({key: value for key, value in flat.items() if value is not None})
+    nested = {
+        ("batching", "max_batch_size"): max_batch_size,
+        ("batching", "max_delay_ms"): max_delay_ms,
+        ("batching", "enabled"): batching,
+        ("limits", "request_timeout_s"): request_timeout,
+    }
+    for (section, key), value in nested.items():
+        if value is not None:
+            given = values.get(section)
+            if isinstance(given, BaseModel):
+                given = given.model_dump(exclude_unset=True)
+            values[section] = {**(given or {}), key: value}
+    if models:
+        values["models"] = tuple(parse_model_spec(spec) for spec in models)
+    return Settings(**values)
+
+
+def run(
+    *models: str,
+    host: str | None = None,
+    http_port: int | None = None,
+    grpc_port: int | None = None,
+    data_dir: Path | str | None = None,
+    config: Path | str | None = None,
+    workers: int | None = None,
+    log_level: str | None = None,
+    max_batch_size: int | None = None,
+    max_delay_ms: float | None = None,
+    batching: bool | None = None,
+    request_timeout: float | None = None,
+    **settings: Any,
+) -> None:
+    """Serve until SIGTERM/SIGINT: ``modelwire serve`` as a function, argument for flag.
+
+        import modelwire
+        modelwire.run("reverse=mypackage.models:Reverse", http_port=9000, max_batch_size=16)
+
+    Any other ``Settings`` field may be given too (``limits={"max_body_bytes": 1_000_000}``), except
+    that ``batching`` is the ``--batching/--no-batching`` switch, as on the command line.
+    """
+    from modelwire import server
+
+    server.run(
+        build_settings(
+            models,
+            host=host,
+            http_port=http_port,
+            grpc_port=grpc_port,
+            data_dir=data_dir,
+            config=config,
+            workers=workers,
+            log_level=log_level,
+            max_batch_size=max_batch_size,
+            max_delay_ms=max_delay_ms,
+            batching=batching,
+            request_timeout=request_timeout,
+            **settings,
+        )
+    )
+
+
+# -- error reporting -----------------------------------------------------------------------------------
+
+
+def _fail(message: str) -> typer.Exit:
+    from modelwire.console import print_error
+
+    print_error(message)
+    return typer.Exit(1)
+
+
+def _validation_message(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"])
+        problems.append(f"{where}: {error['msg']}" if where else error["msg"])
+    return "invalid settings: " + "; ".join(problems)
+
+
+@contextmanager
+def _reported() -> Iterator[None]:
+    """Known failures become one line on stderr and exit code 1; bugs keep their traceback."""
+    try:
+        yield
+    except ModelwireError as exc:
+        raise _fail(f"{exc.message} [{exc.code.value}]") from None
+    except ValidationError as exc:
+        raise _fail(_validation_message(exc)) from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        raise _fail(str(exc)) from None
+
+
+# -- commands ------------------------------------------------------------------------------------------
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"modelwire {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit."),
+    ] = None,
+) -> None:
+    """modelwire: one model server for REST (HTTP/1.1, HTTP/2) and gRPC.
+
+    Start it with [bold]modelwire serve[/], ask it with [bold]modelwire predict "I love this product"[/].
+    """
+
+
+def _default(path: str) -> Any:
+    section, _, key = path.rpartition(".")
+    if section:
+        return getattr(Settings.model_fields[section].default, key)
+    return Settings.model_fields[key].default
+
+
+def _help(text: str, path: str, default: str | None = None) -> str:
+    """Help naming the flag's environment twin and the default, both derived from ``Settings``."""
+    env = "MODELWIRE_" + path.upper().replace(".", "__")
+    if default is None:
+        value = _default(path)
+        if isinstance(value, bool):
+            default = "on" if value else "off"
+        elif isinstance(value, float):
+            default = f"{value:g}"
+        else:
+            default = str(value)
+    return f"{text} [{env}] (default {default})."

@@ -1,0 +1,130 @@
+"""``modelwire serve``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modelwire.cli.main import (
+    LogLevel,
+    _help,
+    _reported,
+    app,
+    build_settings,
+)
+from modelwire.settings import default_data_dir
+
+_SERVE_PANEL = "Server"
+_BATCH_PANEL = "Batching and limits"
+
+
+@app.command()
+def serve(
+    models: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[MODEL]...",
+            help="Models to serve instead of the default sentiment model: [cyan]package.module:Class[/], a "
+            "[cyan].skops/.joblib/.pkl/.onnx[/] file or [cyan]builtin:sentiment[/], each optionally "
+            "[cyan]NAME=SOURCE[/].",
+            show_default=False,
+        ),
+    ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(help=_help("Interface to bind", "host"), rich_help_panel=_SERVE_PANEL),
+    ] = None,
+    http_port: Annotated[
+        int | None,
+        typer.Option(help=_help("REST port, 0 picks one", "http_port"), rich_help_panel=_SERVE_PANEL),
+    ] = None,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(help=_help("gRPC port, 0 picks one", "grpc_port"), rich_help_panel=_SERVE_PANEL),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help=_help("Model repository and local state", "data_dir", str(default_data_dir())),
+            file_okay=False,
+            rich_help_panel=_SERVE_PANEL,
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help=_help("TOML config file", "config", "./modelwire.toml if present"),
+            exists=True,
+            dir_okay=False,
+            rich_help_panel=_SERVE_PANEL,
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help=_help("Processes sharing the ports", "workers"), rich_help_panel=_SERVE_PANEL),
+    ] = None,
+    log_level: Annotated[
+        LogLevel | None,
+        typer.Option(
+            case_sensitive=False,
+            metavar="LEVEL",
+            help=_help("critical, error, warning, info or debug", "log_level"),
+            rich_help_panel=_SERVE_PANEL,
+        ),
+    ] = None,
+    max_batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help=_help("Most requests in one predict call", "batching.max_batch_size"),
+            rich_help_panel=_BATCH_PANEL,
+        ),
+    ] = None,
+    max_delay_ms: Annotated[
+        float | None,
+        typer.Option(
+            help=_help("Longest wait for a batch to fill, in ms", "batching.max_delay_ms"),
+            rich_help_panel=_BATCH_PANEL,
+        ),
+    ] = None,
+    batching: Annotated[
+        bool | None,
+        typer.Option(
+            "--batching/--no-batching",
+            help=_help("Adaptive batching on or off", "batching.enabled"),
+            show_default=False,
+            rich_help_panel=_BATCH_PANEL,
+        ),
+    ] = None,
+    request_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help=_help("Seconds a model may take per request", "limits.request_timeout_s"),
+            rich_help_panel=_BATCH_PANEL,
+        ),
+    ] = None,
+) -> None:
+    """Serve models over REST and gRPC until Ctrl-C or SIGTERM.
+
+    Each flag overrides its [bold]MODELWIRE_…[/] environment twin, which overrides the config file,
+    which overrides the default. The first start trains the default sentiment model if no version exists.
+    """
+    from modelwire import server
+
+    with _reported():
+        settings = build_settings(
+            models or (),
+            host=host,
+            http_port=http_port,
+            grpc_port=grpc_port,
+            data_dir=data_dir,
+            config=config,
+            workers=workers,
+            log_level=log_level.value if log_level is not None else None,
+            max_batch_size=max_batch_size,
+            max_delay_ms=max_delay_ms,
+            batching=batching,
+            request_timeout=request_timeout,
+        )
+        server.run(settings)

@@ -1,0 +1,230 @@
+"""The event bus every push transport reads from: WebSocket, Server-Sent Events and gRPC ``Events``.
+
+How it works. ``publish(topic, type, data)`` gives the event the next id, keeps it in a bounded replay ring
+(unless it is ephemeral, like the per-second metrics snapshot), and offers it to every subscription whose
+patterns match, without waiting. Each subscription owns a bounded queue; when it is full the subscription is
+dropped at once (its queue freed, its next ``get()`` raising ``SlowConsumerError``), so a reader that stops
+reading can neither grow memory nor slow the publisher or the other readers.
+
+``subscribe(topics, last_event_id=N)`` first replays the retained events after ``N``. When ``N`` is older
+than the ring (events after it were evicted) or comes from before this bus started, the subscription starts
+with ``reset = True`` and no replay: the adapter tells its client to re-read the state instead.
+
+Backends. ``EventBus`` is the interface adapters see. ``LocalEventBus`` fans out in process. A multi-replica
+backend (Redis pub/sub) subclasses it: ``publish`` sends to the shared channel, and a reader task hands each
+received event to ``deliver()``, the same fan-out; adapters do not change.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import collections
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelwire.errors import SlowConsumerError
+from modelwire.events.topics import matches, validate_topic
+
+__all__ = ["Event", "EventBus", "LocalEventBus", "Subscription"]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One published event. ``id`` grows with each event on the bus; ``time`` is Unix seconds."""
+
+    id: int
+    topic: str
+    type: str
+    data: Mapping[str, Any]
+    time: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "topic": self.topic, "type": self.type, "time": self.time, "data": self.data}
+
+
+class Subscription:
+    """What one reader receives: an async iterator of ``Event``; ``close()`` (or ``async with``) ends it.
+
+    >>> async with bus.subscribe(["models"]) as sub:    # doctest: +SKIP
+    ...     async for event in sub:
+    ...         print(event.type, event.data)
+    """
+
+    def __init__(self, bus: LocalEventBus, patterns: Iterable[str], queue_size: int) -> None:
+        self._bus = bus
+        self.patterns: set[str] = set(patterns)
+        self.queue_size = queue_size
+        self.reset = False
+        self.dropped: SlowConsumerError | None = None
+        self._items: collections.deque[Event] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._closed = False
+
+    def wants(self, topic: str) -> bool:
+        return any(matches(pattern, topic) for pattern in self.patterns)
+
+    def add(self, topic: str) -> None:
+        """Start receiving ``topic`` (a topic or pattern) too."""
+        self.patterns.add(validate_topic(topic))
+
+    def remove(self, topic: str) -> None:
+        self.patterns.discard(topic)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def pending(self) -> int:
+        return len(self._items)
+
+    def offer(self, event: Event, *, force: bool = False) -> None:
+        """Queue ``event`` for this reader, or drop the reader if its queue is full. Never blocks."""
+        if self._closed:
+            return
+        if len(self._items) >= self.queue_size and not force:
+            self.dropped = SlowConsumerError(
+                f"dropped: {len(self._items)} events were waiting unread (the limit is {self.queue_size}); "
+                "read faster or subscribe to fewer topics, then reconnect with the last event id",
+                details={"queued": len(self._items), "limit": self.queue_size},
+            )
+            self._items.clear()
+            self._bus._forget(self)
+            self._closed = True
+        else:
+            self._items.append(event)
+        self._wakeup.set()
+
+    async def get(self) -> Event:
+        """The next event. Raises ``SlowConsumerError`` if dropped, ``StopAsyncIteration`` once closed."""
+        while True:
+            if self._items:
+                return self._items.popleft()
+            if self.dropped is not None:
+                raise self.dropped
+            if self._closed:
+                raise StopAsyncIteration
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+    def get_nowait(self) -> Event | None:
+        return self._items.popleft() if self._items else None
+
+    def close(self) -> None:
+        """Stop receiving. Events already queued can still be read; then iteration ends."""
+        if not self._closed:
+            self._closed = True
+            self._bus._forget(self)
+            self._wakeup.set()
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self
+
+    async def __anext__(self) -> Event:
+        return await self.get()
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class EventBus(abc.ABC):
+    """Publish and subscribe by topic. Adapters depend on this interface only."""
+
+    @abc.abstractmethod
+    async def publish(
+        self, topic: str, type: str, data: Mapping[str, Any], *, ephemeral: bool = False
+    ) -> Event | None:
+        """Publish; ``ephemeral`` events are delivered live but not kept for replay."""
+
+    @abc.abstractmethod
+    def subscribe(
+        self, topics: Iterable[str], *, last_event_id: int | None = None, queue_size: int | None = None
+    ) -> Subscription:
+        """A new subscription to ``topics`` (validated patterns), replaying after ``last_event_id``."""
+
+    async def start(self) -> None:  # noqa: B027 - optional hook; the local bus needs nothing
+        """Connect to whatever the backend needs."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """End every subscription (readers see the end of their stream) and release the backend."""
+
+    @property
+    @abc.abstractmethod
+    def subscriber_count(self) -> int: ...
+
+
+class LocalEventBus(EventBus):
+    """In-process fan-out with bounded per-subscriber queues and a bounded replay ring."""
+
+    def __init__(self, *, queue_size: int = 1024, replay_size: int = 4096) -> None:
+        self.queue_size = queue_size
+        self._ring: collections.deque[Event] = collections.deque(maxlen=replay_size or None)
+        self._replay_size = replay_size
+        self._evicted_upto = 0
+        # Ids start at the boot time in ms, so an id a client kept from an earlier run of the server is
+        # (almost always) recognised as foreign and answered with a reset rather than a wrong replay.
+        self._first_id = int(time.time() * 1000)
+        self._last_id = self._first_id - 1
+        self._subs: set[Subscription] = set()
+        self.published = 0
+        self.dropped = 0
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subs)
+
+    @property
+    def last_id(self) -> int:
+        return self._last_id
+
+    async def publish(
+        self, topic: str, type: str, data: Mapping[str, Any], *, ephemeral: bool = False
+    ) -> Event | None:
+        self._last_id += 1
+        event = Event(self._last_id, topic, type, data)
+        self.deliver(event, ephemeral=ephemeral)
+        return event
+
+    def deliver(self, event: Event, *, ephemeral: bool = False) -> None:
+        """Fan ``event`` out to local subscribers and keep it for replay. Backends call this."""
+        self._last_id = max(self._last_id, event.id)
+        self.published += 1
+        if not ephemeral and self._replay_size:
+            if len(self._ring) == self._ring.maxlen:
+                self._evicted_upto = self._ring[0].id
+            self._ring.append(event)
+        for sub in list(self._subs):
+            if sub.wants(event.topic):
+                sub.offer(event)
+
+    def subscribe(
+        self, topics: Iterable[str], *, last_event_id: int | None = None, queue_size: int | None = None
+    ) -> Subscription:
+        sub = Subscription(self, (validate_topic(t) for t in topics), queue_size or self.queue_size)
+        if last_event_id is not None:
+            foreign = last_event_id < self._first_id - 1 or last_event_id > self._last_id
+            if foreign or last_event_id < self._evicted_upto:
+                sub.reset = True
+            else:
+                for event in self._ring:
+                    if event.id > last_event_id and sub.wants(event.topic):
+                        sub.offer(event, force=True)
+        self._subs.add(sub)
+        return sub
+
+    def _forget(self, sub: Subscription) -> None:
+        if sub in self._subs:
+            self._subs.discard(sub)
+            if sub.dropped is not None:
+                self.dropped += 1
+
+    async def close(self) -> None:
+        for sub in list(self._subs):
+            sub.close()

@@ -1,0 +1,49 @@
+"""Topic names: which exist, how a subscription pattern matches one. Pure functions, no I/O.
+
+Topics are ``metrics`` (a live snapshot every second), ``models`` (loaded, unloaded, registered),
+``server`` (ready, stopping) and ``jobs/<id>`` (one job's status and progress). A pattern is a topic, or a
+prefix ending in ``/*`` (``jobs/*``: every job), or ``*`` (everything).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from modelwire.errors import InvalidInputError
+
+__all__ = ["FAMILIES", "MAX_TOPICS", "matches", "parse_topics", "validate_topic"]
+
+FAMILIES = ("metrics", "models", "server", "jobs")
+MAX_TOPICS = 64
+_TOPIC = re.compile(r"^(metrics|models|server|jobs/(\*|[A-Za-z0-9_.:-]{1,128})|\*)$")
+
+
+def validate_topic(topic: str) -> str:
+    """Return ``topic`` if it names a topic or pattern modelwire publishes; raise ``InvalidInputError``."""
+    if not isinstance(topic, str) or not _TOPIC.match(topic):
+        raise InvalidInputError(
+            f"unknown topic {str(topic)[:140]!r}: use one of metrics, models, server, jobs/<id>, jobs/* or *",
+            field="topic",
+        )
+    return topic
+
+
+def parse_topics(topics: Iterable[str] | str) -> frozenset[str]:
+    """Validate a list of topics, or a comma-separated string of them (SSE's ``?topics=``)."""
+    items = topics.split(",") if isinstance(topics, str) else list(topics)
+    cleaned = [t.strip() for t in items if t.strip()]
+    if not cleaned:
+        raise InvalidInputError(
+            "name at least one topic (metrics, models, server, jobs/<id>)", field="topics"
+        )
+    if len(cleaned) > MAX_TOPICS:
+        raise InvalidInputError(f"at most {MAX_TOPICS} topics per subscription", field="topics")
+    return frozenset(validate_topic(t) for t in cleaned)
+
+
+def matches(pattern: str, topic: str) -> bool:
+    """Whether a subscription ``pattern`` receives events published on ``topic``."""
+    if pattern == topic or pattern == "*":
+        return True
+    return pattern.endswith("/*") and topic.startswith(pattern[:-1])

@@ -1,0 +1,72 @@
+"""Live numbers for people watching (the dashboard, ``modelwire watch``): a window that resets each snapshot.
+
+Prometheus (``metrics.py``) keeps cumulative counters for machines; this keeps the last interval's request
+count, errors and latencies per protocol, and the open streaming connections, cheaply enough to record on
+every request. ``snapshot()`` turns the window into rates and percentiles and starts a new one.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from typing import Any
+
+__all__ = ["PROTOCOLS", "LiveStats"]
+
+PROTOCOLS = ("rest", "grpc", "ws", "sse")
+_MAX_SAMPLES = 20_000  # per protocol and window: percentiles from a bounded sample, counts stay exact
+
+
+class LiveStats:
+    """Requests/s, errors/s, p50/p99 latency per protocol over the last window, and open connections."""
+
+    def __init__(self) -> None:
+        self._latencies: dict[str, list[float]] = collections.defaultdict(list)
+        self._count: collections.Counter[str] = collections.Counter()
+        self._errors: collections.Counter[str] = collections.Counter()
+        self._connections: collections.Counter[str] = collections.Counter()
+        self._since = time.monotonic()
+
+    def observe(self, protocol: str, seconds: float, ok: bool) -> None:
+        self._count[protocol] += 1
+        if not ok:
+            self._errors[protocol] += 1
+        samples = self._latencies[protocol]
+        if len(samples) < _MAX_SAMPLES:
+            samples.append(seconds)
+
+    def connection_opened(self, protocol: str) -> None:
+        self._connections[protocol] += 1
+
+    def connection_closed(self, protocol: str) -> None:
+        self._connections[protocol] = max(0, self._connections[protocol] - 1)
+
+    def connections(self, protocol: str) -> int:
+        return self._connections[protocol]
+
+    def snapshot(self) -> dict[str, Any]:
+        """The window since the last snapshot, as plain data; starts a new window."""
+        now = time.monotonic()
+        interval = max(now - self._since, 1e-6)
+        protocols: dict[str, Any] = {}
+        for protocol in (*PROTOCOLS, *sorted(set(self._count) - set(PROTOCOLS))):
+            samples = sorted(self._latencies.get(protocol, ()))
+            protocols[protocol] = {
+                "requests_per_s": round(self._count[protocol] / interval, 2),
+                "errors_per_s": round(self._errors[protocol] / interval, 2),
+                "p50_ms": _percentile_ms(samples, 0.50),
+                "p99_ms": _percentile_ms(samples, 0.99),
+                "connections": self._connections[protocol],
+            }
+        self._latencies = collections.defaultdict(list)
+        self._count.clear()
+        self._errors.clear()
+        self._since = now
+        return {"interval_s": round(interval, 3), "protocols": protocols}
+
+
+def _percentile_ms(ordered: list[float], q: float) -> float | None:
+    if not ordered:
+        return None
+    index = min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))  # nearest rank
+    return round(ordered[index] * 1000, 3)
