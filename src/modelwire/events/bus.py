@@ -6,9 +6,11 @@ patterns match, without waiting. Each subscription owns a bounded queue; when it
 dropped at once (its queue freed, its next ``get()`` raising ``SlowConsumerError``), so a reader that stops
 reading can neither grow memory nor slow the publisher or the other readers.
 
-``subscribe(topics, last_event_id=N)`` first replays the retained events after ``N``. When ``N`` is older
-than the ring (events after it were evicted) or comes from before this bus started, the subscription starts
-with ``reset = True`` and no replay: the adapter tells its client to re-read the state instead.
+``subscribe(topics, last_event_id=N)`` first replays the retained events after ``N`` (the replayed events
+do not count against the queue bound, so a reader catching up is not dropped by the next live event). When
+``N`` is older than the ring (events after it were evicted, or replay is off) or comes from before this bus
+started, the subscription starts with ``reset = True`` and no replay: the adapter tells its client to re-read
+the state instead. Once the bus is closed, new subscriptions start closed (their iteration ends at once).
 
 Backends. ``EventBus`` is the interface adapters see. ``LocalEventBus`` fans out in process. A multi-replica
 backend (Redis pub/sub) subclasses it: ``publish`` sends to the shared channel, and a reader task hands each
@@ -57,6 +59,7 @@ class Subscription:
         self._bus = bus
         self.patterns: set[str] = set(patterns)
         self.queue_size = queue_size
+        self._limit = queue_size  # grows by the replayed backlog in ``LocalEventBus.subscribe``
         self.reset = False
         self.dropped: SlowConsumerError | None = None
         self._items: collections.deque[Event] = collections.deque()
@@ -85,11 +88,11 @@ class Subscription:
         """Queue ``event`` for this reader, or drop the reader if its queue is full. Never blocks."""
         if self._closed:
             return
-        if len(self._items) >= self.queue_size and not force:
+        if len(self._items) >= self._limit and not force:
             self.dropped = SlowConsumerError(
-                f"dropped: {len(self._items)} events were waiting unread (the limit is {self.queue_size}); "
+                f"dropped: {len(self._items)} events were waiting unread (the limit is {self._limit}); "
                 "read faster or subscribe to fewer topics, then reconnect with the last event id",
-                details={"queued": len(self._items), "limit": self.queue_size},
+                details={"queued": len(self._items), "limit": self._limit},
             )
             self._items.clear()
             self._bus._forget(self)
@@ -173,6 +176,7 @@ class LocalEventBus(EventBus):
         self._first_id = int(time.time() * 1000)
         self._last_id = self._first_id - 1
         self._subs: set[Subscription] = set()
+        self._closed = False
         self.published = 0
         self.dropped = 0
 
@@ -196,10 +200,13 @@ class LocalEventBus(EventBus):
         """Fan ``event`` out to local subscribers and keep it for replay. Backends call this."""
         self._last_id = max(self._last_id, event.id)
         self.published += 1
-        if not ephemeral and self._replay_size:
-            if len(self._ring) == self._ring.maxlen:
-                self._evicted_upto = self._ring[0].id
-            self._ring.append(event)
+        if not ephemeral:
+            if not self._replay_size:
+                self._evicted_upto = event.id  # nothing is kept: resuming from before it needs a reset
+            else:
+                if len(self._ring) == self._ring.maxlen:
+                    self._evicted_upto = self._ring[0].id
+                self._ring.append(event)
         for sub in list(self._subs):
             if sub.wants(event.topic):
                 sub.offer(event)
@@ -208,6 +215,9 @@ class LocalEventBus(EventBus):
         self, topics: Iterable[str], *, last_event_id: int | None = None, queue_size: int | None = None
     ) -> Subscription:
         sub = Subscription(self, (validate_topic(t) for t in topics), queue_size or self.queue_size)
+        if self._closed:
+            sub.close()
+            return sub
         if last_event_id is not None:
             foreign = last_event_id < self._first_id - 1 or last_event_id > self._last_id
             if foreign or last_event_id < self._evicted_upto:
@@ -216,6 +226,7 @@ class LocalEventBus(EventBus):
                 for event in self._ring:
                     if event.id > last_event_id and sub.wants(event.topic):
                         sub.offer(event, force=True)
+                sub._limit += sub.pending
         self._subs.add(sub)
         return sub
 
@@ -226,5 +237,6 @@ class LocalEventBus(EventBus):
                 self.dropped += 1
 
     async def close(self) -> None:
+        self._closed = True
         for sub in list(self._subs):
             sub.close()

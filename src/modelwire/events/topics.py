@@ -21,7 +21,7 @@ _TOPIC = re.compile(r"^(metrics|models|server|jobs/(\*|[A-Za-z0-9_.:-]{1,128})|\
 
 def validate_topic(topic: str) -> str:
     """Return ``topic`` if it names a topic or pattern modelwire publishes; raise ``InvalidInputError``."""
-    if not isinstance(topic, str) or not _TOPIC.match(topic):
+    if not isinstance(topic, str) or not _TOPIC.fullmatch(topic):
         raise InvalidInputError(
             f"unknown topic {str(topic)[:140]!r}: use one of metrics, models, server, jobs/<id>, jobs/* or *",
             field="topic",

@@ -8,6 +8,7 @@ every request. ``snapshot()`` turns the window into rates and percentiles and st
 from __future__ import annotations
 
 import collections
+import math
 import time
 from typing import Any
 
@@ -68,5 +69,6 @@ class LiveStats:
 def _percentile_ms(ordered: list[float], q: float) -> float | None:
     if not ordered:
         return None
-    index = min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))  # nearest rank
+    # Nearest rank: the ceil(q * n)-th value (the epsilon keeps 0.07 * 100 from rounding up to 8).
+    index = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered) - 1e-9) - 1))
     return round(ordered[index] * 1000, 3)

@@ -1,0 +1,1 @@
+"""Observability tests need no fixtures beyond the root conftest."""
