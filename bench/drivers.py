@@ -1,10 +1,12 @@
-"""The three load drivers, each run as a subprocess and reduced to one shape of result.
+"""The load drivers, each run as a subprocess and reduced to one shape of result.
 
 - HTTP/1.1: ``wrk`` with ``wrk_post.lua`` (POSTs a JSON body; ``concurrency`` connections, one thread).
 - HTTP/2: ``h2load`` over h2c with prior knowledge; ``concurrency`` streams in flight, spread over 4
   connections (1 at concurrency 1). Percentiles come from its per-request log.
 - gRPC: ``grpc_load.py`` (grpc.aio), ``concurrency`` unary calls in flight over 4 channels (1 at
   concurrency 1).
+- WebSocket: ``ws_load.py`` (websockets), ``concurrency`` predictions in flight, pipelined over 4 connections
+  to ``/v1/ws`` (1 at concurrency 1), so it compares with REST at the same number in flight.
 
 Every result is a dict: req_per_s, p50_ms, p99_ms, requests, errors (count), detail (driver-specific).
 Each subprocess is bounded by the run's duration plus a margin.
@@ -119,6 +121,22 @@ def grpc(load: Load, target: str, kind: str) -> dict[str, object]:
     conns, _ = load.spread()
     argv = load.argv(str(ROOT / ".venv/bin/python"), str(BENCH / "grpc_load.py"), "--target", target)
     argv += ["--kind", kind, "--concurrency", str(load.concurrency), "--channels", str(conns)]
+    argv += ["--duration", f"{load.duration:g}", "--warmup", "1"]
+    raw = json.loads(_run(load, argv).strip().splitlines()[-1])
+    return {
+        "req_per_s": raw["req_per_s"],
+        "p50_ms": raw["p50_ms"],
+        "p99_ms": raw["p99_ms"],
+        "requests": raw["requests"],
+        "errors": sum(raw["errors"].values()),
+        "detail": raw,
+    }
+
+
+def ws(load: Load, url: str) -> dict[str, object]:
+    conns, _ = load.spread()
+    argv = load.argv(str(ROOT / ".venv/bin/python"), str(BENCH / "ws_load.py"), "--url", url)
+    argv += ["--concurrency", str(load.concurrency), "--connections", str(conns)]
     argv += ["--duration", f"{load.duration:g}", "--warmup", "1"]
     raw = json.loads(_run(load, argv).strip().splitlines()[-1])
     return {

@@ -20,6 +20,7 @@ PROTOCOLS = {
     "rest-h2": "REST `POST /predict`, HTTP/2 h2c prior knowledge (h2load)",
     "v2-rest-h1": "Open Inference REST `POST /v2/models/sentiment/infer`, HTTP/1.1 (wrk)",
     "grpc": "gRPC `modelwire.v1.Predictor/Predict` (grpc.aio driver)",
+    "ws": "WebSocket `/v1/ws`, pipelined predictions over 4 connections (websockets driver)",
     "v2-grpc": "gRPC `inference.GRPCInferenceService/ModelInfer` (grpc.aio driver)",
 }
 SERVERS = {
@@ -64,6 +65,7 @@ TARGETS = (
         (128,),
     ),
     Target("batching on vs off, gRPC", ("grpc", "modelwire"), ("grpc", "modelwire-nobatch"), 2.0, (128,)),
+    Target("WebSocket pipelined vs REST, same in flight", ("ws", "modelwire"), ("rest-h1", "modelwire"), 2.0),
 )
 # The same targets with modelwire running scikit-learn's predict_proba, the very code the peers run: what the
 # server itself adds, with the direct evaluator's head start taken out.

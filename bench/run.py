@@ -26,6 +26,8 @@ from pathlib import Path
 
 import drivers
 import environment
+import fanout
+import jobs
 import profiling
 import report
 import servers
@@ -61,11 +63,15 @@ def plan(run_dir: Path, include_mlserver: bool) -> list[Cell]:
     def grpc(kind: str) -> Callable[[drivers.Load, Server], dict[str, object]]:
         return lambda load, s: drivers.grpc(load, f"127.0.0.1:{s.grpc_port}", kind)
 
+    def ws(load: drivers.Load, s: Server) -> dict[str, object]:
+        return drivers.ws(load, s.base_url.replace("http://", "ws://") + "/v1/ws")
+
     modelwires = ("modelwire", "modelwire-nobatch", "modelwire-sklearn", "modelwire-sklearn-nobatch")
     cells = [
         *(Cell("rest-h1", key, h1("/predict", predict)) for key in (*modelwires, "fastapi")),
         *(Cell("rest-h2", key, h2) for key in ("modelwire", "modelwire-nobatch")),
         *(Cell("grpc", key, grpc("predictor")) for key in modelwires),
+        *(Cell("ws", key, ws) for key in ("modelwire", "modelwire-nobatch")),
         Cell("v2-rest-h1", "modelwire", h1(infer, v2)),
         Cell("v2-grpc", "modelwire", grpc("v2")),
     ]
@@ -185,16 +191,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="SECONDS",
         help="first wait up to this long for the 1-minute load average to fall below 1 (a shared machine)",
     )
+    parser.add_argument(
+        "--fanout-subscribers", type=int, default=1000, help="event fan-out subscribers (0: skip fan-out)"
+    )
+    parser.add_argument("--fanout-rates", type=float, nargs="+", default=[10.0, 100.0], help="events/s")
+    parser.add_argument("--jobs-rows", type=int, default=100_000, help="batch-job rows (0: skip jobs)")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis for the jobs section")
     parser.add_argument("--command", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.repeats, args.warmup, args.docs, args.profile = 2.0, 1, 1.0, False, 0.0
+        args.fanout_subscribers, args.fanout_rates = min(args.fanout_subscribers, 100), args.fanout_rates[:1]
+        args.jobs_rows = min(args.jobs_rows, 5000)
     args.command = args.command or "bench/run.py " + shlex.join(argv or sys.argv[1:])
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    fanout.raise_fd_limit()  # before any server starts: they inherit it
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _raise_exit)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -239,11 +254,36 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         for server in fleet:
             server.stop()
+    fanout_rows: list[dict[str, object]] = []
+    if args.fanout_subscribers:
+        print(f"==> event fan-out: {args.fanout_subscribers} subscribers, SSE and WebSocket", flush=True)
+        fanout_rows = fanout.measure(
+            run_dir,
+            data_dir,
+            subscribers=args.fanout_subscribers,
+            rates=args.fanout_rates,
+            transports=["sse", "ws"],
+            duration=args.duration,
+            pin=args.pin,
+        )
+    jobs_rows: list[dict[str, object]] = []
+    if args.jobs_rows:
+        print(f"==> batch jobs: {args.jobs_rows} rows, embedded and Redis vs sync REST", flush=True)
+        jobs_rows = jobs.measure(
+            run_dir, data_dir, rows=args.jobs_rows, scenarios=list(jobs.SCENARIOS), redis_url=args.redis
+        )
     meta["wall_seconds"] = round(time.monotonic() - started)
     meta["machine"]["loadavg_end"] = environment.loadavg()
-    results = {"meta": meta, "summary": summarize(runs), "profiles": profiles}
+    results = {
+        "meta": meta,
+        "summary": summarize(runs),
+        "profiles": profiles,
+        "fanout": fanout_rows,
+        "jobs": jobs_rows,
+    }
     (run_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    markdown = report.render(results)
+    markdown = report.render(results) + ("\n" + fanout.render(fanout_rows) if fanout_rows else "")
+    markdown += "\n" + jobs.render(jobs_rows) if jobs_rows else ""
     (run_dir / "report.md").write_text(markdown)
     print(markdown)
     if args.docs:

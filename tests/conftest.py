@@ -13,6 +13,8 @@ from modelwire.model.sentiment import load_reviews, train_sentiment
 from modelwire.services import Services
 from modelwire.settings import Settings
 
+pytest_plugins = ["tests.redis_server"]  # redis_server / redis_prefix / redis_backend fixtures
+
 
 @pytest.fixture(scope="session")
 def trained_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -49,6 +49,9 @@ class ThreadedServer:
         return self
 
     def stop(self) -> None:
+        """Stop the server and its thread; again is a no-op (a test may stop it to watch the shutdown)."""
+        if self._loop.is_closed():
+            return
         try:
             if self.server is not None:
                 self._call(self.server.stop)

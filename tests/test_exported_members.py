@@ -24,6 +24,13 @@ def test_core_names_are_exported() -> None:
         "run",
         "ModelwireError",
         "ErrorCode",
+        "Event",
+        "StreamedPrediction",
+        "JobHandle",
+        "AsyncJobHandle",
+        "JobInfo",
+        "JobResult",
+        "JobEvent",
     ):
         assert name in modelwire.__all__
     assert issubclass(modelwire.ModelNotFoundError, modelwire.ModelwireError)

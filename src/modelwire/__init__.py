@@ -4,11 +4,28 @@ from __future__ import annotations
 
 from modelwire._version import __version__
 from modelwire.cli import run
-from modelwire.client import AsyncClient, Client, Health, ModelSummary, ModelVersionStatus, Prediction
+from modelwire.client import (
+    AsyncClient,
+    AsyncJobHandle,
+    Client,
+    Event,
+    Health,
+    JobEvent,
+    JobHandle,
+    JobInfo,
+    JobPage,
+    JobResult,
+    ModelSummary,
+    ModelVersionStatus,
+    Prediction,
+    StreamedPrediction,
+)
 from modelwire.errors import (
     ConfigurationError,
     DeadlineExceededError,
     ErrorCode,
+    FailedPreconditionError,
+    IdempotencyKeyReusedError,
     InternalError,
     InvalidInputError,
     ModelError,
@@ -29,14 +46,23 @@ from modelwire.settings import Settings
 
 __all__ = [
     "AsyncClient",
+    "AsyncJobHandle",
     "Client",
     "ConfigurationError",
     "Datatype",
     "DeadlineExceededError",
     "ErrorCode",
+    "Event",
+    "FailedPreconditionError",
     "Health",
+    "IdempotencyKeyReusedError",
     "InternalError",
     "InvalidInputError",
+    "JobEvent",
+    "JobHandle",
+    "JobInfo",
+    "JobPage",
+    "JobResult",
     "Model",
     "ModelError",
     "ModelNotFoundError",
@@ -51,6 +77,7 @@ __all__ = [
     "Prediction",
     "ResourceExhaustedError",
     "Settings",
+    "StreamedPrediction",
     "TensorSpec",
     "UnauthenticatedError",
     "UnavailableError",

@@ -11,7 +11,11 @@ Every error modelwire raises on purpose is a ``ModelwireError`` and carries a tr
     │   └── MethodNotAllowedError   a route called with the wrong method         METHOD_NOT_ALLOWED
     ├── UnsupportedMediaTypeError   a body the endpoint cannot read              UNSUPPORTED_MEDIA_TYPE
     ├── NotFoundError               unknown route                                NOT_FOUND
-    │   └── ModelNotFoundError      unknown model or version                     NOT_FOUND
+    │   ├── ModelNotFoundError      unknown model or version                     NOT_FOUND
+    │   └── JobNotFoundError        unknown (or purged) job id                   NOT_FOUND
+    ├── FailedPreconditionError     the target's state forbids it (cancel a     FAILED_PRECONDITION
+    │                               finished job, retry one that did not fail)
+    ├── IdempotencyKeyReusedError   an Idempotency-Key sent with another body    ALREADY_EXISTS
     ├── UnauthenticatedError        no or bad credentials                        UNAUTHENTICATED
     ├── PermissionDeniedError       credentials lack a scope                     PERMISSION_DENIED
     ├── ResourceExhaustedError      a quota ran out (rate limits)                RESOURCE_EXHAUSTED
@@ -34,8 +38,11 @@ __all__ = [
     "ConfigurationError",
     "DeadlineExceededError",
     "ErrorCode",
+    "FailedPreconditionError",
+    "IdempotencyKeyReusedError",
     "InternalError",
     "InvalidInputError",
+    "JobNotFoundError",
     "MethodNotAllowedError",
     "ModelError",
     "ModelNotFoundError",
@@ -61,6 +68,8 @@ class ErrorCode(enum.StrEnum):
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
     NOT_FOUND = "NOT_FOUND"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     UNAUTHENTICATED = "UNAUTHENTICATED"
     PERMISSION_DENIED = "PERMISSION_DENIED"
@@ -133,6 +142,22 @@ class ModelNotFoundError(NotFoundError):
     """Unknown model name, or a version the model does not have."""
 
 
+class JobNotFoundError(NotFoundError):
+    """No job with that id (never submitted, or removed after its retention)."""
+
+
+class FailedPreconditionError(ModelwireError):
+    """The target's current state does not allow the operation: cancel a finished job, retry a running one."""
+
+    code = ErrorCode.FAILED_PRECONDITION
+
+
+class IdempotencyKeyReusedError(ModelwireError):
+    """An ``Idempotency-Key`` already names a request with a different body."""
+
+    code = ErrorCode.ALREADY_EXISTS
+
+
 class UnauthenticatedError(ModelwireError):
     code = ErrorCode.UNAUTHENTICATED
 
@@ -184,6 +209,8 @@ _BY_CODE: dict[ErrorCode, type[ModelwireError]] = {
     ErrorCode.PAYLOAD_TOO_LARGE: PayloadTooLargeError,
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: UnsupportedMediaTypeError,
     ErrorCode.NOT_FOUND: NotFoundError,
+    ErrorCode.FAILED_PRECONDITION: FailedPreconditionError,
+    ErrorCode.ALREADY_EXISTS: IdempotencyKeyReusedError,
     ErrorCode.METHOD_NOT_ALLOWED: MethodNotAllowedError,
     ErrorCode.UNAUTHENTICATED: UnauthenticatedError,
     ErrorCode.PERMISSION_DENIED: PermissionDeniedError,

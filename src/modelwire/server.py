@@ -140,8 +140,11 @@ class Server:
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish within the grace period, then unload models."""
         grace = self.settings.limits.shutdown_grace_s
+        started = asyncio.get_running_loop().time()
         if self.services is not None:
             await self.services.begin_shutdown()
+            await self.services.streams_closed(grace)  # granian cuts upgraded sockets once stopped
+            grace = max(0.0, grace - (asyncio.get_running_loop().time() - started))
         waits = []
         if self._http is not None and self._http_task is not None:
             self._http.stop()

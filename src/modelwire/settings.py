@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,6 +25,7 @@ __all__ = [
     "EventsSettings",
     "GRPCSettings",
     "HTTPSettings",
+    "JobsSettings",
     "LimitsSettings",
     "ModelSettings",
     "ObservabilitySettings",
@@ -58,6 +59,7 @@ class HTTPSettings(_Section):
 
     http2: bool = True
     backlog: int = Field(default=1024, ge=16)
+    dashboard: bool = True  # the live web page at ``/`` (static files shipped in the package)
 
 
 class GRPCSettings(_Section):
@@ -97,6 +99,44 @@ class EventsSettings(_Section):
     metrics_interval_s: float = Field(default=1.0, gt=0)
     sse_heartbeat_s: float = Field(default=15.0, gt=0)
     sse_retry_ms: int = Field(default=3000, ge=0)
+
+
+class JobsSettings(_Section):
+    """Async jobs (``/v1/jobs``): where they are kept, how they run, limits, webhooks. See docs/jobs.md."""
+
+    backend: str = "sqlite"
+    """``sqlite`` (``<data_dir>/jobs.sqlite3``), ``sqlite:///relative/to/data_dir`` or ``sqlite:////abs/path``;
+    or ``redis://host:port/db[?prefix=name]`` (also ``rediss://``, ``unix://``): jobs in Redis, shared with
+    other gateways and ``modelwire worker``s, job events over Redis pub/sub (docs/jobs.md)."""
+    workers: int = Field(default=2, ge=0, le=256)
+    """Jobs processed at once in this process (0: accept jobs here, process them elsewhere)."""
+    batch_size: int = Field(default=256, ge=1, le=4096)
+    lease_s: float = Field(default=30.0, gt=0)
+    """Visibility timeout: a job whose worker stopped renewing for this long is picked up again."""
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    max_queue_depth: int = Field(default=1000, ge=1)
+    """Queued plus running jobs; a submit past it is refused (503, Retry-After)."""
+    max_upload_bytes: int = Field(default=1024**3, ge=1024)
+    max_rows: int = Field(default=10_000_000, ge=1)
+    retention_s: float = Field(default=7 * 86400.0, gt=0)
+    """Finished jobs and their results are removed this long after they finished."""
+    progress_interval_ms: int = Field(default=500, ge=0)
+    webhook_allow: tuple[str, ...] = ("public",)
+    """Callback hosts allowed: ``public`` (any globally routable address), host names (``*.example.com``),
+    IP addresses or CIDRs. Private, loopback, link-local and reserved addresses need an explicit entry."""
+    webhook_max_attempts: int = Field(default=5, ge=1, le=50)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_secret: SecretStr | None = None
+    """HMAC-SHA256 key of ``Modelwire-Signature``; unset: one generated into ``<data_dir>/webhook_secret``."""
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value == "sqlite" or value.startswith(("sqlite:///", "redis://", "rediss://", "unix://")):
+            return value
+        raise ValueError(
+            f"{value!r} is not a jobs backend: use sqlite, sqlite:///path or redis://host:port/db"
+        )
 
 
 class ObservabilitySettings(_Section):
@@ -151,6 +191,7 @@ class Settings(BaseSettings):
     observability: ObservabilitySettings = ObservabilitySettings()
     ws: WebSocketSettings = WebSocketSettings()
     events: EventsSettings = EventsSettings()
+    jobs: JobsSettings = JobsSettings()
 
     @field_validator("log_level", mode="before")
     @classmethod

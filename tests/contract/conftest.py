@@ -1,8 +1,12 @@
 """One live server (REST + gRPC on port 0) and a tiny per-transport driver, so every contract test runs
-the same assertions over both wires. The drivers use the wire clients directly (httpx, grpcio stubs)."""
+the same assertions over every wire. The drivers use the wire clients directly (httpx, grpcio stubs,
+websockets, httpx-sse)."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import json
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -12,6 +16,8 @@ import grpc
 import httpx
 import pytest
 from google.protobuf import json_format
+from httpx_sse import EventSource
+from websockets.asyncio.client import ClientConnection, connect
 
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2, predictor_pb2_grpc
 from modelwire.server import Server
@@ -91,6 +97,62 @@ class GrpcDriver:
         return {"sentiment": output.sentiment, "confidence": round(output.confidence, 4)}
 
 
+class WsDriver:
+    """One WebSocket for the whole test: requests are pipelined on it and matched to replies by id."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.ids = itertools.count()
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for raw in self.ws:
+            reply = json.loads(raw)
+            self.waiting.pop(reply["id"]).set_result(reply)
+
+    async def predict(self, text: Any, model: str = "sentiment", version: str = "") -> dict[str, Any]:
+        request_id = next(self.ids)
+        message = {"id": request_id, "op": "predict", "text": text, "model": model}
+        if version:
+            message["version"] = version
+        self.waiting[request_id] = asyncio.get_running_loop().create_future()
+        await self.ws.send(json.dumps(message))
+        reply = await asyncio.wait_for(self.waiting[request_id], 10)
+        if reply.get("op") == "error":
+            error = reply["error"]
+            raise Failure(error["code"], error["message"], error.get("details", {}).get("error_id"))
+        assert reply.pop("id") == request_id
+        return reply
+
+
+class SseDriver:
+    """``POST .../predict/stream`` with a one-item batch: request errors are HTTP, item errors are events."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def predict(self, text: Any, model: str = "sentiment", version: str = "") -> dict[str, Any]:
+        path = f"/v1/models/{model}" + (f"/versions/{version}" if version else "") + "/predict/stream"
+        body = {"texts": [text]} if isinstance(text, str) else {"instances": [text]}
+        async with self.client.stream("POST", path, json=body) as response:
+            if response.status_code != 200:
+                await response.aread()
+                error = response.json()["error"]
+                code = HTTP_TO_CODE.get(response.status_code, str(response.status_code))
+                raise Failure(code, error["message"], error.get("details", {}).get("error_id"))
+            events = [sse async for sse in EventSource(response).aiter_sse() if sse.data]
+        assert [e.event for e in events][-1:] == ["done"]
+        (item,) = events[:-1]
+        data: dict[str, Any] = json.loads(item.data)
+        assert data.pop("index") == 0
+        if item.event == "error":
+            error = data["error"]
+            raise Failure(error["code"], error["message"], error.get("details", {}).get("error_id"))
+        assert item.event == "prediction"
+        return data
+
+
 @pytest.fixture
 async def live(
     make_services: Callable[..., Services], make_settings: Callable[..., Settings]
@@ -108,11 +170,19 @@ async def live(
     await server.stop()
 
 
-@pytest.fixture(params=["rest", "grpc"])
+@pytest.fixture(params=["rest", "grpc", "ws", "sse"])
 async def driver(request: pytest.FixtureRequest, live: Server) -> AsyncIterator[Driver]:
-    if request.param == "rest":
+    if request.param == "ws":
+        async with connect(f"ws://127.0.0.1:{live.http_port}/v1/ws") as ws:
+            ws_driver = WsDriver(ws)
+            yield ws_driver
+            ws_driver.reader.cancel()
+    elif request.param == "rest":
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{live.http_port}", timeout=10) as client:
             yield RestDriver(client)
+    elif request.param == "sse":
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{live.http_port}", timeout=10) as client:
+            yield SseDriver(client)
     else:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{live.grpc_port}") as channel:
             yield GrpcDriver(predictor_pb2_grpc.PredictorStub(channel))

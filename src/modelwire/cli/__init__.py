@@ -5,7 +5,7 @@ import importlib
 from modelwire.cli.main import app, build_settings, parse_model_spec, run
 
 # Registration order is the order ``modelwire --help`` lists the commands in.
-for _module in ("serve", "client", "train"):
+for _module in ("serve", "worker", "client", "watch", "train", "jobs"):
     importlib.import_module(f"modelwire.cli.{_module}")
 
 __all__ = ["app", "build_settings", "parse_model_spec", "run"]

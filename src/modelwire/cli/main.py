@@ -86,6 +86,8 @@ def build_settings(
     max_delay_ms: float | None = None,
     batching: bool | None = None,
     request_timeout: float | None = None,
+    jobs_backend: str | None = None,
+    ws_echo: bool | None = None,
     **settings: Any,
 ) -> Settings:
     """``Settings`` from ``serve``'s flags: only the given ones (not ``None``) override.
@@ -109,6 +111,8 @@ def build_settings(
         ("batching", "max_delay_ms"): max_delay_ms,
         ("batching", "enabled"): batching,
         ("limits", "request_timeout_s"): request_timeout,
+        ("jobs", "backend"): jobs_backend,
+        ("ws", "echo"): ws_echo,
     }
     for (section, key), value in nested.items():
         if value is not None:
@@ -134,6 +138,8 @@ def run(
     max_delay_ms: float | None = None,
     batching: bool | None = None,
     request_timeout: float | None = None,
+    jobs_backend: str | None = None,
+    ws_echo: bool | None = None,
     **settings: Any,
 ) -> None:
     """Serve until SIGTERM/SIGINT: ``modelwire serve`` as a function, argument for flag.
@@ -160,6 +166,8 @@ def run(
             max_delay_ms=max_delay_ms,
             batching=batching,
             request_timeout=request_timeout,
+            jobs_backend=jobs_backend,
+            ws_echo=ws_echo,
             **settings,
         )
     )

@@ -104,6 +104,26 @@ def serve(
             rich_help_panel=_BATCH_PANEL,
         ),
     ] = None,
+    jobs_backend: Annotated[
+        str | None,
+        typer.Option(
+            help=_help(
+                "Where async jobs are kept: sqlite (in the data dir), sqlite:///path, or "
+                "redis://host:port/db shared with [bold]modelwire worker[/]s",
+                "jobs.backend",
+            ),
+            rich_help_panel=_SERVE_PANEL,
+        ),
+    ] = None,
+    ws_echo: Annotated[
+        bool | None,
+        typer.Option(
+            "--ws-echo",
+            help=_help("Serve /v1/ws/echo", "ws.echo"),
+            show_default=False,
+            rich_help_panel=_SERVE_PANEL,
+        ),
+    ] = None,
 ) -> None:
     """Serve models over REST and gRPC until Ctrl-C or SIGTERM.
 
@@ -126,5 +146,7 @@ def serve(
             max_delay_ms=max_delay_ms,
             batching=batching,
             request_timeout=request_timeout,
+            jobs_backend=jobs_backend,
+            ws_echo=ws_echo,
         )
         server.run(settings)

@@ -7,8 +7,10 @@ from typing import Annotated
 
 import typer
 
+from modelwire.cli.client import UrlOption
 from modelwire.cli.main import (
     _NAME,
+    DEFAULT_CLIENT_URL,
     _help,
     _reported,
     app,
@@ -30,6 +32,16 @@ def _read_csv(path: Path) -> tuple[list[str], list[int]]:
 
 @app.command()
 def train(
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="[FILE]",
+            help="CSV with [cyan]text,label[/] columns (the same as --data).",
+            exists=True,
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
     data_dir: Annotated[
         Path | None,
         typer.Option(
@@ -54,12 +66,33 @@ def train(
             help="TOML config file [MODELWIRE_CONFIG], read for data_dir.", exists=True, dir_okay=False
         ),
     ] = None,
+    run_async: Annotated[
+        bool,
+        typer.Option(
+            "--async",
+            help="Train on the running server at --url, as a job (POST /v1/models/NAME/train); "
+            "it serves the new version as soon as it succeeds.",
+        ),
+    ] = False,
+    url: UrlOption = DEFAULT_CLIENT_URL,
+    wait: Annotated[bool, typer.Option("--wait", help="With --async: follow the job to its end.")] = False,
 ) -> None:
     """Train the default sentiment model and register it as a new version.
 
     Splits the data 80/20 at random (fixed seed), reports held-out accuracy, and saves the next version
     folder ([cyan]<data-dir>/models/<name>/<version>/[/]). A running server serves it after a restart.
+    With [cyan]--async[/], the server at --url trains instead, as a job, and serves the version at once.
     """
+    if file is not None and data is not None and file != data:
+        raise typer.BadParameter("give the CSV once: FILE or --data", param_hint="FILE")
+    data = data or file
+    if run_async:
+        if data is None:
+            raise typer.BadParameter("--async uploads a CSV: name it (FILE)", param_hint="FILE")
+        from modelwire.cli.jobs import submit_training_job
+
+        submit_training_job(url, data, name, wait=wait)
+        return
     from modelwire.console import console, training_progress
     from modelwire.model.repository import ModelRepository
     from modelwire.model.sentiment import train_sentiment

@@ -7,8 +7,9 @@ field from ``BadRequest`` and the delay from ``RetryInfo``), else from the gRPC 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import grpc
@@ -21,20 +22,27 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from modelwire.client.results import Health
 from modelwire.client.transport import Endpoint, Output
 from modelwire.errors import (
+    DeadlineExceededError,
     ErrorCode,
     InternalError,
     ModelwireError,
     UnavailableError,
     error_from_code,
 )
-from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2, predictor_pb2_grpc
+from modelwire.protocols.grpc._generated.modelwire.v1 import (
+    events_pb2,
+    events_pb2_grpc,
+    predictor_pb2,
+    predictor_pb2_grpc,
+)
 
 __all__ = ["GrpcTransport", "error_from_status", "map_grpc_errors"]
 
 _STATUS_CODES: dict[grpc.StatusCode, ErrorCode] = {
     grpc.StatusCode.INVALID_ARGUMENT: ErrorCode.INVALID_ARGUMENT,
     grpc.StatusCode.OUT_OF_RANGE: ErrorCode.INVALID_ARGUMENT,
-    grpc.StatusCode.FAILED_PRECONDITION: ErrorCode.INVALID_ARGUMENT,
+    grpc.StatusCode.FAILED_PRECONDITION: ErrorCode.FAILED_PRECONDITION,
+    grpc.StatusCode.ALREADY_EXISTS: ErrorCode.ALREADY_EXISTS,
     grpc.StatusCode.NOT_FOUND: ErrorCode.NOT_FOUND,
     grpc.StatusCode.UNIMPLEMENTED: ErrorCode.NOT_FOUND,
     grpc.StatusCode.UNAUTHENTICATED: ErrorCode.UNAUTHENTICATED,
@@ -45,6 +53,7 @@ _STATUS_CODES: dict[grpc.StatusCode, ErrorCode] = {
     grpc.StatusCode.CANCELLED: ErrorCode.UNAVAILABLE,
 }
 _DETAILS_KEY = "grpc-status-details-bin"
+_EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]  # missing from grpc-stubs
 
 
 def _rich_details(metadata: Any) -> dict[str, Any]:
@@ -136,6 +145,7 @@ class GrpcTransport:
         self._metadata = tuple((key.lower(), value) for key, value in endpoint.headers.items())
         self._predictor = predictor_pb2_grpc.PredictorStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._events = events_pb2_grpc.EventsStub(self._channel)
 
     async def predict(self, text: str, *, model: str, version: str | None) -> Output:
         request = predictor_pb2.Input(text=text, model=model, version=version or "")
@@ -166,6 +176,90 @@ class GrpcTransport:
         if len(done) != len(texts):
             raise InternalError(f"the server answered {len(done)} of {len(texts)} inputs")
         return done
+
+    async def stream_predict(
+        self, texts: AsyncIterator[str], *, model: str | None, version: str | None
+    ) -> AsyncGenerator[tuple[int, Output | ModelwireError]]:
+        """``PredictStream`` fed as the caller yields texts. No deadline on the call: ``timeout`` bounds
+        each wait for an answer while inputs are outstanding."""
+        sent = 0
+        done_sending = False
+        progress = asyncio.Event()
+        failed: list[Exception] = []  # the caller's iterable raised: grpc would only log it
+
+        async def inputs() -> AsyncIterator[Any]:
+            nonlocal sent, done_sending
+            try:
+                async for text in texts:
+                    yield predictor_pb2.StreamInput(
+                        id=str(sent), text=text, model=model or "", version=version or ""
+                    )
+                    sent += 1
+                    progress.set()
+                done_sending = True
+            except Exception as exc:  # noqa: BLE001 - handed to the caller below
+                failed.append(exc)
+            finally:
+                progress.set()
+
+        call = self._predictor.PredictStream(inputs(), metadata=self._metadata)
+        ended = asyncio.ensure_future(call.code())  # done when the call ends (say, it never connected)
+        received = 0
+        try:
+            while True:
+                if failed:
+                    raise failed[0]
+                if received == sent and not done_sending and not ended.done():
+                    # Nothing outstanding: wait for the caller's next input, or for the call to end.
+                    waiter = asyncio.ensure_future(progress.wait())
+                    try:
+                        await asyncio.wait((waiter, ended), return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        waiter.cancel()
+                    progress.clear()
+                    continue
+                wait = self._timeout if received < sent else None
+                with map_grpc_errors(self._target):
+                    try:
+                        async with asyncio.timeout(wait):
+                            reply = await call.read()
+                    except TimeoutError:
+                        raise DeadlineExceededError(f"no answer from {self._target} in {wait:g} s") from None
+                if reply is _EOF:
+                    break
+                index = int(reply.id) if reply.id.isdigit() else -1
+                if not 0 <= index < sent:
+                    raise InternalError(f"the server answered an unknown input ({reply.id!r:.20})")
+                received += 1
+                which = reply.WhichOneof("result")
+                yield index, _stream_error(reply.error) if which == "error" else _output(reply.output)
+        finally:
+            call.cancel()
+            ended.cancel()
+        if received != sent:
+            raise InternalError(f"the server answered {received} of {sent} inputs")
+
+    async def events(self, topics: Sequence[str], *, last_event_id: int | None) -> AsyncGenerator[Output]:
+        """``Events/Subscribe``; no deadline (a subscription lasts until cancelled or the server stops)."""
+        request = events_pb2.SubscribeRequest(
+            topics=list(topics), last_event_id="" if last_event_id is None else str(last_event_id)
+        )
+        call = self._events.Subscribe(request, metadata=self._metadata)
+        try:
+            while True:
+                with map_grpc_errors(self._target):
+                    reply = await call.read()
+                if reply is _EOF:
+                    return
+                yield {
+                    "id": reply.id or None,
+                    "topic": reply.topic,
+                    "type": reply.type,
+                    "time": reply.time,
+                    "data": json_format.MessageToDict(reply.data),
+                }
+        finally:
+            call.cancel()
 
     async def models(self) -> list[Output]:
         with map_grpc_errors(self._target):

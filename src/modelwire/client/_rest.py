@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+from httpx_sse import SSEError, aconnect_sse
 
 from modelwire.client.results import Health
 from modelwire.client.transport import Endpoint, Output
@@ -35,6 +37,7 @@ _STATUS_CODES: dict[int, ErrorCode] = {
     403: ErrorCode.PERMISSION_DENIED,
     404: ErrorCode.NOT_FOUND,
     405: ErrorCode.METHOD_NOT_ALLOWED,
+    409: ErrorCode.FAILED_PRECONDITION,
     413: ErrorCode.PAYLOAD_TOO_LARGE,
     415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
     422: ErrorCode.INVALID_ARGUMENT,
@@ -178,5 +181,40 @@ class RestTransport:
         ready = await self._send("GET", "/v2/health/ready")
         return Health(live=live.status_code == 200, ready=ready.status_code == 200)
 
+    async def events(self, topics: Sequence[str], *, last_event_id: int | None) -> AsyncGenerator[Output]:
+        """``GET /v1/events`` as Server-Sent Events. Reads wait as long as the stream lives."""
+        headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
+        timeout = httpx.Timeout(self._http.timeout.connect, read=None)
+        params = {"topics": ",".join(topics)}
+        with map_httpx_exceptions(self._url):
+            async with aconnect_sse(
+                self._http, "GET", "/v1/events", params=params, headers=headers, timeout=timeout
+            ) as source:
+                response = source.response
+                if response.status_code >= 400:
+                    body = await response.aread()
+                    raise error_from_response(response.status_code, response.headers, body)
+                try:
+                    async for sse in source.aiter_sse():
+                        if sse.data:  # a message with no data (the first `retry:`) is not an event
+                            yield _sse_event(sse.event, sse.data, sse.id)
+                except SSEError as exc:
+                    raise InternalError(f"the server did not answer with an event stream: {exc}") from None
+
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def _sse_event(kind: str, data: str, event_id: str) -> Output:
+    """One SSE message of ``/v1/events`` as the event's dict; ``event: error`` raises its error."""
+    try:
+        payload = json.loads(data) if data else {}
+    except ValueError:
+        raise InternalError(f"the server sent an event whose data is not JSON: {data[:80]!r}") from None
+    if kind == "error":
+        raise error_from_wire(payload.get("error", payload) if isinstance(payload, dict) else {})
+    if kind == "reset":
+        return {"id": None, "topic": "", "type": "reset", "time": time.time(), "data": payload}
+    if not isinstance(payload, dict):
+        raise InternalError(f"the server sent an event that is not an object: {data[:80]!r}")
+    return {"id": event_id or payload.get("id"), **{k: v for k, v in payload.items() if k != "id"}}

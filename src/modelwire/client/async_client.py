@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
 from types import TracebackType
+from typing import Any, cast
 
-from modelwire.client.results import Health, ModelSummary, Prediction
-from modelwire.client.transport import Endpoint, Transport, open_transport, parse_url
+from modelwire.client.job_inputs import JobInputs
+from modelwire.client.job_results import JobInfo, JobPage
+from modelwire.client.jobs import (
+    AsyncJobHandle,
+    JobSubmission,
+    JobWire,
+    list_jobs,
+    open_job_wire,
+    submit_job,
+)
+from modelwire.client.results import Event, Health, ModelSummary, Prediction, StreamedPrediction
+from modelwire.client.transport import (
+    Endpoint,
+    EventStreamer,
+    EventWire,
+    PredictStreamer,
+    PredictWire,
+    Transport,
+    choose_wire,
+    open_transport,
+    parse_url,
+)
 from modelwire.errors import InvalidInputError, ModelwireError
+from modelwire.events.topics import parse_topics
 
 __all__ = ["DEFAULT_TIMEOUT", "DEFAULT_URL", "AsyncClient"]
 
@@ -41,6 +64,7 @@ class AsyncClient:
     ) -> None:
         self._endpoint: Endpoint = parse_url(url, timeout=timeout, headers=headers, http2=http2)
         self._transport: Transport | None = None
+        self._streams: set[AsyncGenerator[Any]] = set()  # open streams, closed by aclose()
         self._closed = False
 
     @property
@@ -85,6 +109,139 @@ class AsyncClient:
         outputs = await self._wire().predict_batch(texts, model=model, version=version)
         return [out if isinstance(out, ModelwireError) else Prediction.from_output(out) for out in outputs]
 
+    async def stream_predict(
+        self,
+        texts: Iterable[str] | AsyncIterable[str],
+        *,
+        model: str | None = None,
+        version: str | None = None,
+        transport: PredictWire | None = None,
+    ) -> AsyncIterator[StreamedPrediction]:
+        """Predict many texts over one stream, yielding each answer as soon as it is ready.
+
+        Answers come in the order they finish, each with its input's ``index``; an input that fails
+        carries its error and the others go on. ``texts`` may be an async iterable: inputs are sent as it
+        yields them, while answers arrive. The wire is WebSocket on an ``http(s)://`` URL and gRPC
+        ``PredictStream`` on a ``grpc(s)://`` one. ``model=None`` is the server's default model.
+        ``timeout`` bounds each wait for an answer, not the whole stream.
+
+            async for item in client.stream_predict(["great", "awful"]):
+                print(item.index, item.result)
+
+        What fails the whole stream (unknown model, server gone) is raised.
+        """
+        if isinstance(texts, str | bytes):
+            raise InvalidInputError(
+                "texts must be a sequence of strings, not a single string", field="$.texts"
+            )
+        wire = choose_wire(self._endpoint, transport, ("ws", "grpc"), "ws")
+        streamer = cast(PredictStreamer, self._wire() if wire == "grpc" else self._websocket())
+        outputs = streamer.stream_predict(_checked(texts), model=model, version=version)
+        self._streams.add(outputs)
+        try:
+            async for index, out in outputs:
+                result = out if isinstance(out, ModelwireError) else Prediction.from_output(out)
+                yield StreamedPrediction(index, result)
+        finally:
+            self._streams.discard(outputs)
+            await outputs.aclose()
+
+    async def events(
+        self,
+        topics: Sequence[str] | str,
+        *,
+        last_event_id: int | str | None = None,
+        transport: EventWire | None = None,
+    ) -> AsyncIterator[Event]:
+        """Follow event-bus topics: ``metrics``, ``models``, ``server``, ``jobs/<id>``, ``jobs/*``, ``*``.
+
+        Over Server-Sent Events (the default on ``http(s)://``), WebSocket (``transport="ws"``) or gRPC
+        ``Events/Subscribe`` (on ``grpc(s)://``). ``last_event_id`` (SSE and gRPC) resumes after that
+        event; if it is too old the first event is a reset (``Event.is_reset``). The iteration ends when
+        the server shuts down; a reader so slow the server dropped it gets ``ResourceExhaustedError``.
+
+            async for event in client.events(["models", "server"]):
+                print(event.type, event.data)
+        """
+        chosen = sorted(parse_topics(topics))
+        wire = choose_wire(self._endpoint, transport, ("sse", "ws", "grpc"), "sse")
+        resume = _event_id(last_event_id)
+        streamer = cast(EventStreamer, self._websocket() if wire == "ws" else self._wire())
+        raw_events = streamer.events(chosen, last_event_id=resume)
+        self._streams.add(raw_events)
+        try:
+            async for raw in raw_events:
+                yield Event.from_dict(raw)
+        finally:
+            self._streams.discard(raw_events)
+            await raw_events.aclose()
+
+    def _websocket(self) -> PredictStreamer | EventStreamer:
+        if self._closed:
+            raise RuntimeError("this client is closed")
+        from modelwire.client._ws import WebSocketWire
+
+        return WebSocketWire(self._endpoint)
+
+    # -- jobs (client/jobs.py) ---------------------------------------------------------------------
+
+    async def submit_job(
+        self,
+        inputs: JobInputs,
+        *,
+        model: str = "sentiment",
+        version: str | None = None,
+        callback_url: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> AsyncJobHandle:
+        """Submit an async job: the server stores it and answers at once; the handle follows it.
+
+        ``inputs`` is a list of rows (texts, or any JSON value for other models), any iterable or async
+        iterable of rows (streamed, never held whole), or a ``pathlib.Path`` to a ``.csv`` / ``.ndjson``
+        file (streamed as bytes). ``callback_url`` gets the final state, signed; the same
+        ``idempotency_key`` and request return the job submitted first (``handle.created`` is False).
+
+            job = await client.submit_job(["great", "awful"])
+            done = await job.wait(timeout=60)
+            async for row in job.results():
+                print(row.index, row.result)
+        """
+        spec = JobSubmission(model, "predict", version, callback_url, metadata or {}, idempotency_key)
+        return await submit_job(self._job_wire(), spec, inputs)
+
+    async def submit_training(
+        self,
+        data: JobInputs,
+        *,
+        model: str = "sentiment",
+        callback_url: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> AsyncJobHandle:
+        """Train a new version of ``model`` on the server, as a job (``POST /v1/models/{name}/train``).
+
+        ``data``: ``{"text", "label"}`` rows or ``(text, label)`` pairs (label 0 or 1), or a ``pathlib.Path``
+        to a CSV with text,label columns. On success ``job.wait().result`` holds the new ``version`` and
+        its held-out ``accuracy``; the server serves the version at once.
+        """
+        spec = JobSubmission(model, "train", None, callback_url, metadata or {}, idempotency_key)
+        return await submit_job(self._job_wire(), spec, data)
+
+    async def job(self, job_id: str) -> AsyncJobHandle:
+        """A handle on a job submitted earlier (by anyone); ``JobNotFoundError`` if there is none."""
+        wire = self._job_wire()
+        return AsyncJobHandle(wire, JobInfo.from_dict(await wire.get(job_id)), created=False)
+
+    async def list_jobs(
+        self, *, status: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> JobPage:
+        """Jobs newest first, optionally only those in ``status``; ``limit`` 1..1000 per page."""
+        return await list_jobs(self._job_wire(), status=status, limit=limit, cursor=cursor)
+
+    def _job_wire(self) -> JobWire:
+        return open_job_wire(self._wire())
+
     async def models(self) -> list[ModelSummary]:
         """The served models, their versions and readiness."""
         return [ModelSummary.from_dict(raw) for raw in await self._wire().models()]
@@ -94,8 +251,12 @@ class AsyncClient:
         return await self._wire().health()
 
     async def aclose(self) -> None:
-        """Close the connection. Safe to call twice."""
+        """Close the connection and any stream still open (a loop left by ``break``). Safe to call twice."""
         self._closed = True
+        streams, self._streams = list(self._streams), set()
+        for stream in streams:
+            with contextlib.suppress(Exception):  # one being iterated elsewhere closes when it next yields
+                await stream.aclose()
         transport, self._transport = self._transport, None
         if transport is not None:
             await transport.aclose()
@@ -113,3 +274,35 @@ class AsyncClient:
 
     def __repr__(self) -> str:
         return f"AsyncClient({self.url!r})"
+
+
+async def _checked(texts: Iterable[str] | AsyncIterable[str]) -> AsyncIterator[str]:
+    """The texts as an async iterator, each checked to be a string before it is sent."""
+    index = 0
+    if isinstance(texts, AsyncIterable):
+        async for text in texts:
+            yield _text(text, index)
+            index += 1
+    else:
+        for text in texts:
+            yield _text(text, index)
+            index += 1
+
+
+def _text(text: object, index: int) -> str:
+    if not isinstance(text, str):
+        raise InvalidInputError(
+            f"texts[{index}] must be a string, not {type(text).__name__}", field=f"$.texts[{index}]"
+        )
+    return text
+
+
+def _event_id(value: int | str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(
+            f"last_event_id must be an event id (an integer), not {str(value)[:40]!r}", field="last_event_id"
+        ) from None

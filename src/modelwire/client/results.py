@@ -6,7 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Health", "ModelSummary", "ModelVersionStatus", "Prediction"]
+from modelwire.errors import ModelwireError
+
+__all__ = ["Event", "Health", "ModelSummary", "ModelVersionStatus", "Prediction", "StreamedPrediction"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,3 +82,61 @@ class Health:
 
     live: bool
     ready: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StreamedPrediction:
+    """One answer of ``stream_predict``, sent as soon as it was ready (not in input order).
+
+    ``index`` is the input's position in ``texts``; ``result`` is its ``Prediction``, or the error that
+    input alone met (the other inputs still answer).
+    """
+
+    index: int
+    result: Prediction | ModelwireError
+
+    @property
+    def ok(self) -> bool:
+        return isinstance(self.result, Prediction)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event from the server's event bus, whichever wire (SSE, WebSocket, gRPC) brought it.
+
+    ``topic`` is where it was published (``metrics``, ``models``, ``server``, ``jobs/<id>``) and ``type``
+    what happened (``metrics``, ``model.loaded``, ``server.stopping``, ...). Keep ``id`` to resume later
+    with ``events(..., last_event_id=id)``. A ``reset`` (``is_reset``; ``id`` is None) says events were
+    missed because the id was too old: re-read the state instead of trusting a gap-free stream.
+
+    >>> e = Event.from_dict({"id": 7, "topic": "models", "type": "model.loaded", "time": 1.5, "data": {}})
+    >>> e.id, e.type, e.is_reset
+    (7, 'model.loaded', False)
+    """
+
+    id: int | None
+    topic: str
+    type: str
+    time: float
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_reset(self) -> bool:
+        return self.type == "reset"
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Event:
+        raw_id = raw.get("id")
+        try:
+            event_id = int(raw_id) if raw_id not in (None, "") else None
+        except (TypeError, ValueError):
+            event_id = None
+        data = raw.get("data")
+        stamp = raw.get("time")
+        return cls(
+            id=event_id,
+            topic=str(raw.get("topic") or ""),
+            type=str(raw.get("type") or ""),
+            time=float(stamp) if isinstance(stamp, int | float) else 0.0,
+            data=dict(data) if isinstance(data, Mapping) else {},
+        )

@@ -8,6 +8,10 @@ async framework's sync handler), and that gRPC's asyncio channel always lives on
 Ctrl-C while waiting cancels the call on the loop (the wait is cut in short slices: a signal may land on
 another thread, and the main thread only notices it between blocking calls). ``close()`` closes the
 connection, stops the loop and joins the thread.
+
+Streams (``stream_predict``, ``events``) are the async generators, stepped one item at a time on the loop
+(``_iterate``); leaving the ``for`` early, or Ctrl-C, closes the generator there, which closes its socket.
+A plain iterable of texts is read on a worker thread, so a slow or blocking source never stalls the loop.
 """
 
 from __future__ import annotations
@@ -15,20 +19,26 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import os
 import threading
 import weakref
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from modelwire.client.async_client import DEFAULT_TIMEOUT, DEFAULT_URL, AsyncClient
-from modelwire.client.results import Health, ModelSummary, Prediction
+from modelwire.client.job_inputs import JobInputs, from_thread
+from modelwire.client.job_results import JobPage
+from modelwire.client.jobs import JobHandle
+from modelwire.client.results import Event, Health, ModelSummary, Prediction, StreamedPrediction
+from modelwire.client.transport import EventWire, PredictWire
 from modelwire.errors import ModelwireError
 
 __all__ = ["Client"]
 
 T = TypeVar("T")
 _POLL_S = 0.2
+_END = object()
 
 
 def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
@@ -116,6 +126,115 @@ class Client:
         """See ``AsyncClient.predict_batch``."""
         return self._run(self._async.predict_batch(texts, model=model, version=version))
 
+    def stream_predict(
+        self,
+        texts: Iterable[str],
+        *,
+        model: str | None = None,
+        version: str | None = None,
+        transport: PredictWire | None = None,
+    ) -> Generator[StreamedPrediction]:
+        """See ``AsyncClient.stream_predict``. ``texts`` may be a generator: it is read as answers come."""
+        source = texts if isinstance(texts, str | bytes | Sequence) else _from_thread(texts)
+        return self._iterate(
+            self._async.stream_predict(source, model=model, version=version, transport=transport)
+        )
+
+    def events(
+        self,
+        topics: Sequence[str] | str,
+        *,
+        last_event_id: int | str | None = None,
+        transport: EventWire | None = None,
+    ) -> Generator[Event]:
+        """See ``AsyncClient.events``."""
+        return self._iterate(self._async.events(topics, last_event_id=last_event_id, transport=transport))
+
+    def _iterate(self, stream: AsyncIterator[T]) -> Generator[T]:
+        steps: list[asyncio.Task[Any]] = []
+
+        async def step() -> Any:
+            task = asyncio.current_task()
+            assert task is not None
+            steps[:] = [task]
+            try:
+                return await anext(stream)
+            except StopAsyncIteration:
+                return _END
+
+        async def close() -> None:
+            # A step cancelled by Ctrl-C may still be unwinding: the generator cannot be closed under it.
+            running = [task for task in steps if not task.done()]
+            if running:
+                await asyncio.wait(running)
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+        def items() -> Generator[T]:
+            try:
+                while (item := self._run(step())) is not _END:
+                    yield item
+            finally:
+                if self._loop is not None and not self._closed:
+                    self._run(close())
+
+        return items()
+
+    # -- jobs (client/jobs.py) ---------------------------------------------------------------------
+
+    def submit_job(
+        self,
+        inputs: JobInputs,
+        *,
+        model: str = "sentiment",
+        version: str | None = None,
+        callback_url: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> JobHandle:
+        """See ``AsyncClient.submit_job``. A generator of rows is read on a worker thread as it uploads."""
+        handle = self._run(
+            self._async.submit_job(
+                _threaded(inputs),
+                model=model,
+                version=version,
+                callback_url=callback_url,
+                metadata=metadata,
+                idempotency_key=idempotency_key,
+            )
+        )
+        return JobHandle(self, handle)
+
+    def submit_training(
+        self,
+        data: JobInputs,
+        *,
+        model: str = "sentiment",
+        callback_url: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> JobHandle:
+        """See ``AsyncClient.submit_training``."""
+        handle = self._run(
+            self._async.submit_training(
+                _threaded(data),
+                model=model,
+                callback_url=callback_url,
+                metadata=metadata,
+                idempotency_key=idempotency_key,
+            )
+        )
+        return JobHandle(self, handle)
+
+    def job(self, job_id: str) -> JobHandle:
+        """See ``AsyncClient.job``."""
+        return JobHandle(self, self._run(self._async.job(job_id)))
+
+    def list_jobs(self, *, status: str | None = None, limit: int = 50, cursor: str | None = None) -> JobPage:
+        """See ``AsyncClient.list_jobs``."""
+        return self._run(self._async.list_jobs(status=status, limit=limit, cursor=cursor))
+
     def models(self) -> list[ModelSummary]:
         """See ``AsyncClient.models``."""
         return self._run(self._async.models())
@@ -151,3 +270,17 @@ class Client:
 
     def __repr__(self) -> str:
         return f"Client({self.url!r})"
+
+
+def _threaded(inputs: JobInputs) -> JobInputs:
+    """Rows from a plain iterator are pulled on a worker thread; sequences, files and async ones as given."""
+    if isinstance(inputs, str | bytes | Sequence | os.PathLike | AsyncIterable):
+        return inputs
+    return from_thread(inputs)
+
+
+async def _from_thread(texts: Iterable[str]) -> AsyncIterator[str]:
+    """A blocking iterable as an async one: each ``next()`` runs on a worker thread."""
+    iterator = iter(texts)
+    while (text := await asyncio.to_thread(next, iterator, _END)) is not _END:
+        yield cast(str, text)

@@ -7,20 +7,34 @@ error tree at one boundary (``map_httpx_exceptions`` / ``map_grpc_errors``). ``A
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from modelwire.client.results import Health
 from modelwire.errors import ConfigurationError, ModelwireError
 
-__all__ = ["GRPC_SCHEMES", "REST_SCHEMES", "Endpoint", "Transport", "open_transport", "parse_url"]
+__all__ = [
+    "GRPC_SCHEMES",
+    "REST_SCHEMES",
+    "Endpoint",
+    "EventStreamer",
+    "EventWire",
+    "PredictStreamer",
+    "PredictWire",
+    "Transport",
+    "choose_wire",
+    "open_transport",
+    "parse_url",
+]
 
 REST_SCHEMES = frozenset({"http", "https"})
 GRPC_SCHEMES = frozenset({"grpc", "grpcs"})
 
 Output = Mapping[str, Any]
+PredictWire = Literal["ws", "grpc"]
+EventWire = Literal["sse", "ws", "grpc"]
 
 
 class Transport(Protocol):
@@ -37,6 +51,20 @@ class Transport(Protocol):
     async def health(self) -> Health: ...
 
     async def aclose(self) -> None: ...
+
+
+class PredictStreamer(Protocol):
+    """A wire that streams predictions: answers ``(index, output or error)`` as each is ready."""
+
+    def stream_predict(
+        self, texts: AsyncIterator[str], *, model: str | None, version: str | None
+    ) -> AsyncGenerator[tuple[int, Output | ModelwireError]]: ...
+
+
+class EventStreamer(Protocol):
+    """A wire that follows event-bus topics: each event as ``{"id", "topic", "type", "time", "data"}``."""
+
+    def events(self, topics: Sequence[str], *, last_event_id: int | None) -> AsyncGenerator[Output]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,3 +125,22 @@ def open_transport(endpoint: Endpoint) -> Transport:
     from modelwire.client._rest import RestTransport
 
     return RestTransport(endpoint)
+
+
+def choose_wire(endpoint: Endpoint, requested: str | None, allowed: Sequence[str], default_http: str) -> str:
+    """The streaming wire for a call: ``grpc`` on a gRPC URL, else ``requested`` or ``default_http``.
+
+    A gRPC URL reaches only gRPC streams and an HTTP URL only WebSocket and SSE (they are different ports),
+    so asking across raises ``ConfigurationError`` rather than guessing the other port.
+    """
+    if requested is not None and requested not in allowed:
+        raise ConfigurationError(f"unknown transport {requested!r}: use one of {', '.join(allowed)}")
+    if endpoint.is_grpc:
+        if requested not in (None, "grpc"):
+            raise ConfigurationError(
+                f"transport={requested!r} needs an http:// or https:// URL, not {endpoint.url}"
+            )
+        return "grpc"
+    if requested == "grpc":
+        raise ConfigurationError(f"transport='grpc' needs a grpc:// or grpcs:// URL, not {endpoint.url}")
+    return requested or default_http

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,30 +114,44 @@ class DataPlane:
     async def stream(
         self,
         name: str,
-        requests: AsyncIterator[tuple[str, Any]],
+        requests: AsyncIterator[tuple[Any, ...]],
         *,
         version: str | None = None,
         ctx: CallContext,
-    ) -> AsyncIterator[tuple[str, Any]]:
+        max_pending: int | None = None,
+    ) -> AsyncGenerator[tuple[Any, Any], None]:
         """Pipeline ``(id, instance)`` pairs; yield each ``(id, output or error)`` as soon as it is ready.
 
-        Order is not kept; every request goes through the same batching as single calls.
+        Order is not kept; every request goes through the same batching as single calls. Ids are opaque. A
+        request may name its own target as ``(id, instance, name, version)``; an unknown one is that
+        item's error. With ``max_pending``, at most that many requests are taken from ``requests`` and not
+        yet handed back: at the bound the stream stops pulling, so a source that reads a socket stops
+        reading it (backpressure) instead of queueing without bound.
         """
         self.registry.get(name, version)
-        done: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue()
+        done: asyncio.Queue[tuple[Any, Any] | None] = asyncio.Queue()
         tasks: set[asyncio.Task[None]] = set()
+        slots = asyncio.Semaphore(max_pending) if max_pending else None
 
-        async def one(request_id: str, instance: Any) -> None:
+        async def one(request_id: Any, instance: Any, target: str, target_version: str | None) -> None:
             try:
-                result = await self.predict(name, instance, version=version, ctx=ctx)
+                result = await self.predict(target, instance, version=target_version, ctx=ctx)
             except ModelwireError as exc:
                 result = exc
             await done.put((request_id, result))
 
         async def feed() -> None:
+            source = aiter(requests)
             try:
-                async for request_id, instance in requests:
-                    task = asyncio.create_task(one(request_id, instance))
+                while True:
+                    if slots is not None:
+                        await slots.acquire()
+                    request = await anext(source, None)
+                    if request is None:
+                        break
+                    request_id, instance, *routed = request
+                    target, target_version = (routed[0], routed[1]) if routed else (name, version)
+                    task = asyncio.create_task(one(request_id, instance, target, target_version))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
                 while tasks:
@@ -148,6 +162,8 @@ class DataPlane:
         feeder = asyncio.create_task(feed())
         try:
             while (item := await done.get()) is not None:
+                if slots is not None:
+                    slots.release()
                 yield item
             await feeder
         finally:

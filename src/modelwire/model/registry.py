@@ -110,6 +110,17 @@ class ModelRegistry:
         versions[model.version] = handle
         return handle
 
+    async def add_loaded(self, model: Model, batching: BatchingSettings, observe: Any = None) -> ModelHandle:
+        """Add a version at run time: loaded (off the event loop) before it becomes visible, so the
+        default version only switches to it once it can serve."""
+        versions = self._handles.get(model.name, {})
+        if model.version in versions:
+            raise ConfigurationError(f"model {model.name} already has a version {model.version}")
+        handle = ModelHandle(model, _runner(model, batching, self._executor, observe))
+        await self.load(handle)
+        self._handles.setdefault(model.name, {})[model.version] = handle
+        return handle
+
     async def load_all(self) -> None:
         for handle in self.handles():
             await self.load(handle)

@@ -1,8 +1,9 @@
 """The gRPC listener: grpc.aio on the running event loop (the same one as REST), over the same ``Services``.
 
-It serves ``modelwire.v1.Predictor``, ``inference.GRPCInferenceService``, ``grpc.health.v1.Health`` (SERVING
-while ``DataPlane.ready()``, NOT_SERVING from the moment a stop begins) and, unless turned off in settings,
-server reflection (v1alpha, which grpcurl understands).
+It serves ``modelwire.v1.Predictor``, ``modelwire.v1.Events``, ``modelwire.v1.Jobs``,
+``inference.GRPCInferenceService``, ``grpc.health.v1.Health`` (SERVING while ``DataPlane.ready()``,
+NOT_SERVING from the moment a stop begins) and, unless turned off in settings, server reflection (v1alpha,
+which grpcurl understands).
 """
 
 from __future__ import annotations
@@ -19,10 +20,18 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2
 from modelwire.errors import ConfigurationError
 from modelwire.protocols.grpc._generated.inference import grpc_service_pb2 as oip
 from modelwire.protocols.grpc._generated.inference import grpc_service_pb2_grpc as oip_grpc
+from modelwire.protocols.grpc._generated.modelwire.v1 import (
+    events_pb2,
+    events_pb2_grpc,
+    jobs_pb2,
+    jobs_pb2_grpc,
+)
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2 as pb
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2_grpc as pb_grpc
+from modelwire.protocols.grpc.events import EventsServicer
 from modelwire.protocols.grpc.health import HealthServicer
 from modelwire.protocols.grpc.inference import GRPCInferenceServiceServicer
+from modelwire.protocols.grpc.jobs import JobsServicer
 from modelwire.protocols.grpc.predictor import PredictorServicer
 from modelwire.services import Services
 
@@ -31,6 +40,8 @@ __all__ = ["SERVICE_NAMES", "GrpcListener", "start_grpc_server"]
 SERVICE_NAMES: tuple[str, ...] = (
     pb.DESCRIPTOR.services_by_name["Predictor"].full_name,
     oip.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
+    events_pb2.DESCRIPTOR.services_by_name["Events"].full_name,
+    jobs_pb2.DESCRIPTOR.services_by_name["Jobs"].full_name,
 )
 HEALTH_POLL_S = 0.5
 
@@ -81,7 +92,8 @@ def _reflection_pool() -> descriptor_pool.DescriptorPool:
     # The Open Inference Protocol's messages live in a private pool (see scripts/generate), so reflection
     # gets one pool holding a copy of every file it describes.
     pool = descriptor_pool.DescriptorPool()
-    for file in (pb.DESCRIPTOR, oip.DESCRIPTOR, health_pb2.DESCRIPTOR, reflection_pb2.DESCRIPTOR):
+    files = (pb.DESCRIPTOR, oip.DESCRIPTOR, events_pb2.DESCRIPTOR, jobs_pb2.DESCRIPTOR, health_pb2.DESCRIPTOR)
+    for file in (*files, reflection_pb2.DESCRIPTOR):
         _add_file(pool, file)
     return pool
 
@@ -102,6 +114,8 @@ async def start_grpc_server(
         ]
     )
     pb_grpc.add_PredictorServicer_to_server(PredictorServicer(services), server)
+    events_pb2_grpc.add_EventsServicer_to_server(EventsServicer(services), server)
+    jobs_pb2_grpc.add_JobsServicer_to_server(JobsServicer(services), server)
     oip_grpc.add_GRPCInferenceServiceServicer_to_server(GRPCInferenceServiceServicer(services), server)
     health = HealthServicer(SERVICE_NAMES)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

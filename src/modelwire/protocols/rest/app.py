@@ -21,11 +21,15 @@ from starlette.routing import request_response
 from modelwire._version import __version__
 from modelwire.errors import ModelwireError
 from modelwire.observability.metrics import CONTENT_TYPE
+from modelwire.protocols.rest.dashboard import add_dashboard_routes
 from modelwire.protocols.rest.errors import handle_http_exception, handle_modelwire_error, handle_unexpected
+from modelwire.protocols.rest.jobs import add_jobs_routes
 from modelwire.protocols.rest.openapi import body, merge_components, responses
 from modelwire.protocols.rest.schemas import ModelList, Prediction, Predictions, PredictRequest
 from modelwire.protocols.rest.v1 import ClientDisconnectedError, V1Routes
 from modelwire.protocols.rest.v2 import V2Routes
+from modelwire.protocols.sse import add_sse_routes
+from modelwire.protocols.ws import add_ws_routes
 from modelwire.services import Services
 
 __all__ = ["DirectRoute", "create_app"]
@@ -114,6 +118,13 @@ def create_app(services: Services) -> FastAPI:
             tags=oip,
             summary="Inference (JSON or binary tensors)",
         )
+
+    # Streaming adapters, jobs and the dashboard register their own routes below, one line each.
+    add_dashboard_routes(app, services)
+    add_ws_routes(app, services)
+    add_sse_routes(app, services)
+    add_jobs_routes(app, services)
+    # (end of adapter routes)
 
     if services.settings.observability.metrics:
         metrics = services.metrics

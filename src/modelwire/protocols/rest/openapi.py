@@ -54,7 +54,9 @@ def merge_components(app: FastAPI) -> None:
         schemas.update(components)
         for path in document.get("paths", {}).values():
             for operation in path.values():
-                operation.get("responses", {}).pop("422", None)
+                answers = operation.get("responses", {})
+                if "HTTPValidationError" in str(answers.get("422")):  # FastAPI's, never sent by modelwire
+                    answers.pop("422")
         app.openapi_schema = document
         return document
 
