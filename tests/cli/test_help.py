@@ -17,13 +17,15 @@ def test_version(runner: CliRunner) -> None:
 
 def test_no_command_shows_help(runner: CliRunner) -> None:
     result = runner.invoke(app, [])
-    for command in ("serve", "predict", "models", "health", "train"):
+    for command in ("serve", "predict", "models", "health", "train", "watch", "worker", "jobs"):
         assert command in result.output
 
 
-@pytest.mark.parametrize("command", ["serve", "predict", "models", "health", "train"])
+@pytest.mark.parametrize(
+    "command", ["serve", "predict", "models", "health", "train", "watch", "worker", "jobs", "jobs submit"]
+)
 def test_every_command_has_help(runner: CliRunner, command: str) -> None:
-    result = runner.invoke(app, [command, "--help"])
+    result = runner.invoke(app, [*command.split(), "--help"])
     assert result.exit_code == 0
     assert "Usage:" in result.stdout
 

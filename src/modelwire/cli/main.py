@@ -28,7 +28,7 @@ DEFAULT_CLIENT_URL = "http://127.0.0.1:8000"
 
 app = typer.Typer(
     name="modelwire",
-    help="modelwire: one model server for REST (HTTP/1.1, HTTP/2) and gRPC.",
+    help="modelwire: one model server: REST (HTTP/1.1, HTTP/2), gRPC, WebSocket, SSE, async jobs.",
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_show_locals=False,
@@ -220,7 +220,7 @@ def main(
         typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit."),
     ] = None,
 ) -> None:
-    """modelwire: one model server for REST (HTTP/1.1, HTTP/2) and gRPC.
+    """modelwire: one model server: REST (HTTP/1.1, HTTP/2), gRPC, WebSocket, SSE, async jobs.
 
     Start it with [bold]modelwire serve[/], ask it with [bold]modelwire predict "I love this product"[/].
     """
