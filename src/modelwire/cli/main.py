@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from modelwire._version import __version__
 from modelwire.errors import ConfigurationError, ModelwireError
-from modelwire.settings import ModelSettings, Settings
+from modelwire.settings import ModelSettings, Settings, default_data_dir
 
 __all__ = ["app", "build_settings", "parse_model_spec", "run"]
 
@@ -245,3 +245,30 @@ def _help(text: str, path: str, default: str | None = None) -> str:
         else:
             default = str(value)
     return f"{text} [{env}] (default {default})."
+
+
+# Options `serve` and `worker` share, declared once; each command passes the help panel it shows them in.
+def data_dir_option(panel: str) -> Any:
+    return typer.Option(
+        help=_help("Model repository and local state", "data_dir", str(default_data_dir())),
+        file_okay=False,
+        rich_help_panel=panel,
+    )
+
+
+def config_option(panel: str) -> Any:
+    return typer.Option(
+        help=_help("TOML config file", "config", "./modelwire.toml if present"),
+        exists=True,
+        dir_okay=False,
+        rich_help_panel=panel,
+    )
+
+
+def log_level_option(panel: str) -> Any:
+    return typer.Option(
+        case_sensitive=False,
+        metavar="LEVEL",
+        help=_help("critical, error, warning, info or debug", "log_level"),
+        rich_help_panel=panel,
+    )

@@ -13,8 +13,10 @@ from modelwire.cli.main import (
     _reported,
     app,
     build_settings,
+    config_option,
+    data_dir_option,
+    log_level_option,
 )
-from modelwire.settings import default_data_dir
 
 _SERVE_PANEL = "Server"
 _BATCH_PANEL = "Batching and limits"
@@ -44,36 +46,13 @@ def serve(
         int | None,
         typer.Option(help=_help("gRPC port, 0 picks one", "grpc_port"), rich_help_panel=_SERVE_PANEL),
     ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help=_help("Model repository and local state", "data_dir", str(default_data_dir())),
-            file_okay=False,
-            rich_help_panel=_SERVE_PANEL,
-        ),
-    ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            help=_help("TOML config file", "config", "./modelwire.toml if present"),
-            exists=True,
-            dir_okay=False,
-            rich_help_panel=_SERVE_PANEL,
-        ),
-    ] = None,
+    data_dir: Annotated[Path | None, data_dir_option(_SERVE_PANEL)] = None,
+    config: Annotated[Path | None, config_option(_SERVE_PANEL)] = None,
     workers: Annotated[
         int | None,
         typer.Option(help=_help("Processes sharing the ports", "workers"), rich_help_panel=_SERVE_PANEL),
     ] = None,
-    log_level: Annotated[
-        LogLevel | None,
-        typer.Option(
-            case_sensitive=False,
-            metavar="LEVEL",
-            help=_help("critical, error, warning, info or debug", "log_level"),
-            rich_help_panel=_SERVE_PANEL,
-        ),
-    ] = None,
+    log_level: Annotated[LogLevel | None, log_level_option(_SERVE_PANEL)] = None,
     max_batch_size: Annotated[
         int | None,
         typer.Option(

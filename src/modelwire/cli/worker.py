@@ -20,9 +20,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-from modelwire.cli.main import LogLevel, _help, _reported, app, build_settings
+from modelwire.cli.main import (
+    LogLevel,
+    _help,
+    _reported,
+    app,
+    build_settings,
+    config_option,
+    data_dir_option,
+    log_level_option,
+)
 from modelwire.errors import ConfigurationError
-from modelwire.settings import Settings, default_data_dir
+from modelwire.settings import Settings
 
 if TYPE_CHECKING:
     from modelwire.events.bus import Event
@@ -78,32 +87,9 @@ def worker(
             min=1, help=_help("Jobs run at once in this process", "jobs.workers"), rich_help_panel=_PANEL
         ),
     ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help=_help("Model repository and local state", "data_dir", str(default_data_dir())),
-            file_okay=False,
-            rich_help_panel=_PANEL,
-        ),
-    ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            help=_help("TOML config file", "config", "./modelwire.toml if present"),
-            exists=True,
-            dir_okay=False,
-            rich_help_panel=_PANEL,
-        ),
-    ] = None,
-    log_level: Annotated[
-        LogLevel | None,
-        typer.Option(
-            case_sensitive=False,
-            metavar="LEVEL",
-            help=_help("critical, error, warning, info or debug", "log_level"),
-            rich_help_panel=_PANEL,
-        ),
-    ] = None,
+    data_dir: Annotated[Path | None, data_dir_option(_PANEL)] = None,
+    config: Annotated[Path | None, config_option(_PANEL)] = None,
+    log_level: Annotated[LogLevel | None, log_level_option(_PANEL)] = None,
 ) -> None:
     """Run job workers (no HTTP or gRPC) against a shared job store, until SIGTERM or Ctrl-C.
 
