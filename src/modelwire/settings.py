@@ -21,15 +21,20 @@ from pydantic_settings import (
 )
 
 __all__ = [
+    "AuthSettings",
     "BatchingSettings",
     "EventsSettings",
     "GRPCSettings",
+    "GatewaySettings",
     "HTTPSettings",
     "JobsSettings",
     "LimitsSettings",
     "ModelSettings",
     "ObservabilitySettings",
+    "RateLimitRule",
+    "RateLimitSettings",
     "Settings",
+    "TLSSettings",
     "WebSocketSettings",
     "default_data_dir",
 ]
@@ -139,6 +144,82 @@ class JobsSettings(_Section):
         )
 
 
+class TLSSettings(_Section):
+    """HTTPS on the REST port (HTTP/1.1, HTTP/2 by ALPN, wss://, SSE), gRPC over TLS, HTTP/3."""
+
+    cert: Path | None = None
+    """PEM certificate chain; with ``key``, turns TLS on for every listener."""
+    key: Path | None = None
+    client_ca: Path | None = None
+    """Mutual TLS on the gRPC port: a client without a certificate signed by this CA is refused."""
+    http3: bool = False
+    """HTTP/3 (QUIC, UDP) on the REST port number, advertised with ``Alt-Svc`` (needs ``cert``/``key``)."""
+    redirect_port: int | None = Field(default=None, ge=0, le=65535)
+    """A plain-HTTP listener that only redirects (308) to HTTPS."""
+    hsts_max_age_s: int = Field(default=31_536_000, ge=0)
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert is not None and self.key is not None
+
+
+class AuthSettings(_Section):
+    """Who may call. ``mode`` ``auto``: on unless the server binds only loopback. See SECURITY.md."""
+
+    mode: Literal["auto", "on", "off"] = "auto"
+    insecure: bool = False
+    """Allow ``mode=off`` on a non-loopback address (a loud warning is logged)."""
+    jwt_secret: SecretStr | None = None
+    """HS256 key for JWT bearer tokens."""
+    jwt_jwks: Path | None = None
+    """A JWKS file (RS256 / ES256 public keys) for JWT bearer tokens."""
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_s: float = Field(default=30.0, ge=0)
+    api_key_header: str = "X-API-Key"
+    ws_token_ttl_s: float = Field(default=60.0, gt=0, le=3600)
+    """Life of the short-lived token a browser passes in ``Sec-WebSocket-Protocol`` or a cookie."""
+
+
+class RateLimitRule(_Section):
+    """A token bucket: ``rate_per_s`` tokens a second, at most ``burst`` saved up.
+
+    ``scope`` (``predict``, ``jobs:read``, ``jobs:write``, ``models:admin``, ``events`` or ``*``) and
+    ``model`` (a model name or ``*``) say which requests it counts; the most specific rule applies.
+    """
+
+    scope: str = "*"
+    model: str = "*"
+    rate_per_s: float = Field(gt=0)
+    burst: int = Field(ge=1)
+
+
+class RateLimitSettings(_Section):
+    """Per-principal rate limits (API key, JWT subject, or client IP when anonymous). See SECURITY.md."""
+
+    enabled: bool | None = None
+    """``None``: on whenever authentication is on, or the server binds a non-loopback address."""
+    rules: tuple[RateLimitRule, ...] = (
+        RateLimitRule(scope="*", rate_per_s=1000.0, burst=2000),
+        RateLimitRule(scope="jobs:write", rate_per_s=20.0, burst=100),
+    )
+    ws_messages_per_s: float = Field(default=1000.0, gt=0)
+    ws_message_burst: int = Field(default=2000, ge=1)
+    ws_connections_per_principal: int = Field(default=100, ge=1)
+
+
+class GatewaySettings(_Section):
+    """``modelwire gateway``: the public face forwarding inference to model services over gRPC."""
+
+    upstreams: tuple[str, ...] = ()
+    """``host:port`` entries, or one ``dns:///name:port`` target."""
+    retry_max_attempts: int = Field(default=3, ge=1, le=5)
+    retry_budget_ratio: float = Field(default=0.1, gt=0, le=1)
+    """Retries may add at most this share of the calls (gRPC ``retryThrottling``)."""
+    keepalive_s: float = Field(default=20.0, gt=0)
+    discovery_interval_s: float = Field(default=5.0, gt=0)
+
+
 class ObservabilitySettings(_Section):
     """Metrics and logs."""
 
@@ -192,6 +273,10 @@ class Settings(BaseSettings):
     ws: WebSocketSettings = WebSocketSettings()
     events: EventsSettings = EventsSettings()
     jobs: JobsSettings = JobsSettings()
+    tls: TLSSettings = TLSSettings()
+    auth: AuthSettings = AuthSettings()
+    rate_limits: RateLimitSettings = RateLimitSettings()
+    gateway: GatewaySettings = GatewaySettings()
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -25,6 +25,7 @@ from modelwire.errors import (
 )
 from modelwire.model.registry import ModelHandle, ModelRegistry
 from modelwire.observability.metrics import Metrics
+from modelwire.security.principal import current_principal
 from modelwire.settings import LimitsSettings
 
 __all__ = ["CallContext", "DataPlane"]
@@ -69,6 +70,7 @@ class DataPlane:
             raise
         self.metrics.inflight.labels(ctx.protocol).inc()
         try:
+            current_principal().require_model(name)  # a key limited to some models (security/)
             handle = self.registry.get(name, version)
             self._check(instances)
             results = await self._run(handle, instances, ctx)
