@@ -1,0 +1,125 @@
+"""``modelwire model-service``: models behind gRPC only, for gateways to call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from modelwire.cli.main import (
+    LogLevel,
+    _help,
+    _reported,
+    app,
+    build_settings,
+    config_option,
+    data_dir_option,
+    log_level_option,
+)
+
+_PANEL = "Model service"
+_BATCH_PANEL = "Batching and limits"
+_TLS_PANEL = "TLS (see docs/tls.md, docs/gateway.md)"
+
+
+def _tls_option(text: str, path: str) -> Any:
+    return typer.Option(
+        help=_help(text, path, "none"), exists=True, dir_okay=False, rich_help_panel=_TLS_PANEL
+    )
+
+
+@app.command("model-service")
+def model_service(
+    models: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[MODEL]...",
+            help="Models to serve, as for [bold]serve[/] (default: the sentiment model).",
+            show_default=False,
+        ),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help=_help("Interface to bind", "host"), rich_help_panel=_PANEL)
+    ] = None,
+    grpc_port: Annotated[
+        int | None, typer.Option(help=_help("gRPC port, 0 picks one", "grpc_port"), rich_help_panel=_PANEL)
+    ] = None,
+    data_dir: Annotated[Path | None, data_dir_option(_PANEL)] = None,
+    config: Annotated[Path | None, config_option(_PANEL)] = None,
+    log_level: Annotated[LogLevel | None, log_level_option(_PANEL)] = None,
+    max_batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help=_help("Most requests in one predict call", "batching.max_batch_size"),
+            rich_help_panel=_BATCH_PANEL,
+        ),
+    ] = None,
+    max_delay_ms: Annotated[
+        float | None,
+        typer.Option(
+            help=_help("Longest wait for a batch to fill, in ms", "batching.max_delay_ms"),
+            rich_help_panel=_BATCH_PANEL,
+        ),
+    ] = None,
+    batching: Annotated[
+        bool | None,
+        typer.Option(
+            "--batching/--no-batching",
+            help=_help("Adaptive batching on or off", "batching.enabled"),
+            show_default=False,
+            rich_help_panel=_BATCH_PANEL,
+        ),
+    ] = None,
+    request_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help=_help(
+                "Seconds a model may take per request (a caller's shorter deadline wins)",
+                "limits.request_timeout_s",
+            ),
+            rich_help_panel=_BATCH_PANEL,
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        _tls_option(
+            "PEM certificate chain: gRPC over TLS ([bold]modelwire certs init[/] makes one)", "tls.cert"
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None, _tls_option("PEM private key of --tls-cert (reloaded with it on SIGHUP)", "tls.key")
+    ] = None,
+    tls_client_ca: Annotated[
+        Path | None,
+        _tls_option(
+            "Mutual TLS: refuse gateways and clients without a certificate signed by this CA", "tls.client_ca"
+        ),
+    ] = None,
+) -> None:
+    """Serve models over gRPC only (Predictor, Open Inference Protocol, health, reflection), for gateways.
+
+    No REST, WebSocket or SSE listener: [bold]modelwire gateway --upstream HOST:PORT[/] is the public face
+    and forwards inference here. [bold]grpc.health.v1[/] says SERVING once every model is loaded and
+    NOT_SERVING from the moment SIGTERM starts the drain, so gateways stop sending before it exits.
+    Run one process per core or machine (no [bold]--workers[/]: a gateway balances across processes).
+    """
+    from modelwire import server
+
+    with _reported():
+        settings = build_settings(
+            models or (),
+            host=host,
+            grpc_port=grpc_port,
+            data_dir=data_dir,
+            config=config,
+            log_level=log_level.value if log_level is not None else None,
+            max_batch_size=max_batch_size,
+            max_delay_ms=max_delay_ms,
+            batching=batching,
+            request_timeout=request_timeout,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_client_ca=tls_client_ca,
+        )
+        server.run(settings, rest=False)
