@@ -1,0 +1,126 @@
+"""One contract for both bucket stores (memory, Redis), and what only Redis does: sharing, failing open."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import redis
+
+from modelwire.jobs.redis import RedisTarget
+from modelwire.security.principal import Scope
+from modelwire.security.ratelimit import MemoryRateLimiter, RateLimiter
+from modelwire.security.ratelimit_redis import RedisRateLimiter
+from modelwire.settings import RateLimitRule
+
+RATE = 0.5  # a token every 2 s: slow enough that a stalled test machine does not refill the bucket
+RULES = (
+    RateLimitRule(scope="*", rate_per_s=RATE, burst=3),
+    RateLimitRule(scope="jobs:write", rate_per_s=RATE, burst=1),
+)
+
+
+MakeLimiter = Callable[..., RateLimiter]
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def make_limiter(request: pytest.FixtureRequest) -> AsyncIterator[MakeLimiter]:
+    """``make_limiter(rules=RULES)``: a limiter on this test's backend; closed at the end."""
+    made: list[RateLimiter] = []
+    backend = request.getfixturevalue("redis_backend") if request.param == "redis" else None
+
+    def make(rules: tuple[RateLimitRule, ...] = RULES) -> RateLimiter:
+        if backend is None:
+            limiter: RateLimiter = MemoryRateLimiter(rules)
+        else:
+            limiter = RedisRateLimiter(RedisTarget.parse(backend), rules)
+        made.append(limiter)
+        return limiter
+
+    yield make
+    for limiter in made:
+        await limiter.close()
+
+
+@pytest.fixture
+def limiter(make_limiter: MakeLimiter) -> RateLimiter:
+    return make_limiter()
+
+
+async def test_a_burst_over_the_limit_is_refused_until_retry_after(limiter: RateLimiter) -> None:
+    decisions = [await limiter.acquire("alice", Scope.PREDICT, "m") for _ in range(4)]
+    assert all(d is not None for d in decisions)
+    assert [d.allowed for d in decisions if d] == [True, True, True, False]
+    assert [d.remaining for d in decisions if d] == [2, 1, 0, 0]
+    refused = decisions[3]
+    assert refused is not None
+    assert refused.retry_after_s is not None
+    assert 0 < refused.retry_after_s <= 1 / RATE
+    assert 0 < refused.reset_s <= 3 / RATE
+    assert refused.retry_after_header == 2
+
+    other = await limiter.acquire("bob", Scope.PREDICT, "m")  # another principal: its own bucket
+    assert other is not None
+    assert other.allowed
+    assert other.remaining == 2
+
+    await asyncio.sleep(refused.retry_after_header)
+    later = await limiter.acquire("alice", Scope.PREDICT, "m")
+    assert later is not None
+    assert later.allowed
+
+
+async def test_each_rule_has_its_own_bucket(limiter: RateLimiter) -> None:
+    write = [await limiter.acquire("alice", Scope.JOBS_WRITE, None) for _ in range(2)]
+    assert [d.allowed for d in write if d] == [True, False]
+    read = await limiter.acquire("alice", Scope.JOBS_READ, None)
+    assert read is not None
+    assert read.allowed
+    assert read.limit == 3
+
+
+async def test_no_rule_no_count(make_limiter: MakeLimiter) -> None:
+    only_writes = make_limiter((RateLimitRule(scope="jobs:write", rate_per_s=RATE, burst=1),))
+    assert await only_writes.acquire("alice", Scope.PREDICT, None) is None
+    assert await only_writes.acquire("alice", Scope.JOBS_WRITE, None) is not None
+
+
+async def test_replicas_share_one_bucket(redis_backend: str) -> None:
+    target = RedisTarget.parse(redis_backend)
+    replicas = [RedisRateLimiter(target, RULES), RedisRateLimiter(target, RULES)]
+    try:
+        decisions = [await replicas[i % 2].acquire("key:k1", Scope.PREDICT, None) for i in range(4)]
+        assert [d.allowed for d in decisions if d] == [True, True, True, False]
+        rule = replicas[0].rules.select(Scope.PREDICT, None)
+        assert rule is not None
+        client = redis.Redis.from_url(target.url)
+        ttl = client.pttl(replicas[0].key("key:k1", rule))
+        client.close()
+        assert 0 < ttl <= 3 / RATE * 1000 + 1000  # the key goes once the bucket would be full
+    finally:
+        for replica in replicas:
+            await replica.close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_redis_down_fails_open_to_local_buckets_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
+    limiter = RedisRateLimiter(RedisTarget.parse(f"redis://127.0.0.1:{_closed_port()}/0"), RULES)
+    try:
+        with caplog.at_level(logging.WARNING, logger="modelwire.security"):
+            decisions = [await limiter.acquire("alice", Scope.PREDICT, None) for _ in range(4)]
+            limiter._down_until = 0.0  # the retry interval passed: Redis is tried (and fails) again
+            decisions.append(await limiter.acquire("alice", Scope.PREDICT, None))
+        assert [d.allowed for d in decisions if d] == [True, True, True, False, False]
+        warnings = [r for r in caplog.records if r.name == "modelwire.security"]
+        assert len(warnings) == 1
+        assert "counts on its own" in warnings[0].getMessage()
+    finally:
+        await limiter.close()
