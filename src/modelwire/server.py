@@ -1,8 +1,10 @@
 """The composition root: settings in, services built once, every listener started, signals owned here.
 
-One process serves REST (granian, embedded on this event loop; HTTP/1.1 and HTTP/2 cleartext) and gRPC
-(grpc.aio, same loop) over the same ``Services``. ``--workers N`` runs N such processes sharing the ports
-with SO_REUSEPORT, each with its own model copy and batcher; the parent only supervises them.
+One process serves REST (granian, embedded on this event loop; HTTP/1.1 and HTTP/2, cleartext or over TLS
+with HSTS, plus HTTP/3 and an HTTPS redirect listener when asked: protocols/rest/https.py) and gRPC
+(grpc.aio, same loop, TLS or mutual TLS) over the same ``Services``. SIGHUP reloads the TLS certificate.
+``--workers N`` runs N such processes sharing the ports with SO_REUSEPORT, each with its own model copy
+and batcher; the parent only supervises them (and forwards SIGHUP).
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from typing import Any
 
 from modelwire.errors import ConfigurationError
 from modelwire.observability.logs import configure_logging
+from modelwire.security.policy import check_exposure
 from modelwire.services import Services
 from modelwire.settings import Settings
 
 __all__ = ["Server", "run"]
 
 logger = logging.getLogger("modelwire.server")
+_RESPAWN_S = 1.0  # TLS reload: granian's new worker serves this long next to the old one before it stops
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -72,8 +76,11 @@ class Server:
         *,
         services: Services | None = None,
         shared_ports: bool = False,
+        rest: bool = True,
     ) -> None:
         self.settings = settings
+        self.rest = rest
+        """False: gRPC only (``modelwire model-service``): no REST, WebSocket or SSE listener."""
         self.services = services
         self.http_port: int = settings.http_port
         self.grpc_port: int = settings.grpc_port
@@ -81,6 +88,8 @@ class Server:
         self._http: Any = None
         self._http_task: asyncio.Task[None] | None = None
         self._grpc: Any = None
+        self._tls: Any = None  # TLSMaterial when --tls-cert/--tls-key are given
+        self._https: Any = None  # HttpsExtras: HSTS/Alt-Svc headers, HTTP/3, the redirect listener
         self._stopped = asyncio.Event()
 
     async def start(self, progress: Callable[[str, float], None] | None = None) -> None:
@@ -91,10 +100,13 @@ class Server:
 
         from modelwire.protocols.grpc.server import start_grpc_server
         from modelwire.protocols.rest.app import create_app
+        from modelwire.protocols.rest.https import HttpsExtras
+        from modelwire.security.tls import TLSMaterial, granian_tls_options
 
         settings = self.settings
+        check_exposure(settings)  # before binding anything: auth off on a public address
         reserved: list[socket.socket] = []
-        if not self._shared_ports:
+        if not self._shared_ports and self.rest:
             self.http_port = check_port(settings.host, settings.http_port, "http")
             self.grpc_port = check_port(settings.host, settings.grpc_port, "grpc")
             if self.http_port == self.grpc_port:
@@ -102,40 +114,87 @@ class Server:
             reserved.append(_reserve(settings.host, self.http_port))
         if self.services is None:
             self.services = await asyncio.to_thread(Services.build, settings, progress=progress)
+        if settings.tls.enabled:
+            self._tls = TLSMaterial(settings.tls)
         await self.services.start()
         try:
             self._grpc = await start_grpc_server(
-                self.services, settings.host, self.grpc_port, reuse_port=True
+                self.services,
+                settings.host,
+                self.grpc_port,
+                reuse_port=True,
+                credentials=self._tls.grpc_credentials() if self._tls is not None else None,
             )
             self.grpc_port = self._grpc.port
-            self._http = GranianServer(
-                create_app(self.services),
-                address=settings.host,
-                port=self.http_port,
-                interface=Interfaces.ASGINL,
-                http=HTTPModes.auto if settings.http.http2 else HTTPModes.http1,
-                websockets=True,
-                backlog=settings.http.backlog,
-                http1_settings=HTTP1Settings(keep_alive=True),
-                http2_settings=HTTP2Settings(max_concurrent_streams=1000),
-                log_enabled=False,
-                log_access=False,
-            )
-            self._http_task = asyncio.create_task(self._http.serve(), name="rest-listener")
-            await asyncio.sleep(0.05)  # let granian bind before the reservation is released
-            if self._http_task.done():
-                self._http_task.result()
+            if self.rest:
+                app: Any = create_app(self.services)
+                if self._tls is not None:
+                    self._https = HttpsExtras(settings, self.http_port)
+                    app = self._https.wrap(app)
+                self._http = GranianServer(
+                    app,
+                    address=settings.host,
+                    port=self.http_port,
+                    interface=Interfaces.ASGINL,
+                    http=HTTPModes.auto if settings.http.http2 else HTTPModes.http1,
+                    websockets=True,
+                    backlog=settings.http.backlog,
+                    # Slow-loris and header-size guards (docs/limits.md): headers must arrive in time
+                    # and fit (431 past the size, on HTTP/1.1 and HTTP/2; a timeout closes the socket).
+                    http1_settings=HTTP1Settings(
+                        keep_alive=True,
+                        header_read_timeout=int(settings.limits.header_read_timeout_s * 1000),
+                        max_buffer_size=settings.limits.max_header_bytes,
+                    ),
+                    http2_settings=HTTP2Settings(
+                        max_concurrent_streams=1000, max_headers_size=settings.limits.max_header_bytes
+                    ),
+                    log_enabled=False,
+                    log_access=False,
+                    **granian_tls_options(settings.tls),
+                )
+                self._http.respawn_interval = _RESPAWN_S  # SIGHUP: the old worker stops this long after
+                self._http_task = asyncio.create_task(self._http.serve(), name="rest-listener")
+                await asyncio.sleep(0.05)  # let granian bind before the reservation is released
+                if self._http_task.done():
+                    self._http_task.result()
+                if self._https is not None:
+                    await self._https.start(app)
         finally:
             for sock in reserved:
                 sock.close()
+        if not self.rest:
+            host = _fmt_host(settings.host)
+            logger.info("modelwire ready: gRPC %s:%d (REST off)  (pid %d)", host, self.grpc_port, os.getpid())
+            return
         logger.info(
-            "modelwire ready: REST http://%s:%d  gRPC %s:%d  (pid %d)",
+            "modelwire ready: REST %s://%s:%d  gRPC%s %s:%d%s  (pid %d)",
+            "https" if self._tls is not None else "http",
             _fmt_host(settings.host),
             self.http_port,
+            "" if self._tls is None else (" (mutual TLS)" if self._tls.mutual else " (TLS)"),
             _fmt_host(settings.host),
             self.grpc_port,
+            self._https.describe() if self._https is not None else "",
             os.getpid(),
         )
+
+    def reload_tls(self) -> bool:
+        """SIGHUP: take the certificate and key in the files now, without dropping connections.
+
+        A bad pair is logged and refused; the listeners keep the current one. See security/tls.py.
+        """
+        if self._tls is None:
+            logger.info("SIGHUP ignored: TLS is off")
+            return False
+        if not self._tls.reload():
+            return False
+        if self._http is not None:
+            self._http.reload()  # granian respawns its worker, which reads the files again
+        if self._https is not None:
+            self._https.reload(old_worker_stops_in=_RESPAWN_S)
+        logger.info("TLS certificate reloaded from %s", self._tls.cert_path)
+        return True
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish within the grace period, then unload models."""
@@ -151,6 +210,8 @@ class Server:
             waits.append(self._http_task)
         if self._grpc is not None:
             waits.append(asyncio.ensure_future(self._grpc.stop(grace)))
+        if self._https is not None:
+            waits.append(asyncio.ensure_future(self._https.stop(grace)))
         if waits:
             _done, pending = await asyncio.wait(waits, timeout=grace)
             for task in pending:
@@ -168,14 +229,15 @@ def _fmt_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-async def _serve(settings: Settings, shared_ports: bool) -> None:
+async def _serve(settings: Settings, shared_ports: bool, rest: bool = True) -> None:
     from modelwire.console import training_progress
 
-    server = Server(settings, shared_ports=shared_ports)
+    server = Server(settings, shared_ports=shared_ports, rest=rest)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, server.reload_tls)
     with training_progress() as progress:
         await server.start(progress=progress)
     await stop.wait()
@@ -190,11 +252,14 @@ def _worker_main(settings: Settings) -> None:
         asyncio.run(_serve(settings, shared_ports=True))
 
 
-def run(settings: Settings) -> None:
-    """Serve until SIGTERM/SIGINT. The ``modelwire serve`` command and ``modelwire.run()`` call this."""
+def run(settings: Settings, *, rest: bool = True) -> None:
+    """Serve until SIGTERM/SIGINT. The ``modelwire serve`` command and ``modelwire.run()`` call this.
+
+    ``rest=False`` is ``modelwire model-service``: gRPC only, one process.
+    """
     configure_logging(settings.log_level)
-    if settings.workers == 1:
-        asyncio.run(_serve(settings, shared_ports=False))
+    if settings.workers == 1 or not rest:
+        asyncio.run(_serve(settings, shared_ports=False, rest=rest))
         return
     _run_workers(settings)
 
@@ -227,8 +292,14 @@ def _run_workers(settings: Settings) -> None:
             if process.pid is not None and process.is_alive():
                 os.kill(process.pid, signal.SIGTERM)
 
+    def forward_hup(signum: int, _frame: Any) -> None:
+        for process in workers:
+            if process.pid is not None and process.is_alive():
+                os.kill(process.pid, signal.SIGHUP)  # each worker reloads its own TLS listeners
+
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, forward_hup)
     logger.info("started %d workers on REST :%d and gRPC :%d", len(workers), http_port, grpc_port)
     try:
         for process in workers:

@@ -15,6 +15,7 @@ from modelwire.jobs.remote import follow_remote_jobs
 from modelwire.model.base import Model
 from modelwire.model.registry import ModelRegistry, build_models
 from modelwire.observability.metrics import Metrics
+from modelwire.security.policy import SecurityPolicy
 from modelwire.settings import Settings
 
 __all__ = ["Services"]
@@ -34,6 +35,8 @@ class Services:
     _publisher: MetricsPublisher | None = field(default=None, repr=False)
     jobs: JobManager = field(init=False, repr=False)
     """Async jobs: submit, poll, cancel (``jobs/``); its workers run while the services run."""
+    security: SecurityPolicy = field(init=False, repr=False)
+    """Authentication, scopes and rate limits (``security/policy.py``), set by ``build``."""
 
     def __post_init__(self) -> None:
         self.jobs = _build_jobs(self)
@@ -49,6 +52,7 @@ class Services:
         events: EventBus | None = None,
     ) -> Services:
         """Instantiate models (training the default one if needed) and wire the core. Loads nothing."""
+        security = SecurityPolicy.build(settings)  # refuses unsafe settings before a model is built
         metrics = Metrics()
         registry = ModelRegistry()
         specs = {spec.name: spec for spec in settings.effective_models()}
@@ -57,7 +61,9 @@ class Services:
             batching = spec.batching if spec is not None and spec.batching is not None else settings.batching
             registry.add(model, batching, metrics.batch_size.labels(model.name).observe)
         bus = events or _event_bus(settings)
-        return cls(settings, registry, DataPlane(registry, settings.limits, metrics), metrics, bus)
+        services = cls(settings, registry, DataPlane(registry, settings.limits, metrics), metrics, bus)
+        services.security = security
+        return services
 
     async def start(self) -> None:
         """Load every model (a model that fails to load stops the start with its error), start publishing."""
@@ -110,6 +116,7 @@ class Services:
         for handle in self.registry.handles():
             self.metrics.model_ready.labels(handle.name, handle.version).set(0)
         await self.registry.unload_all()
+        await self.security.close()
 
     async def register_version(self, model: Model) -> None:
         """Load a new version of a served model and serve it at once (a training job's result)."""

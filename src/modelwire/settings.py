@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -80,9 +80,19 @@ class LimitsSettings(_Section):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     max_text_chars: int = Field(default=100_000, ge=1)
     max_batch_items: int = Field(default=1024, ge=1)
+    max_json_depth: int = Field(default=32, ge=2, le=500)
+    """How deeply a JSON or msgpack payload may nest (REST, WebSocket, job specs and rows); deeper: 400."""
     request_timeout_s: float = Field(default=30.0, gt=0)
     max_inflight: int = Field(default=2048, ge=1)
     shutdown_grace_s: float = Field(default=30.0, ge=0)
+    max_concurrent_per_model: int = Field(default=1024, ge=1)
+    """Requests of one model running at once; more wait in line (docs/limits.md)."""
+    max_queued_per_model: int = Field(default=1024, ge=0)
+    """Requests of one model waiting for a slot; past it: 503 with ``Retry-After`` at once."""
+    header_read_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    """HTTP/1.1: a client must send its request headers within this (slow-loris guard)."""
+    max_header_bytes: int = Field(default=64 * 1024, ge=8192, le=16 * 1024 * 1024)
+    """Request headers larger than this are refused with 431 (HTTP/1.1 and HTTP/2)."""
 
 
 class WebSocketSettings(_Section):
@@ -104,6 +114,8 @@ class EventsSettings(_Section):
     metrics_interval_s: float = Field(default=1.0, gt=0)
     sse_heartbeat_s: float = Field(default=15.0, gt=0)
     sse_retry_ms: int = Field(default=3000, ge=0)
+    max_sse_connections: int = Field(default=10_000, ge=1)
+    """Open Server-Sent Events streams in this process; past it: 503 with ``Retry-After``."""
 
 
 class JobsSettings(_Section):
@@ -162,6 +174,14 @@ class TLSSettings(_Section):
     def enabled(self) -> bool:
         return self.cert is not None and self.key is not None
 
+    @model_validator(mode="after")
+    def _complete(self) -> TLSSettings:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("TLS needs both a certificate and its key (--tls-cert and --tls-key)")
+        if not self.enabled and (self.client_ca or self.http3 or self.redirect_port is not None):
+            raise ValueError("--tls-client-ca, --http3 and --tls-redirect-port need --tls-cert/--tls-key")
+        return self
+
 
 class AuthSettings(_Section):
     """Who may call. ``mode`` ``auto``: on unless the server binds only loopback. See SECURITY.md."""
@@ -218,6 +238,18 @@ class GatewaySettings(_Section):
     """Retries may add at most this share of the calls (gRPC ``retryThrottling``)."""
     keepalive_s: float = Field(default=20.0, gt=0)
     discovery_interval_s: float = Field(default=5.0, gt=0)
+    upstream_key: SecretStr | None = None
+    """What the gateway presents to model services whose auth is on (``authorization: Bearer``): an API key
+    made with ``modelwire keys create --scopes predict`` in their data dir, or a JWT they accept."""
+    upstream_ca: Path | None = None
+    """PEM CA bundle that signed the model services' certificates; setting it (or ``upstream_cert``) turns
+    TLS on for the gRPC hop (gateway/tls.py, docs/gateway.md)."""
+    upstream_cert: Path | None = None
+    """PEM client certificate the gateway shows model services that ask for one (mutual TLS)."""
+    upstream_cert_key: Path | None = None
+    """PEM private key of ``upstream_cert`` (not ``upstream_key``, which is the bearer credential)."""
+    upstream_server_name: str | None = None
+    """The name the model services' certificates must carry, when it is not the ``--upstream`` host."""
 
 
 class ObservabilitySettings(_Section):

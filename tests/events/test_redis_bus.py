@@ -12,6 +12,7 @@ from modelwire.errors import UnavailableError
 from modelwire.events.bus import Event, Subscription
 from modelwire.events.redis import RedisEventBus
 from modelwire.jobs.redis import RedisTarget
+from modelwire.security.principal import Principal
 
 MakeBus = Callable[..., Awaitable[RedisEventBus]]
 
@@ -147,3 +148,20 @@ async def test_an_unreachable_redis_fails_the_start_not_later() -> None:
     assert await bus.publish("jobs/a", "x", {}) is None  # not started: nothing, no error
     with pytest.raises(UnavailableError, match="Redis is unreachable"):
         await bus.start()
+
+
+async def test_a_job_events_owner_crosses_processes_and_filters_there(make_bus: MakeBus) -> None:
+    gateway, worker = await make_bus(), await make_bus()
+    bob = Principal(id="jwt:|bob", kind="jwt", authenticated=True, scopes=frozenset())
+    alice = Principal(id="jwt:|alice", kind="jwt", authenticated=True, scopes=frozenset())
+    async with (
+        gateway.subscribe(["jobs/*"], principal=bob) as bobs,
+        gateway.subscribe(["jobs/*"], principal=alice) as alices,
+    ):
+        await worker.publish("jobs/a", "job.running", {"id": "a"}, owner=alice.id)
+        await worker.publish("jobs/b", "job.running", {"id": "b"}, owner=bob.id)
+        seen = await next_event(bobs)
+        assert seen.data == {"id": "b"}  # Alice's came first, and did not reach Bob
+        assert seen.owner == bob.id
+        assert "owner" not in seen.to_dict()
+        assert (await next_event(alices)).data == {"id": "a"}

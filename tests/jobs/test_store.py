@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ import msgspec
 import pytest
 
 from modelwire.errors import FailedPreconditionError, InvalidInputError, JobNotFoundError
-from modelwire.jobs.sqlite import SqliteJobStore
+from modelwire.jobs.sqlite import _SCHEMA, SqliteJobStore
 from modelwire.jobs.states import JobStatus
 from modelwire.jobs.store import (
     JobSpec,
@@ -292,3 +293,60 @@ def test_open_store_picks_the_backend(tmp_path: Path) -> None:
     custom = open_store(Settings(data_dir=tmp_path, jobs=JobsSettings(backend=f"sqlite:///{tmp_path}/x.db")))
     assert isinstance(custom, SqliteJobStore)
     assert custom.path == tmp_path / "x.db"
+
+
+async def test_jobs_keep_their_owner_and_list_by_owner(store: SqliteJobStore) -> None:
+    alice, bob = "jwt:test|alice", "jwt:test|bob"
+    a0, b0, a1, a2, b1 = [
+        await add_job(store, [i], owner=who) for i, who in enumerate([alice, bob, alice, alice, bob])
+    ]
+    legacy = await add_job(store, ["before owners were kept"])
+    assert ((await store.get(a0)).owner, (await store.get(legacy)).owner) == (alice, None)
+    await store.cancel(a1)
+    page = await store.list_jobs(owner=alice, limit=2)
+    assert [j.id for j in page.jobs] == [a2, a1]
+    rest = await store.list_jobs(owner=alice, cursor=page.cursor)
+    assert ([j.id for j in rest.jobs], rest.cursor) == ([a0], None)
+    queued = await store.list_jobs(owner=alice, status=JobStatus.QUEUED, limit=1)
+    assert [j.id for j in queued.jobs] == [a2]
+    rest = await store.list_jobs(owner=alice, status=JobStatus.QUEUED, limit=1, cursor=queued.cursor)
+    assert ([j.id for j in rest.jobs], rest.cursor) == ([a0], None)
+    assert [j.id for j in (await store.list_jobs(owner=bob)).jobs] == [b1, b0]
+    assert (await store.list_jobs(owner="nobody")).jobs == []
+    assert len((await store.list_jobs()).jobs) == 6
+    await store.purge(finished_before=time.time() + 60, drafts_before=0)
+    assert [j.id for j in (await store.list_jobs(owner=alice)).jobs] == [a2, a0]
+
+
+def columns(path: Path) -> set[str]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return {r[1] for r in db.execute("PRAGMA table_info(jobs)")}
+
+
+def test_a_database_from_before_owners_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        # the tables as modelwire made them before owners were kept, with one job
+        db.executescript(_SCHEMA.replace(",\n    owner TEXT\n", "\n"))
+        db.execute("INSERT INTO drafts (created_at, updated_at) VALUES (0, 0)")  # seq 1, as submit does
+        db.execute("DELETE FROM drafts")
+        db.execute(
+            "INSERT INTO jobs (seq, id, kind, model, status, total, max_attempts, created_at, updated_at, "
+            "metadata, params) VALUES (1, 'old', 'predict', 'echo', 'queued', 1, 3, 0, 0, '{}', '{}')"
+        )
+    assert "owner" not in columns(path)
+
+    async def reopen(submit: bool) -> tuple[str | None, list[str]]:
+        store = SqliteJobStore(path)
+        await store.open()  # migrates
+        try:
+            if submit:
+                await add_job(store, ["new"], owner="key:k1")
+            old = await store.get("old")
+            return old.owner, [j.model for j in (await store.list_jobs(owner="key:k1")).jobs]
+        finally:
+            await store.close()
+
+    assert asyncio.run(reopen(True)) == (None, ["echo"])
+    assert "owner" in columns(path)
+    assert asyncio.run(reopen(False)) == (None, ["echo"])  # opening again migrates nothing twice

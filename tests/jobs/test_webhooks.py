@@ -142,12 +142,21 @@ async def fake_resolve(host: str, port: int) -> list[str]:
         ("http://93.184.216.34/", ("127.0.0.1",), "outside"),
         ("http://93.184.216.34:99999/", ("public",), "port"),
         ("http://nowhere.example.test/", ("public",), "resolve"),
+        ("http://[::1", ("public",), "not a valid URL"),  # found by tests/security/test_grpc_fuzz.py
+        ("http://[zz]/", ("public",), "not a valid URL"),
     ],
 )
 async def test_callback_urls_refused(url: str, allow: tuple[str, ...], why: str) -> None:
     with pytest.raises(InvalidInputError, match=why) as info:
         await check_callback_url(url, allow, resolve=fake_resolve)
     assert info.value.field == "$.callback_url"
+
+
+@pytest.mark.parametrize("url", ["http://..//", "http://" + "a" * 64 + ".example/"])
+async def test_callback_hosts_idna_cannot_encode_are_refused(url: str) -> None:
+    # The real resolver: IDNA refuses the name before any lookup (UnicodeError, not OSError).
+    with pytest.raises(InvalidInputError, match="not a valid name"):
+        await check_callback_url(url, ("public",))
 
 
 @pytest.mark.parametrize(

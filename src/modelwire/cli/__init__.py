@@ -5,7 +5,19 @@ import importlib
 from modelwire.cli.main import app, build_settings, parse_model_spec, run
 
 # Registration order is the order ``modelwire --help`` lists the commands in.
-for _module in ("serve", "worker", "client", "watch", "train", "jobs"):
+_COMMANDS = (
+    "serve",
+    "model_service",
+    "gateway",
+    "worker",
+    "client",
+    "watch",
+    "train",
+    "jobs",
+    "keys",
+    "certs",
+)
+for _module in _COMMANDS:
     importlib.import_module(f"modelwire.cli.{_module}")
 
 __all__ = ["app", "build_settings", "parse_model_spec", "run"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -23,6 +24,28 @@ UrlOption = Annotated[
     ),
 ]
 TimeoutOption = Annotated[float, typer.Option(help="Seconds to wait for the answer.", min=0.001)]
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="MODELWIRE_API_KEY",
+        help="API key or JWT, sent as Authorization: Bearer (servers with authentication on).",
+        show_default=False,
+        show_envvar=True,
+    ),
+]
+CaCertOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca-cert",
+        envvar="MODELWIRE_CA_CERT",
+        help="PEM CA to trust for https:// and grpcs:// (e.g. the ca.pem of modelwire certs init).",
+        exists=True,
+        dir_okay=False,
+        show_default=False,
+        show_envvar=True,
+    ),
+]
 
 
 @app.command()
@@ -31,6 +54,8 @@ def predict(
         list[str], typer.Argument(metavar="TEXT...", help="Text to classify (several for a batch).")
     ],
     url: UrlOption = DEFAULT_CLIENT_URL,
+    api_key: ApiKeyOption = None,
+    ca_cert: CaCertOption = None,
     model: Annotated[str, typer.Option(help="Model name.")] = "sentiment",
     version: Annotated[str | None, typer.Option(help="Model version (default: the newest).")] = None,
     as_json: Annotated[
@@ -46,7 +71,7 @@ def predict(
     from modelwire.client import Client, Prediction
     from modelwire.console import console, print_error
 
-    with _reported(), Client(url, timeout=timeout) as client:
+    with _reported(), Client(url, timeout=timeout, api_key=api_key, ca_cert=ca_cert) as client:
         if len(texts) == 1:
             results: list[Prediction | ModelwireError] = [
                 client.predict(texts[0], model=model, version=version)
@@ -72,6 +97,8 @@ def predict(
 @app.command()
 def models(
     url: UrlOption = DEFAULT_CLIENT_URL,
+    api_key: ApiKeyOption = None,
+    ca_cert: CaCertOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Plain JSON instead of a table.")] = False,
     timeout: TimeoutOption = 10.0,
 ) -> None:
@@ -79,7 +106,7 @@ def models(
     from modelwire.client import Client
     from modelwire.console import console, models_table
 
-    with _reported(), Client(url, timeout=timeout) as client:
+    with _reported(), Client(url, timeout=timeout, api_key=api_key, ca_cert=ca_cert) as client:
         summaries = client.models()
     if as_json:
         typer.echo(
@@ -100,12 +127,17 @@ def models(
 
 
 @app.command()
-def health(url: UrlOption = DEFAULT_CLIENT_URL, timeout: TimeoutOption = 5.0) -> None:
+def health(
+    url: UrlOption = DEFAULT_CLIENT_URL,
+    timeout: TimeoutOption = 5.0,
+    api_key: ApiKeyOption = None,
+    ca_cert: CaCertOption = None,
+) -> None:
     """Check a running server: exit 0 when it is ready, 1 otherwise (not ready, or unreachable)."""
     from modelwire.client import Client
     from modelwire.console import console
 
-    with _reported(), Client(url, timeout=timeout) as client:
+    with _reported(), Client(url, timeout=timeout, api_key=api_key, ca_cert=ca_cert) as client:
         status = client.health()
     live = "[green]yes[/]" if status.live else "[red]no[/]"
     ready = "[green]yes[/]" if status.ready else "[yellow]no[/]"

@@ -22,7 +22,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from modelwire.cli.client import UrlOption
+from modelwire.cli.client import ApiKeyOption, CaCertOption, UrlOption
 from modelwire.cli.main import DEFAULT_CLIENT_URL, _reported, app
 from modelwire.client.job_results import JobEvent, JobInfo
 from modelwire.client.jobs import JobHandle
@@ -165,6 +165,8 @@ def submit(
         ),
     ],
     url: UrlOption = DEFAULT_CLIENT_URL,
+    api_key: ApiKeyOption = None,
+    ca_cert: CaCertOption = None,
     model: Annotated[str, typer.Option(help="Model name.")] = "sentiment",
     version: Annotated[str | None, typer.Option(help="Model version (default: the newest).")] = None,
     wait: Annotated[
@@ -189,7 +191,7 @@ def submit(
     """
     from modelwire.client import Client
 
-    with _reported(), Client(url, timeout=timeout) as client:
+    with _reported(), Client(url, timeout=timeout, api_key=api_key, ca_cert=ca_cert) as client:
         handle = client.submit_job(
             file, model=model, version=version, callback_url=callback_url, idempotency_key=idempotency_key
         )
@@ -203,13 +205,15 @@ def submit(
 def status(
     job_id: JobId,
     url: UrlOption = DEFAULT_CLIENT_URL,
+    api_key: ApiKeyOption = None,
+    ca_cert: CaCertOption = None,
     as_json: JsonOption = False,
     timeout: TimeoutOption = 10.0,
 ) -> None:
     """Print a job's status, progress, and its error or result."""
     from modelwire.client import Client
 
-    with _reported(), Client(url, timeout=timeout) as client:
+    with _reported(), Client(url, timeout=timeout, api_key=api_key, ca_cert=ca_cert) as client:
         info = client.job(job_id).info
     _print(info, as_json)
 
@@ -218,6 +222,8 @@ def status(
 def results(
     job_id: JobId,
     url: UrlOption = DEFAULT_CLIENT_URL,
+    api_key: ApiKeyOption = None,
+    ca_cert: CaCertOption = None,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Write to this file instead of stdout.", dir_okay=False),
@@ -232,7 +238,7 @@ def results(
     from modelwire.client import Client
     from modelwire.console import err_console
 
-    with _reported(), Client(url, timeout=timeout) as client:
+    with _reported(), Client(url, timeout=timeout, api_key=api_key, ca_cert=ca_cert) as client:
         handle = client.job(job_id)
         target: IO[str]
         with open(output, "w", encoding="utf-8") if output is not None else _stdout() as target:
@@ -266,13 +272,15 @@ def _write_results(handle: JobHandle, target: IO[str]) -> int:
 def cancel(
     job_id: JobId,
     url: UrlOption = DEFAULT_CLIENT_URL,
+    api_key: ApiKeyOption = None,
+    ca_cert: CaCertOption = None,
     as_json: JsonOption = False,
     timeout: TimeoutOption = 10.0,
 ) -> None:
     """Cancel a queued or running job (a running one stops at its next batch). Exits 1 if it had ended."""
     from modelwire.client import Client
 
-    with _reported(), Client(url, timeout=timeout) as client:
+    with _reported(), Client(url, timeout=timeout, api_key=api_key, ca_cert=ca_cert) as client:
         info = client.job(job_id).cancel()
     _print(info, as_json)
 
@@ -280,6 +288,8 @@ def cancel(
 @jobs_app.command("list")
 def list_(
     url: UrlOption = DEFAULT_CLIENT_URL,
+    api_key: ApiKeyOption = None,
+    ca_cert: CaCertOption = None,
     status: Annotated[Status | None, typer.Option(help="Only jobs in this status.")] = None,
     limit: Annotated[int, typer.Option(help="How many (newest first).", min=1, max=1000)] = 20,
     as_json: JsonOption = False,
@@ -289,7 +299,7 @@ def list_(
     from modelwire.client import Client
     from modelwire.console import console
 
-    with _reported(), Client(url, timeout=timeout) as client:
+    with _reported(), Client(url, timeout=timeout, api_key=api_key, ca_cert=ca_cert) as client:
         page = client.list_jobs(status=status.value if status is not None else None, limit=limit)
     if as_json:
         typer.echo(json.dumps([dict(job.raw) for job in page.jobs], default=str))
@@ -297,11 +307,20 @@ def list_(
         console.print(job_table(page.jobs))
 
 
-def submit_training_job(url: str, data: Path, name: str, *, wait: bool, timeout: float = 30.0) -> None:
+def submit_training_job(
+    url: str,
+    data: Path,
+    name: str,
+    *,
+    wait: bool,
+    timeout: float = 30.0,
+    api_key: str | None = None,
+    ca_cert: Path | None = None,
+) -> None:
     """``modelwire train FILE --async``: train on a running server, as a job."""
     from modelwire.client import Client
 
-    with _reported(), Client(url, timeout=timeout) as client:
+    with _reported(), Client(url, timeout=timeout, api_key=api_key, ca_cert=ca_cert) as client:
         handle = client.submit_training(data, model=name)
         if not wait:
             _print(handle.info, False)

@@ -88,6 +88,17 @@ def build_settings(
     request_timeout: float | None = None,
     jobs_backend: str | None = None,
     ws_echo: bool | None = None,
+    auth: str | None = None,
+    insecure: bool | None = None,
+    jwt_secret: str | None = None,
+    jwt_jwks: Path | str | None = None,
+    jwt_issuer: str | None = None,
+    jwt_audience: str | None = None,
+    tls_cert: Path | str | None = None,
+    tls_key: Path | str | None = None,
+    tls_client_ca: Path | str | None = None,
+    http3: bool | None = None,
+    tls_redirect_port: int | None = None,
     **settings: Any,
 ) -> Settings:
     """``Settings`` from ``serve``'s flags: only the given ones (not ``None``) override.
@@ -113,6 +124,17 @@ def build_settings(
         ("limits", "request_timeout_s"): request_timeout,
         ("jobs", "backend"): jobs_backend,
         ("ws", "echo"): ws_echo,
+        ("auth", "mode"): auth,
+        ("auth", "insecure"): insecure,
+        ("auth", "jwt_secret"): jwt_secret,
+        ("auth", "jwt_jwks"): jwt_jwks,
+        ("auth", "jwt_issuer"): jwt_issuer,
+        ("auth", "jwt_audience"): jwt_audience,
+        ("tls", "cert"): tls_cert,
+        ("tls", "key"): tls_key,
+        ("tls", "client_ca"): tls_client_ca,
+        ("tls", "http3"): http3,
+        ("tls", "redirect_port"): tls_redirect_port,
     }
     for (section, key), value in nested.items():
         if value is not None:
@@ -140,6 +162,17 @@ def run(
     request_timeout: float | None = None,
     jobs_backend: str | None = None,
     ws_echo: bool | None = None,
+    auth: str | None = None,
+    insecure: bool | None = None,
+    jwt_secret: str | None = None,
+    jwt_jwks: Path | str | None = None,
+    jwt_issuer: str | None = None,
+    jwt_audience: str | None = None,
+    tls_cert: Path | str | None = None,
+    tls_key: Path | str | None = None,
+    tls_client_ca: Path | str | None = None,
+    http3: bool | None = None,
+    tls_redirect_port: int | None = None,
     **settings: Any,
 ) -> None:
     """Serve until SIGTERM/SIGINT: ``modelwire serve`` as a function, argument for flag.
@@ -148,7 +181,8 @@ def run(
         modelwire.run("reverse=mypackage.models:Reverse", http_port=9000, max_batch_size=16)
 
     Any other ``Settings`` field may be given too (``limits={"max_body_bytes": 1_000_000}``), except
-    that ``batching`` is the ``--batching/--no-batching`` switch, as on the command line.
+    that ``batching`` is the ``--batching/--no-batching`` switch and ``auth`` the ``--auth on|off|auto``
+    mode, as on the command line.
     """
     from modelwire import server
 
@@ -168,6 +202,17 @@ def run(
             request_timeout=request_timeout,
             jobs_backend=jobs_backend,
             ws_echo=ws_echo,
+            auth=auth,
+            insecure=insecure,
+            jwt_secret=jwt_secret,
+            jwt_jwks=jwt_jwks,
+            jwt_issuer=jwt_issuer,
+            jwt_audience=jwt_audience,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_client_ca=tls_client_ca,
+            http3=http3,
+            tls_redirect_port=tls_redirect_port,
             **settings,
         )
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +21,14 @@ from modelwire.cli.main import (
 
 _SERVE_PANEL = "Server"
 _BATCH_PANEL = "Batching and limits"
+_AUTH_PANEL = "Authentication (see SECURITY.md)"
+_TLS_PANEL = "TLS (see docs/tls.md)"
+
+
+class AuthMode(enum.StrEnum):
+    auto = "auto"
+    on = "on"
+    off = "off"
 
 
 @app.command()
@@ -103,6 +112,108 @@ def serve(
             rich_help_panel=_SERVE_PANEL,
         ),
     ] = None,
+    auth: Annotated[
+        AuthMode | None,
+        typer.Option(
+            case_sensitive=False,
+            help=_help(
+                "Require credentials (API keys from [bold]modelwire keys create[/], or JWTs): on, off, or "
+                "auto = on unless the server binds only loopback",
+                "auth.mode",
+            ),
+            rich_help_panel=_AUTH_PANEL,
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool | None,
+        typer.Option(
+            "--insecure",
+            help=_help("Allow --auth off on a non-loopback address (warns loudly)", "auth.insecure"),
+            show_default=False,
+            rich_help_panel=_AUTH_PANEL,
+        ),
+    ] = None,
+    jwt_secret: Annotated[
+        str | None,
+        typer.Option(
+            help=_help("HS256 key (32+ bytes) for JWT bearer tokens", "auth.jwt_secret", "none"),
+            rich_help_panel=_AUTH_PANEL,
+        ),
+    ] = None,
+    jwt_jwks: Annotated[
+        Path | None,
+        typer.Option(
+            help=_help("JWKS file of RS256/ES256 public keys for JWTs", "auth.jwt_jwks", "none"),
+            exists=True,
+            dir_okay=False,
+            rich_help_panel=_AUTH_PANEL,
+        ),
+    ] = None,
+    jwt_issuer: Annotated[
+        str | None,
+        typer.Option(
+            help=_help("Required JWT iss", "auth.jwt_issuer", "not checked"), rich_help_panel=_AUTH_PANEL
+        ),
+    ] = None,
+    jwt_audience: Annotated[
+        str | None,
+        typer.Option(
+            help=_help("Required JWT aud", "auth.jwt_audience", "tokens with an aud are refused"),
+            rich_help_panel=_AUTH_PANEL,
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            help=_help(
+                "PEM certificate chain: HTTPS (HTTP/1.1, HTTP/2), wss://, SSE and gRPC over TLS; "
+                "[bold]modelwire certs init[/] makes one",
+                "tls.cert",
+                "none",
+            ),
+            exists=True,
+            dir_okay=False,
+            rich_help_panel=_TLS_PANEL,
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option(
+            help=_help("PEM private key of --tls-cert (reloaded with it on SIGHUP)", "tls.key", "none"),
+            exists=True,
+            dir_okay=False,
+            rich_help_panel=_TLS_PANEL,
+        ),
+    ] = None,
+    tls_client_ca: Annotated[
+        Path | None,
+        typer.Option(
+            help=_help(
+                "Mutual TLS on the gRPC port: refuse clients without a certificate signed by this CA",
+                "tls.client_ca",
+                "none",
+            ),
+            exists=True,
+            dir_okay=False,
+            rich_help_panel=_TLS_PANEL,
+        ),
+    ] = None,
+    http3: Annotated[
+        bool | None,
+        typer.Option(
+            "--http3",
+            help=_help("Also serve HTTP/3 (QUIC, UDP) on the REST port number", "tls.http3"),
+            show_default=False,
+            rich_help_panel=_TLS_PANEL,
+        ),
+    ] = None,
+    tls_redirect_port: Annotated[
+        int | None,
+        typer.Option(
+            help=_help("Plain-HTTP port that only redirects (308) to HTTPS", "tls.redirect_port", "none"),
+            rich_help_panel=_TLS_PANEL,
+        ),
+    ] = None,
 ) -> None:
     """Serve models over REST and gRPC until Ctrl-C or SIGTERM.
 
@@ -127,5 +238,16 @@ def serve(
             request_timeout=request_timeout,
             jobs_backend=jobs_backend,
             ws_echo=ws_echo,
+            auth=auth.value if auth is not None else None,
+            insecure=insecure,
+            jwt_secret=jwt_secret,
+            jwt_jwks=jwt_jwks,
+            jwt_issuer=jwt_issuer,
+            jwt_audience=jwt_audience,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_client_ca=tls_client_ca,
+            http3=http3,
+            tls_redirect_port=tls_redirect_port,
         )
         server.run(settings)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from modelwire.cli.client import UrlOption
+from modelwire.cli.client import ApiKeyOption, CaCertOption, UrlOption
 from modelwire.cli.main import (
     _NAME,
     DEFAULT_CLIENT_URL,
@@ -75,6 +75,8 @@ def train(
         ),
     ] = False,
     url: UrlOption = DEFAULT_CLIENT_URL,
+    api_key: ApiKeyOption = None,
+    ca_cert: CaCertOption = None,
     wait: Annotated[bool, typer.Option("--wait", help="With --async: follow the job to its end.")] = False,
 ) -> None:
     """Train the default sentiment model and register it as a new version.
@@ -91,7 +93,7 @@ def train(
             raise typer.BadParameter("--async uploads a CSV: name it (FILE)", param_hint="FILE")
         from modelwire.cli.jobs import submit_training_job
 
-        submit_training_job(url, data, name, wait=wait)
+        submit_training_job(url, data, name, wait=wait, api_key=api_key, ca_cert=ca_cert)
         return
     from modelwire.console import console, training_progress
     from modelwire.model.repository import ModelRepository

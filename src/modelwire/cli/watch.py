@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from modelwire.cli.client import UrlOption
+from modelwire.cli.client import ApiKeyOption, CaCertOption, UrlOption
 from modelwire.cli.main import DEFAULT_CLIENT_URL, _reported, app
 from modelwire.client.results import Event
 from modelwire.client.transport import EventWire
@@ -106,6 +106,8 @@ def watch(
         ),
     ] = None,
     url: UrlOption = DEFAULT_CLIENT_URL,
+    api_key: ApiKeyOption = None,
+    ca_cert: CaCertOption = None,
     via: Annotated[
         Via | None,
         typer.Option(help="Wire: sse or ws on an http:// URL (default sse); grpc on a grpc:// URL."),
@@ -135,7 +137,7 @@ def watch(
     transport: EventWire | None = via.value if via is not None else None
     seen = 0
     try:
-        with _reported(), Client(url, timeout=timeout) as client:
+        with _reported(), Client(url, timeout=timeout, api_key=api_key, ca_cert=ca_cert) as client:
             stream = client.events(chosen, last_event_id=last_event_id, transport=transport)
             for event in stream:
                 if as_json:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
+from modelwire.cli.gateway import check_upstreams, gateway_section, upstream_option, upstream_tls_option
 from modelwire.cli.main import (
     LogLevel,
     _help,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["check_backend", "worker"]
 
 _PANEL = "Worker"
+_HOP_PANEL = "gRPC hop to the model services (with --upstream)"
 
 
 def check_backend(settings: Settings) -> str:
@@ -87,15 +89,25 @@ def worker(
             min=1, help=_help("Jobs run at once in this process", "jobs.workers"), rich_help_panel=_PANEL
         ),
     ] = None,
+    upstream: Annotated[list[str] | None, upstream_option(_PANEL)] = None,
     data_dir: Annotated[Path | None, data_dir_option(_PANEL)] = None,
     config: Annotated[Path | None, config_option(_PANEL)] = None,
     log_level: Annotated[LogLevel | None, log_level_option(_PANEL)] = None,
+    upstream_ca: Annotated[Path | None, upstream_tls_option("upstream_ca", _HOP_PANEL)] = None,
+    upstream_cert: Annotated[Path | None, upstream_tls_option("upstream_cert", _HOP_PANEL)] = None,
+    upstream_cert_key: Annotated[Path | None, upstream_tls_option("upstream_cert_key", _HOP_PANEL)] = None,
+    upstream_server_name: Annotated[
+        str | None, upstream_tls_option("upstream_server_name", _HOP_PANEL)
+    ] = None,
 ) -> None:
     """Run job workers (no HTTP or gRPC) against a shared job store, until SIGTERM or Ctrl-C.
 
     Gateways run [bold]modelwire serve --jobs-backend redis://…[/]; workers, on any host, the same
     [bold]--jobs-backend[/]. Each worker claims jobs from the Redis stream, runs them on its own models
     and publishes their events to every gateway.
+
+    With [bold]--upstream[/] it loads no model: jobs call the [bold]modelwire model-service[/]s over gRPC,
+    as a [bold]modelwire gateway[/] does.
 
     A worker that dies loses nothing: another takes its job over when the lease runs out. SIGTERM gives
     the running job back to the queue at once and exits 0.
@@ -110,7 +122,12 @@ def worker(
             log_level=log_level.value if log_level is not None else None,
             jobs_backend=jobs_backend,
             **_sections(concurrency),
+            **gateway_section(
+                upstream, tls=(upstream_ca, upstream_cert, upstream_cert_key, upstream_server_name)
+            ),
         )
+        if settings.gateway.upstreams:
+            check_upstreams(settings)
         if settings.jobs.workers < 1:
             raise ConfigurationError("a worker needs at least one job worker: --concurrency 1 or more")
         where = check_backend(settings)
@@ -138,9 +155,17 @@ async def _work(settings: Settings, where: str) -> None:
             f"signed with {escape(str(settings.data_dir / 'webhook_secret'))}; give every process one key",
             highlight=False,
         )
-    with training_progress() as progress:
-        services = await asyncio.to_thread(Services.build, settings, progress=progress)
+    router = None
+    if settings.gateway.upstreams:  # models are model services, called over gRPC (gateway/)
+        from modelwire.gateway.run import attach_upstreams
+
+        services, router = await attach_upstreams(settings)
+    else:
+        with training_progress() as progress:
+            services = await asyncio.to_thread(Services.build, settings, progress=progress)
     await services.start()
+    if router is not None:
+        router.attach()
     watch = asyncio.create_task(_report(services), name="worker-report")
     names = ", ".join(f"{h.name} {h.version}" for h in services.registry.handles())
     err_console.print(
@@ -151,6 +176,8 @@ async def _work(settings: Settings, where: str) -> None:
     await stop.wait()
     err_console.print("stopping: giving running jobs back to the queue", highlight=False)
     await services.stop()
+    if router is not None:
+        await router.close()
     watch.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await watch

@@ -138,7 +138,7 @@ class GrpcTransport:
     def __init__(self, endpoint: Endpoint) -> None:
         self._target = endpoint.target
         if endpoint.scheme == "grpcs":
-            self._channel = grpc.aio.secure_channel(self._target, grpc.ssl_channel_credentials())
+            self._channel = grpc.aio.secure_channel(self._target, endpoint.tls.grpc_credentials())
         else:
             self._channel = grpc.aio.insecure_channel(self._target)
         self._timeout = endpoint.timeout

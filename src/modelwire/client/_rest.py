@@ -140,6 +140,7 @@ class RestTransport:
             http1=not prior_knowledge,
             http2=endpoint.http2,
             transport=transport,  # tests pass httpx.MockTransport
+            verify=endpoint.tls.ssl_context() if endpoint.scheme == "https" else True,
         )
         self.http_version: str | None = None  # of the last answer: "HTTP/1.1" or "HTTP/2"
 

@@ -104,6 +104,7 @@ class WebSocketWire:
                 open_timeout=self._endpoint.timeout,
                 max_size=16 * 1024 * 1024,
                 compression=None,
+                ssl=self._endpoint.tls.ssl_context() if url.startswith("wss:") else None,
             )
         try:
             yield socket

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 
@@ -18,6 +19,7 @@ from modelwire.client.jobs import (
     submit_job,
 )
 from modelwire.client.results import Event, Health, ModelSummary, Prediction, StreamedPrediction
+from modelwire.client.tls import ClientTLS
 from modelwire.client.transport import (
     Endpoint,
     EventStreamer,
@@ -28,6 +30,7 @@ from modelwire.client.transport import (
     choose_wire,
     open_transport,
     parse_url,
+    with_credentials,
 )
 from modelwire.errors import InvalidInputError, ModelwireError
 from modelwire.events.topics import parse_topics
@@ -47,6 +50,13 @@ class AsyncClient:
     ``DeadlineExceededError`` when ``timeout`` (seconds, per call) runs out, and the server's own error
     otherwise. ``headers`` go with every call (as gRPC metadata on gRPC).
 
+    ``api_key`` (default: the ``MODELWIRE_API_KEY`` environment variable) or ``token`` (a JWT) is sent as
+    ``Authorization: Bearer ...`` on REST, SSE, the WebSocket handshake and as gRPC ``authorization``
+    metadata.
+
+    On ``https://`` and ``grpcs://``, ``ca_cert`` is the PEM CA to trust instead of the system's (the
+    ``ca.pem`` of ``modelwire certs init``); ``client_cert`` + ``client_key`` answer a mutual-TLS server.
+
         async with AsyncClient("grpc://127.0.0.1:8001") as client:
             prediction = await client.predict("I love this product")
             print(prediction.sentiment, prediction.confidence)
@@ -61,8 +71,15 @@ class AsyncClient:
         timeout: float | None = DEFAULT_TIMEOUT,
         headers: Mapping[str, str] | None = None,
         http2: bool = False,
+        api_key: str | None = None,
+        token: str | None = None,
+        ca_cert: str | Path | None = None,
+        client_cert: str | Path | None = None,
+        client_key: str | Path | None = None,
     ) -> None:
-        self._endpoint: Endpoint = parse_url(url, timeout=timeout, headers=headers, http2=http2)
+        headers = with_credentials(headers, api_key=api_key, token=token)
+        tls = ClientTLS(ca_cert=ca_cert, client_cert=client_cert, client_key=client_key)
+        self._endpoint: Endpoint = parse_url(url, timeout=timeout, headers=headers, http2=http2, tls=tls)
         self._transport: Transport | None = None
         self._streams: set[AsyncGenerator[Any]] = set()  # open streams, closed by aclose()
         self._closed = False

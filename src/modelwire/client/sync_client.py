@@ -23,6 +23,7 @@ import os
 import threading
 import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Coroutine, Generator, Iterable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
@@ -69,8 +70,23 @@ class Client:
         timeout: float | None = DEFAULT_TIMEOUT,
         headers: Mapping[str, str] | None = None,
         http2: bool = False,
+        api_key: str | None = None,
+        token: str | None = None,
+        ca_cert: str | Path | None = None,
+        client_cert: str | Path | None = None,
+        client_key: str | Path | None = None,
     ) -> None:
-        self._async = AsyncClient(url, timeout=timeout, headers=headers, http2=http2)
+        self._async = AsyncClient(
+            url,
+            timeout=timeout,
+            headers=headers,
+            http2=http2,
+            api_key=api_key,
+            token=token,
+            ca_cert=ca_cert,
+            client_cert=client_cert,
+            client_key=client_key,
+        )
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

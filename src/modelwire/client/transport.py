@@ -7,12 +7,14 @@ error tree at one boundary (``map_httpx_exceptions`` / ``map_grpc_errors``). ``A
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 from modelwire.client.results import Health
+from modelwire.client.tls import ClientTLS
 from modelwire.errors import ConfigurationError, ModelwireError
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "choose_wire",
     "open_transport",
     "parse_url",
+    "with_credentials",
 ]
 
 REST_SCHEMES = frozenset({"http", "https"})
@@ -76,6 +79,7 @@ class Endpoint:
     timeout: float | None
     headers: Mapping[str, str] = field(default_factory=dict)
     http2: bool = False
+    tls: ClientTLS = field(default_factory=ClientTLS)
 
     @property
     def is_grpc(self) -> bool:
@@ -98,6 +102,7 @@ def parse_url(
     timeout: float | None,
     headers: Mapping[str, str] | None = None,
     http2: bool = False,
+    tls: ClientTLS | None = None,
 ) -> Endpoint:
     """Check the URL's scheme and host; raise ``ConfigurationError`` if no transport speaks it."""
     try:
@@ -113,7 +118,31 @@ def parse_url(
         raise ConfigurationError(f"{url!r} names no host")
     if timeout is not None and timeout <= 0:
         raise ConfigurationError(f"timeout must be positive or None, not {timeout}")
-    return Endpoint(url=url, scheme=scheme, timeout=timeout, headers=dict(headers or {}), http2=http2)
+    tls = tls or ClientTLS()
+    if tls.configured and scheme in ("http", "grpc"):
+        secure = "https" if scheme == "http" else "grpcs"
+        raise ConfigurationError(f"a CA or client certificate was given for a cleartext URL: use {secure}://")
+    return Endpoint(
+        url=url, scheme=scheme, timeout=timeout, headers=dict(headers or {}), http2=http2, tls=tls
+    )
+
+
+API_KEY_ENV = "MODELWIRE_API_KEY"
+
+
+def with_credentials(
+    headers: Mapping[str, str] | None, *, api_key: str | None, token: str | None
+) -> dict[str, str]:
+    """``headers`` plus ``Authorization: Bearer <token or api_key>``; with neither, the key in
+    ``MODELWIRE_API_KEY``, unless ``headers`` already carry an ``Authorization``."""
+    out = dict(headers or {})
+    credential = token or api_key
+    if credential is None and not any(k.lower() == "authorization" for k in out):
+        credential = os.environ.get(API_KEY_ENV) or None
+    if credential is not None:
+        out = {k: v for k, v in out.items() if k.lower() != "authorization"}
+        out["authorization"] = f"Bearer {credential}"
+    return out
 
 
 def open_transport(endpoint: Endpoint) -> Transport:

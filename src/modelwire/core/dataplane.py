@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelwire._version import __version__
+from modelwire.core.admission import Admission
+from modelwire.core.deadline import current_deadline, reset_deadline, use_deadline
 from modelwire.core.tensors import InferRequest, InferResponse, instances_to_tensors, tensors_to_instances
 from modelwire.errors import (
     DeadlineExceededError,
@@ -50,6 +52,7 @@ class DataPlane:
         self.metrics = metrics
         self._inflight = 0
         self._accepting = True
+        self.admission = Admission(limits.max_concurrent_per_model, limits.max_queued_per_model)
 
     # -- inference ---------------------------------------------------------------------------------
 
@@ -178,18 +181,29 @@ class DataPlane:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _run(self, handle: ModelHandle, instances: Sequence[Any], ctx: CallContext) -> list[Any]:
+        now = time.monotonic()
         timeout = self.limits.request_timeout_s
-        if ctx.deadline is not None:
-            timeout = min(timeout, ctx.deadline - time.monotonic())
+        for deadline in (ctx.deadline, current_deadline()):  # the call's own, and one set by an adapter
+            if deadline is not None:
+                timeout = min(timeout, deadline - now)
         if timeout <= 0:
             raise DeadlineExceededError("the deadline passed before the model was called")
+        token = use_deadline(now + timeout)  # a model that forwards the call passes the rest on
+        slots = self.admission.slots(handle.name)
         try:
             async with asyncio.timeout(timeout):
-                return await handle.runner.run(instances)
+                if not slots.try_enter():
+                    await slots.enter()  # wait in the model's line (or OverloadedError when it is full)
+                try:
+                    return await handle.runner.run(instances)
+                finally:
+                    slots.leave()
         except TimeoutError:
             raise DeadlineExceededError(
                 f"model {handle.name!r} did not answer within {timeout:.3g} s", retry_after_s=None
             ) from None
+        finally:
+            reset_deadline(token)
 
     def _admit(self) -> None:
         if not self._accepting:

@@ -12,6 +12,13 @@ do not count against the queue bound, so a reader catching up is not dropped by 
 started, the subscription starts with ``reset = True`` and no replay: the adapter tells its client to re-read
 the state instead. Once the bus is closed, new subscriptions start closed (their iteration ends at once).
 
+Who sees what. A subscription belongs to the principal that made it (``current_principal()`` when
+``subscribe`` is called: the request's, set by the ASGI middleware or the gRPC interceptor). An event
+published with an ``owner`` (every ``jobs/<id>`` event carries its job's submitter) is delivered, live or
+replayed, only to subscriptions whose principal ``owns`` it: ``jobs/*`` brings a caller their own jobs, and
+``jobs/<someone else's id>`` brings nothing, as for an id that does not exist. The owner is not part of
+the payload, so it is never shown to anyone. Every transport subscribes here, so this is the one check.
+
 Backends. ``EventBus`` is the interface adapters see. ``LocalEventBus`` fans out in process. A multi-replica
 backend (Redis pub/sub) subclasses it: ``publish`` sends to the shared channel, and a reader task hands each
 received event to ``deliver()``, the same fan-out; adapters do not change.
@@ -29,6 +36,7 @@ from typing import Any
 
 from modelwire.errors import SlowConsumerError
 from modelwire.events.topics import matches, validate_topic
+from modelwire.security.principal import Principal, current_principal
 
 __all__ = ["Event", "EventBus", "LocalEventBus", "Subscription"]
 
@@ -42,6 +50,8 @@ class Event:
     type: str
     data: Mapping[str, Any]
     time: float = field(default_factory=time.time)
+    owner: str | None = None
+    """Only subscriptions whose principal ``owns`` it receive the event (``None``: everyone). Not shown."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "topic": self.topic, "type": self.type, "time": self.time, "data": self.data}
@@ -55,9 +65,16 @@ class Subscription:
     ...         print(event.type, event.data)
     """
 
-    def __init__(self, bus: LocalEventBus, patterns: Iterable[str], queue_size: int) -> None:
+    def __init__(
+        self,
+        bus: LocalEventBus,
+        patterns: Iterable[str],
+        queue_size: int,
+        principal: Principal | None = None,
+    ) -> None:
         self._bus = bus
         self.patterns: set[str] = set(patterns)
+        self.principal = current_principal() if principal is None else principal
         self.queue_size = queue_size
         self._limit = queue_size  # grows by the replayed backlog in ``LocalEventBus.subscribe``
         self.reset = False
@@ -68,6 +85,10 @@ class Subscription:
 
     def wants(self, topic: str) -> bool:
         return any(matches(pattern, topic) for pattern in self.patterns)
+
+    def accepts(self, event: Event) -> bool:
+        """Whether this reader receives ``event``: a pattern matches, and its principal may see it."""
+        return self.wants(event.topic) and (event.owner is None or self.principal.owns(event.owner))
 
     def add(self, topic: str) -> None:
         """Start receiving ``topic`` (a topic or pattern) too."""
@@ -141,15 +162,28 @@ class EventBus(abc.ABC):
 
     @abc.abstractmethod
     async def publish(
-        self, topic: str, type: str, data: Mapping[str, Any], *, ephemeral: bool = False
+        self,
+        topic: str,
+        type: str,
+        data: Mapping[str, Any],
+        *,
+        ephemeral: bool = False,
+        owner: str | None = None,
     ) -> Event | None:
-        """Publish; ``ephemeral`` events are delivered live but not kept for replay."""
+        """Publish; ``ephemeral`` events are delivered live but not kept for replay; an ``owner``'s events
+        reach only subscriptions whose principal owns them."""
 
     @abc.abstractmethod
     def subscribe(
-        self, topics: Iterable[str], *, last_event_id: int | None = None, queue_size: int | None = None
+        self,
+        topics: Iterable[str],
+        *,
+        last_event_id: int | None = None,
+        queue_size: int | None = None,
+        principal: Principal | None = None,
     ) -> Subscription:
-        """A new subscription to ``topics`` (validated patterns), replaying after ``last_event_id``."""
+        """A new subscription to ``topics`` (validated patterns), replaying after ``last_event_id``, for
+        ``principal`` (default: ``current_principal()``)."""
 
     async def start(self) -> None:  # noqa: B027 - optional hook; the local bus needs nothing
         """Connect to whatever the backend needs."""
@@ -189,10 +223,16 @@ class LocalEventBus(EventBus):
         return self._last_id
 
     async def publish(
-        self, topic: str, type: str, data: Mapping[str, Any], *, ephemeral: bool = False
+        self,
+        topic: str,
+        type: str,
+        data: Mapping[str, Any],
+        *,
+        ephemeral: bool = False,
+        owner: str | None = None,
     ) -> Event | None:
         self._last_id += 1
-        event = Event(self._last_id, topic, type, data)
+        event = Event(self._last_id, topic, type, data, owner=owner)
         self.deliver(event, ephemeral=ephemeral)
         return event
 
@@ -208,13 +248,19 @@ class LocalEventBus(EventBus):
                     self._evicted_upto = self._ring[0].id
                 self._ring.append(event)
         for sub in list(self._subs):
-            if sub.wants(event.topic):
+            if sub.accepts(event):
                 sub.offer(event)
 
     def subscribe(
-        self, topics: Iterable[str], *, last_event_id: int | None = None, queue_size: int | None = None
+        self,
+        topics: Iterable[str],
+        *,
+        last_event_id: int | None = None,
+        queue_size: int | None = None,
+        principal: Principal | None = None,
     ) -> Subscription:
-        sub = Subscription(self, (validate_topic(t) for t in topics), queue_size or self.queue_size)
+        patterns = (validate_topic(t) for t in topics)
+        sub = Subscription(self, patterns, queue_size or self.queue_size, principal)
         if self._closed:
             sub.close()
             return sub
@@ -224,7 +270,7 @@ class LocalEventBus(EventBus):
                 sub.reset = True
             else:
                 for event in self._ring:
-                    if event.id > last_event_id and sub.wants(event.topic):
+                    if event.id > last_event_id and sub.accepts(event):
                         sub.offer(event, force=True)
                 sub._limit += sub.pending
         self._subs.add(sub)

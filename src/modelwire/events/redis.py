@@ -65,6 +65,7 @@ class _Wire(msgspec.Struct, array_like=True):
     data: dict[str, Any]
     time: float
     ephemeral: bool
+    owner: str | None = None  # last, with a default: a message from an older replica still decodes
 
 
 _encode = msgspec.json.Encoder().encode
@@ -154,12 +155,18 @@ class RedisEventBus(LocalEventBus):
     # -- publish ------------------------------------------------------------------------------------
 
     async def publish(
-        self, topic: str, type: str, data: Mapping[str, Any], *, ephemeral: bool = False
+        self,
+        topic: str,
+        type: str,
+        data: Mapping[str, Any],
+        *,
+        ephemeral: bool = False,
+        owner: str | None = None,
     ) -> Event | None:
         if self._closed or self._redis is None:
             return None
         event_time = time.time()
-        body = _encode(_Wire(topic, type, dict(data), event_time, ephemeral))
+        body = _encode(_Wire(topic, type, dict(data), event_time, ephemeral, owner))
         channel = self.channel if self.is_shared(topic) else self.own_channel
         try:
             with map_redis_errors():
@@ -170,7 +177,7 @@ class RedisEventBus(LocalEventBus):
             self._warn(f"publishing {type} on {topic} failed: {exc.message}")
             return None
         await self._delivered(event_id)
-        return Event(event_id, topic, type, data, event_time)
+        return Event(event_id, topic, type, data, event_time, owner)
 
     async def _delivered(self, event_id: int) -> None:
         """Wait (a bounded time) until the reader delivered ``event_id`` here."""
@@ -246,7 +253,7 @@ class RedisEventBus(LocalEventBus):
             return
         if event_id <= self._last_id:
             return  # already counted as lost after a reconnect
-        event = Event(event_id, wire.topic, wire.type, wire.data, wire.time)
+        event = Event(event_id, wire.topic, wire.type, wire.data, wire.time, wire.owner)
         self.deliver(event, ephemeral=wire.ephemeral)
         self._wake_waiters()
         for listener in self.listeners:

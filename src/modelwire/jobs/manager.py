@@ -7,6 +7,14 @@ for ``Idempotency-Key``, and commits: the job is durable when ``submit`` returns
 
 It also owns the job runner, the webhook dispatcher and the retention purge, started and stopped with
 ``start()`` / ``stop()`` by ``Services``.
+
+Ownership. A job belongs to the principal that submitted it (``current_principal().id``, set by the ASGI
+middleware or the gRPC interceptor), and every read or action here checks ``Principal.owns``: another
+principal gets the very ``JobNotFoundError`` an unknown id gets, so ids do not leak; the list shows only the
+caller's jobs. Anonymous callers (authentication off) and ``models:admin`` see every job. An
+Idempotency-Key is scoped to its owner. Job events carry the owner outside their payload, and the event
+bus delivers them to their owner's subscriptions only (``events/bus.py``). This is the one place: the
+transports (REST, gRPC, WebSocket, SSE) do not check ownership themselves.
 """
 
 from __future__ import annotations
@@ -33,11 +41,22 @@ from modelwire.errors import (
 from modelwire.events.bus import EventBus
 from modelwire.jobs.runner import JobRunner, publish_job
 from modelwire.jobs.states import JobStatus
-from modelwire.jobs.store import JobKind, JobPage, JobSpec, JobStore, ResultRow, encode_row, encode_row_error
+from modelwire.jobs.store import (
+    Job,
+    JobKind,
+    JobPage,
+    JobSpec,
+    JobStore,
+    ResultRow,
+    encode_row,
+    encode_row_error,
+    job_not_found,
+)
 from modelwire.jobs.training import Trainer, training_row
 from modelwire.jobs.uploads import parser_for
 from modelwire.jobs.webhooks import WebhookDispatcher, check_callback_url
 from modelwire.model.registry import ModelRegistry
+from modelwire.security.principal import Principal, current_principal
 from modelwire.settings import JobsSettings
 
 __all__ = ["JobManager", "JobRequest"]
@@ -79,6 +98,7 @@ class JobManager:
         self.events = events
         self.webhooks = webhooks
         self.trainer = trainer
+        self.max_depth = dataplane.limits.max_json_depth
         self.wakeup = asyncio.Event()
         self.runner = JobRunner(store, dataplane, events, settings, webhooks, trainer, self.wakeup)
         self._purger: asyncio.Task[None] | None = None
@@ -132,7 +152,10 @@ class JobManager:
     ) -> AsyncIterator[list[Any]]:
         """Rows of a streamed upload (NDJSON, CSV, multipart), refusing it past ``max_upload_bytes`` (413)."""
         parser = parser_for(
-            media_type, columns=("text", "label") if kind == "train" else ("text",), boundary=boundary
+            media_type,
+            columns=("text", "label") if kind == "train" else ("text",),
+            boundary=boundary,
+            max_depth=self.max_depth,
         )
         limit = self.settings.max_upload_bytes
 
@@ -155,8 +178,11 @@ class JobManager:
         """Store a new job; ``(job, True)``, or ``(the existing job, False)`` for a repeated Idempotency-Key.
 
         Raises ``ModelNotFoundError`` (404), ``InvalidInputError`` (bad callback, no rows: 400),
-        ``PayloadTooLargeError`` (413), ``OverloadedError`` (queue full: 503), ``IdempotencyKeyReusedError``.
+        ``PayloadTooLargeError`` (413), ``OverloadedError`` (queue full: 503), ``IdempotencyKeyReusedError``,
+        ``PermissionDeniedError`` (a credential restricted to other models: 403).
         """
+        principal = current_principal()
+        principal.require_model(request.model)
         handle = self.registry.get(request.model, request.version, require_ready=False)
         if request.kind == "train":
             self.trainer.check_trainable(handle.model)
@@ -168,7 +194,8 @@ class JobManager:
             )
         )
         key = request.idempotency_key
-        if key is not None and (existing := await self.store.find_idempotent(key)) is not None:
+        stored_key = None if key is None else _scoped_key(principal, key)
+        if key is not None and (existing := await self.store.find_idempotent(_scoped_key(principal, key))):
             async for chunk in rows:  # read (and hash) the body, store nothing
                 for row in self._encode(chunk, request.kind, 0, set()):
                     digest.update(row)
@@ -185,8 +212,9 @@ class JobManager:
             version=request.version,
             callback_url=request.callback_url,
             metadata=request.metadata,
-            idempotency_key=key,
+            idempotency_key=stored_key,
             max_attempts=self.settings.max_attempts,
+            owner=principal.id,
         )
         upload = await self.store.begin(spec)
         try:
@@ -216,7 +244,7 @@ class JobManager:
         if not created:
             assert key is not None
             return self._replay(job.request_hash, digest.hexdigest(), job.to_dict(), key)
-        await publish_job(self.events, "job.queued", job.to_dict())
+        await publish_job(self.events, "job.queued", job.to_dict(), job.owner)
         self.wakeup.set()
         return job.to_dict(), True
 
@@ -244,8 +272,15 @@ class JobManager:
 
     # -- read and act -------------------------------------------------------------------------------
 
+    async def _visible(self, job_id: str) -> Job:
+        """The job, if the current principal may see it; else the same 404 as for no job at all."""
+        job = await self.store.get(job_id)
+        if not current_principal().owns(job.owner):
+            raise job_not_found(job_id)
+        return job
+
     async def get(self, job_id: str) -> dict[str, Any]:
-        return (await self.store.get(job_id)).to_dict()
+        return (await self._visible(job_id)).to_dict()
 
     async def list(self, *, status: str | None = None, limit: int = 50, cursor: str | None = None) -> JobPage:
         try:
@@ -257,7 +292,10 @@ class JobManager:
             ) from None
         if not 1 <= limit <= 1000:
             raise InvalidInputError("limit must be from 1 to 1000", field="limit")
-        return await self.store.list_jobs(status=wanted, limit=limit, cursor=cursor)
+        principal = current_principal()
+        # owns(None) holds for the principals who see every job (anonymous, models:admin)
+        owner = None if principal.owns(None) else principal.id
+        return await self.store.list_jobs(status=wanted, limit=limit, cursor=cursor, owner=owner)
 
     async def results(
         self, job_id: str, *, offset: int = 0, limit: int | None = None
@@ -265,19 +303,29 @@ class JobManager:
         """The job's results in input order (checks the job exists before the first row)."""
         if offset < 0 or (limit is not None and limit < 0):
             raise InvalidInputError("offset and limit must not be negative")
-        await self.store.get(job_id)
+        await self._visible(job_id)
         return self.store.results(job_id, offset=offset, limit=limit)
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
         """Cancel a queued or running job (a running one stops at its next batch); 409 when final."""
+        await self._visible(job_id)
         job = await self.store.cancel(job_id)
-        await publish_job(self.events, "job.cancelled", job.to_dict())
+        await publish_job(self.events, "job.cancelled", job.to_dict(), job.owner)
         self.webhooks.deliver_later(job)
         return job.to_dict()
 
     async def retry(self, job_id: str) -> dict[str, Any]:
         """Queue a failed job again with fresh attempts; rows that have a result are not re-run."""
+        await self._visible(job_id)
         job = await self.store.retry(job_id)
-        await publish_job(self.events, "job.queued", job.to_dict())
+        await publish_job(self.events, "job.queued", job.to_dict(), job.owner)
         self.wakeup.set()
         return job.to_dict()
+
+
+def _scoped_key(principal: Principal, key: str) -> str:
+    """The Idempotency-Key as stored: per owner once callers are authenticated, so one principal's key
+    can neither replay nor reveal another's job (\x1f cannot occur in a header or metadata value)."""
+    if not principal.authenticated:
+        return key
+    return f"{principal.id}\x1f{key}"

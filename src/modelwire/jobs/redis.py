@@ -18,6 +18,7 @@ Keys (``P`` is the prefix, ``modelwire:`` unless the URL says ``?prefix=...``):
     P:queue           stream   one entry per queued or running job; group "workers"
     P:jobs            zset     id -> seq (commit order): the list, newest first, paged by seq
     P:status:<s>      zset     id -> seq for each status: the status filter and the queue depth
+    P:owner:<owner>   zset     id -> seq of one submitter's jobs (``Principal.id``): their own list
     P:finished        zset     id -> finished_at: what retention purges
     P:webhooks        zset     id -> seq of final jobs whose webhook is pending
     P:idem:<key>      string   Idempotency-Key -> job id
@@ -53,7 +54,7 @@ from modelwire.errors import (
 )
 from modelwire.jobs.redis_scripts import SCRIPTS
 from modelwire.jobs.states import JobStatus, Trigger, transition
-from modelwire.jobs.store import Job, JobPage, JobSpec, JobStore, ResultRow, Upload, now
+from modelwire.jobs.store import Job, JobPage, JobSpec, JobStore, ResultRow, Upload, job_not_found, now
 
 __all__ = ["RedisJobStore", "RedisTarget", "map_redis_errors"]
 
@@ -180,6 +181,7 @@ def _job(flat: Any) -> Job:
         webhook_attempts=_json(h.get(b"webhook_attempts")) or [],
         lease_owner=_text(h.get(b"lease_owner")),
         lease_expires_at=_float(h.get(b"lease_expires_at")),
+        owner=_text(h.get(b"owner")),
     )
 
 
@@ -195,10 +197,6 @@ def _unframe(blob: bytes) -> list[tuple[int, bytes]]:
         out.append((int(blob[pos:space]), blob[start:stop]))
         pos = stop
     return out
-
-
-def _not_found(job_id: str) -> JobNotFoundError:
-    return JobNotFoundError(f"no job {job_id!r} (never submitted, or removed after its retention)")
 
 
 class RedisJobStore(JobStore):
@@ -296,14 +294,21 @@ class RedisJobStore(JobStore):
         with map_redis_errors():
             h = await self.redis.hgetall(self.key("job", job_id))
         if not h:
-            raise _not_found(job_id)
+            raise job_not_found(job_id)
         return _job(h)
 
     async def list_jobs(
-        self, *, status: JobStatus | None = None, limit: int = 50, cursor: str | None = None
+        self,
+        *,
+        status: JobStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        owner: str | None = None,
     ) -> JobPage:
-        index = self.key("status", status.value) if status is not None else self.key("jobs")
         top = f"({int(cursor)}" if cursor and cursor.isdigit() else "+inf"
+        if owner is not None:
+            return await self._list_owned(owner, status, limit, top)
+        index = self.key("status", status.value) if status is not None else self.key("jobs")
         with map_redis_errors():
             ids: list[Any] = await self.redis.zrevrangebyscore(
                 index, top, "-inf", start=0, num=limit + 1, withscores=True
@@ -317,6 +322,28 @@ class RedisJobStore(JobStore):
         jobs = [_job(h) for h in found if h]
         return JobPage(jobs, str(int(ids[-1][1])) if more else None)
 
+    async def _list_owned(self, owner: str, status: JobStatus | None, limit: int, top: str) -> JobPage:
+        """One owner's jobs from their index; with a status filter, read on until the page is full."""
+        page: list[tuple[int, Job]] = []
+        index = self.key("owner", owner)
+        while True:
+            with map_redis_errors():
+                ids: list[Any] = await self.redis.zrevrangebyscore(
+                    index, top, "-inf", start=0, num=limit + 1, withscores=True
+                )
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for job_id, _ in ids:
+                        pipe.hgetall(self.key("job", _str(job_id)))
+                    found = await pipe.execute()
+            for (_, seq), h in zip(ids, found, strict=True):
+                if h and (status is None or h[b"status"] == status.value.encode()):
+                    page.append((int(seq), _job(h)))
+            if len(page) > limit:
+                return JobPage([job for _, job in page[:limit]], str(page[limit - 1][0]))
+            if len(ids) <= limit:
+                return JobPage([job for _, job in page], None)
+            top = f"({int(ids[-1][1])}"
+
     async def read_results(self, job_id: str, *, offset: int = 0, limit: int = 1000) -> list[ResultRow]:
         if limit <= 0:
             await self.get(job_id)  # not found is still not found
@@ -325,7 +352,7 @@ class RedisJobStore(JobStore):
         for start in range(offset, offset + limit, 4096):  # HMGET's arguments stay few
             framed = await self._run("results", job_id, start, min(4096, offset + limit - start))
             if framed is None:
-                raise _not_found(job_id)
+                raise job_not_found(job_id)
             rows += [(index, value[1:], value[:1] == b"1") for index, value in _unframe(framed)]
         return rows
 
@@ -338,7 +365,7 @@ class RedisJobStore(JobStore):
                 pipe.lrange(self.key("in", job_id), after + 1, after + limit)
                 exists, rows = await pipe.execute()
         if not exists:
-            raise _not_found(job_id)
+            raise job_not_found(job_id)
         return [(after + 1 + i, row) for i, row in enumerate(rows)]
 
     # -- the user's actions -------------------------------------------------------------------------
@@ -346,7 +373,7 @@ class RedisJobStore(JobStore):
     async def _act(self, script: str, job_id: str, trigger: Trigger) -> Job:
         reply = await self._run(script, job_id)
         if reply[0] == b"missing":
-            raise _not_found(job_id)
+            raise job_not_found(job_id)
         if reply[0] == b"refused":
             transition(reply[1].decode(), trigger)  # raises FailedPreconditionError with the reason
         return _job(reply[1])
@@ -375,7 +402,7 @@ class RedisJobStore(JobStore):
         while len(rows) < limit:
             reply = await self._run("pending", job_id, after, limit - len(rows), scan)
             if reply is None:
-                raise _not_found(job_id)
+                raise job_not_found(job_id)
             after, ended = int(reply[0]), reply[1]
             rows += _unframe(reply[2])
             if ended:
@@ -487,6 +514,7 @@ class _RedisUpload(Upload):
             "version": spec.version,
             "callback_url": spec.callback_url,
             "idempotency_key": spec.idempotency_key,
+            "owner": spec.owner,
         }
         fields.update({k: v for k, v in optional.items() if v is not None})
         args = [self.draft, self.id, self.rows, spec.idempotency_key or ""]

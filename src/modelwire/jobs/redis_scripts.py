@@ -121,6 +121,8 @@ redis.call('HSET', job, 'id', id, 'seq', seq, 'status', 'queued', 'total', total
 for i = 6, #ARGV, 2 do redis.call('HSET', job, ARGV[i], ARGV[i + 1]) end
 redis.call('ZADD', P .. 'jobs', seq, id)
 redis.call('ZADD', P .. 'status:queued', seq, id)
+local owner = field(job, 'owner')
+if owner then redis.call('ZADD', P .. 'owner:' .. owner, seq, id) end
 if key ~= '' then redis.call('SET', P .. 'idem:' .. key, id) end
 redis.call('HSET', job, 'entry', redis.call('XADD', Q, '*', 'job', id))
 return {1, id}
@@ -360,7 +362,7 @@ return 1
 _PURGE_JOB = """
 local id, before = ARGV[2], tonumber(ARGV[3])
 local job = P .. 'job:' .. id
-local h = redis.call('HMGET', job, 'status', 'finished_at', 'idempotency_key')
+local h = redis.call('HMGET', job, 'status', 'finished_at', 'idempotency_key', 'owner')
 redis.call('ZREM', P .. 'finished', id)
 if not h[1] then return 0 end
 if not FINAL[h[1]] or not h[2] or tonumber(h[2]) >= before then return 0 end
@@ -370,6 +372,7 @@ redis.call('DEL', job, P .. 'in:' .. id, P .. 'out:' .. id)
 redis.call('ZREM', P .. 'jobs', id)
 redis.call('ZREM', P .. 'status:' .. h[1], id)
 redis.call('ZREM', P .. 'webhooks', id)
+if h[4] then redis.call('ZREM', P .. 'owner:' .. h[4], id) end
 return 1
 """
 

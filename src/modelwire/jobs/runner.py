@@ -65,10 +65,10 @@ class JobStoppedError(Exception):
     """The job was cancelled, or another worker holds it now: stop without touching it."""
 
 
-async def publish_job(events: EventBus, type_: str, data: dict[str, Any]) -> None:
-    """Publish on ``jobs/<id>``; a failing bus never fails the job."""
+async def publish_job(events: EventBus, type_: str, data: dict[str, Any], owner: str | None) -> None:
+    """Publish on ``jobs/<id>`` for ``owner``'s subscriptions; a failing bus never fails the job."""
     try:
-        await events.publish(f"jobs/{data['id']}", type_, data)
+        await events.publish(f"jobs/{data['id']}", type_, data, owner=owner)
     except Exception:
         logger.exception("publishing %s for job %s failed", type_, data.get("id"))
 
@@ -114,8 +114,8 @@ class JobRunner:
         await asyncio.gather(*self._workers, return_exceptions=True)
         self._workers.clear()
 
-    async def _publish(self, type_: str, data: dict[str, Any]) -> None:
-        await publish_job(self.events, type_, data)
+    async def _publish(self, job: Job, type_: str, data: dict[str, Any]) -> None:
+        await publish_job(self.events, type_, data, job.owner)
 
     # -- the worker loop ----------------------------------------------------------------------------
 
@@ -154,7 +154,7 @@ class JobRunner:
             )
             await self._ended(await self.store.fail(job.id, owner, error, permanent=True))
             return
-        await self._publish("job.running", job.to_dict())
+        await self._publish(job, "job.running", job.to_dict())
         stop = threading.Event()
         work = asyncio.create_task(self._work(job, owner, stop))
         heartbeat = asyncio.create_task(self._heartbeat(job, owner, work, stop))
@@ -201,7 +201,7 @@ class JobRunner:
     async def _ended(self, job: Job | None) -> None:
         if job is None:
             return  # another worker or the user acted first
-        await self._publish(f"job.{job.status.value}", job.to_dict())
+        await self._publish(job, f"job.{job.status.value}", job.to_dict())
         if job.status.final:
             self.webhooks.deliver_later(job)
         else:
@@ -220,7 +220,7 @@ class JobRunner:
                         "status": "running",
                         "progress": {"done": 0, "total": job.total, **info},
                     }
-                    await self._publish("job.progress", data)
+                    await self._publish(job, "job.progress", data)
 
             return await self.trainer.run(job, self.store, on_stage, stop)
         await self._predict(job, owner)
@@ -265,7 +265,7 @@ class JobRunner:
     async def _progress(self, job: Job) -> None:
         now = await self.store.get(job.id)
         progress = {"done": now.done, "total": now.total, "errors": now.errors}
-        await self._publish("job.progress", {"id": job.id, "status": "running", "progress": progress})
+        await self._publish(job, "job.progress", {"id": job.id, "status": "running", "progress": progress})
 
     async def _infer(self, job: Job, rows: Sequence[tuple[int, bytes]]) -> list[ResultRow]:
         results: list[ResultRow] = []

@@ -29,9 +29,9 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from modelwire.errors import InternalError, JobNotFoundError, ModelwireError, UnavailableError
+from modelwire.errors import InternalError, ModelwireError, UnavailableError
 from modelwire.jobs.states import FINAL, JobStatus, Trigger, transition
-from modelwire.jobs.store import Job, JobPage, JobSpec, JobStore, ResultRow, Upload, now
+from modelwire.jobs.store import Job, JobPage, JobSpec, JobStore, ResultRow, Upload, job_not_found, now
 
 __all__ = ["SqliteJobStore"]
 
@@ -71,7 +71,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     webhook_status TEXT,
     webhook_attempts TEXT NOT NULL DEFAULT '[]',
     lease_owner TEXT,
-    lease_expires_at REAL
+    lease_expires_at REAL,
+    owner TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, seq);
 CREATE INDEX IF NOT EXISTS jobs_by_finish ON jobs (finished_at) WHERE finished_at IS NOT NULL;
@@ -92,6 +93,14 @@ CREATE TABLE IF NOT EXISTS results (
 """
 
 _FINAL = tuple(s.value for s in FINAL)
+_LIST = {  # the list's queries by the filters given: fixed texts, each with an index to use
+    (): "SELECT * FROM jobs WHERE seq < ? ORDER BY seq DESC LIMIT ?",
+    ("status",): "SELECT * FROM jobs WHERE seq < ? AND status = ? ORDER BY seq DESC LIMIT ?",
+    ("owner",): "SELECT * FROM jobs WHERE seq < ? AND owner = ? ORDER BY seq DESC LIMIT ?",
+    ("status", "owner"): (
+        "SELECT * FROM jobs WHERE seq < ? AND status = ? AND owner = ? ORDER BY seq DESC LIMIT ?"
+    ),
+}
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 
@@ -102,6 +111,14 @@ def _json(value: Any) -> str | None:
 
 def _load(text: str | None) -> Any:
     return None if text is None else _decode(text)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Bring a database made by an older modelwire up to ``_SCHEMA`` (idempotent, run at every open)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    if "owner" not in columns:  # before job owners were kept: old jobs have none (only admins see them)
+        db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
+    db.execute("CREATE INDEX IF NOT EXISTS jobs_by_owner ON jobs (owner, seq)")
 
 
 def _job(row: sqlite3.Row) -> Job:
@@ -132,6 +149,7 @@ def _job(row: sqlite3.Row) -> Job:
         webhook_attempts=_load(row["webhook_attempts"]) or [],
         lease_owner=row["lease_owner"],
         lease_expires_at=row["lease_expires_at"],
+        owner=row["owner"],
     )
 
 
@@ -195,13 +213,13 @@ class SqliteJobStore(JobStore):
     def _get(self, job_id: str) -> Job:
         row = self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
-            raise JobNotFoundError(f"no job {job_id!r} (never submitted, or removed after its retention)")
+            raise job_not_found(job_id)
         return _job(row)
 
     def _seq(self, job_id: str) -> int:
         row = self.db.execute("SELECT seq FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
-            raise JobNotFoundError(f"no job {job_id!r} (never submitted, or removed after its retention)")
+            raise job_not_found(job_id)
         return int(row[0])
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -227,6 +245,7 @@ class SqliteJobStore(JobStore):
         db.execute("PRAGMA synchronous = NORMAL")
         db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
         db.executescript(_SCHEMA)
+        _migrate(db)
         self._db = db
 
     async def close(self) -> None:
@@ -277,21 +296,23 @@ class SqliteJobStore(JobStore):
         return await self._call(self._get, job_id)
 
     async def list_jobs(
-        self, *, status: JobStatus | None = None, limit: int = 50, cursor: str | None = None
+        self,
+        *,
+        status: JobStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        owner: str | None = None,
     ) -> JobPage:
-        return await self._call(self._list, status, limit, cursor)
+        return await self._call(self._list, status, limit, cursor, owner)
 
-    def _list(self, status: JobStatus | None, limit: int, cursor: str | None) -> JobPage:
+    def _list(self, status: JobStatus | None, limit: int, cursor: str | None, owner: str | None) -> JobPage:
         before = int(cursor) if cursor and cursor.isdigit() else 2**62
-        if status is None:
-            rows = self.db.execute(
-                "SELECT * FROM jobs WHERE seq < ? ORDER BY seq DESC LIMIT ?", (before, limit + 1)
-            ).fetchall()
-        else:
-            rows = self.db.execute(
-                "SELECT * FROM jobs WHERE status = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
-                (status.value, before, limit + 1),
-            ).fetchall()
+        filters = [
+            (column, value) for column, value in (("status", status), ("owner", owner)) if value is not None
+        ]
+        query = _LIST[tuple(column for column, _ in filters)]
+        args = [before, *(str(value) for _, value in filters), limit + 1]
+        rows = self.db.execute(query, args).fetchall()
         more = len(rows) > limit
         rows = rows[:limit]
         return JobPage([_job(r) for r in rows], str(rows[-1]["seq"]) if more else None)
@@ -612,8 +633,8 @@ class SqliteJobStore(JobStore):
             t = now()
             db.execute(
                 "INSERT INTO jobs (seq, id, kind, model, version, status, total, max_attempts, created_at, "
-                "updated_at, callback_url, metadata, params, idempotency_key, request_hash) "
-                "VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "updated_at, callback_url, metadata, params, idempotency_key, request_hash, owner) "
+                "VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     seq,
                     job_id,
@@ -629,6 +650,7 @@ class SqliteJobStore(JobStore):
                     _json(dict(spec.params)),
                     spec.idempotency_key,
                     request_hash,
+                    spec.owner,
                 ),
             )
             db.execute("DELETE FROM drafts WHERE seq = ?", (seq,))

@@ -12,6 +12,9 @@ The contract, whatever the backend:
 * **Owner checks.** Worker calls carry the ``owner`` that claimed the job; they do nothing (and say so)
   once the lease was lost or the job was cancelled, which is how a running job learns it must stop.
 * State changes follow ``jobs/states.py`` (the transition table).
+* **Who submitted it.** ``JobSpec.owner`` (the submitting ``Principal.id``) is stored with the job and
+  ``list_jobs(owner=...)`` lists one owner's jobs; who may see which job is ``JobManager``'s business.
+  Not to be confused with the worker's ``owner`` argument of the lease methods (``Job.lease_owner``).
 
 Rows are opaque bytes to a store: an input row is the instance JSON-encoded (``encode_row``), or a row that
 could not be read at submit time (``encode_row_error``: a NUL byte, then the error as JSON; JSON text never
@@ -28,7 +31,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
-from modelwire.errors import ConfigurationError, InvalidInputError, ModelwireError, error_from_code
+from modelwire.errors import (
+    ConfigurationError,
+    InvalidInputError,
+    JobNotFoundError,
+    ModelwireError,
+    error_from_code,
+)
 from modelwire.jobs.states import JobStatus
 
 if TYPE_CHECKING:
@@ -46,6 +55,7 @@ __all__ = [
     "decode_row",
     "encode_row",
     "encode_row_error",
+    "job_not_found",
     "open_store",
     "render_result",
 ]
@@ -80,6 +90,11 @@ def decode_row(row: bytes) -> Any:
         return InvalidInputError("the stored row is not valid JSON")
 
 
+def job_not_found(job_id: str) -> JobNotFoundError:
+    """The one answer for a job that is not there, or not the caller's: the same words, so ids do not leak."""
+    return JobNotFoundError(f"no job {job_id[:200]!r} (never submitted, or removed after its retention)")
+
+
 def render_result(row: ResultRow) -> bytes:
     """One NDJSON line (no newline): ``{"index": i, ...output}``, ``{"index": i, "result": v}`` for a
     non-object output, or ``{"index": i, "error": {...}}``. Spliced from the stored bytes, not re-encoded."""
@@ -104,6 +119,8 @@ class JobSpec:
     params: Mapping[str, Any] = field(default_factory=dict)
     idempotency_key: str | None = None
     max_attempts: int = 3
+    owner: str | None = None
+    """The submitting ``Principal.id`` (``None``: jobs stored before owners were kept)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +155,8 @@ class Job:
     webhook_attempts: Sequence[Mapping[str, Any]] = ()
     lease_owner: str | None = None
     lease_expires_at: float | None = None
+    owner: str | None = None
+    """Who submitted it (``Principal.id``). Not in ``to_dict()``: no API shows one caller's id to another."""
 
     def to_dict(self) -> dict[str, Any]:
         progress: dict[str, Any] = {"done": self.done, "total": self.total, "errors": self.errors}
@@ -244,9 +263,15 @@ class JobStore(abc.ABC):
 
     @abc.abstractmethod
     async def list_jobs(
-        self, *, status: JobStatus | None = None, limit: int = 50, cursor: str | None = None
+        self,
+        *,
+        status: JobStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        owner: str | None = None,
     ) -> JobPage:
-        """Jobs newest first, optionally of one status; ``cursor`` is the previous page's."""
+        """Jobs newest first, optionally of one status and/or one ``owner``; ``cursor`` is the previous
+        page's."""
 
     @abc.abstractmethod
     async def read_results(self, job_id: str, *, offset: int = 0, limit: int = 1000) -> list[ResultRow]:

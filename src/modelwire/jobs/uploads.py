@@ -18,6 +18,7 @@ import msgspec
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from modelwire.core.nesting import DEFAULT_MAX_DEPTH, check_json_depth, too_deep
 from modelwire.errors import InvalidInputError, UnsupportedMediaTypeError
 
 __all__ = ["NDJSON_TYPES", "CsvRows", "MultipartRows", "NdjsonRows", "RowParser", "parser_for"]
@@ -33,11 +34,13 @@ class RowParser(Protocol):
 
 
 class NdjsonRows:
-    """One JSON value per line (a string for text models, an object for training rows); blank lines skip."""
+    """One JSON value per line (a string for text models, an object for training rows); blank lines skip.
+    A line that is not JSON, or nests deeper than ``max_depth``, becomes that row's error."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
         self._buffer = b""
         self._line = 0
+        self.max_depth = max_depth
 
     def feed(self, data: bytes) -> list[Any]:
         self._buffer += data
@@ -56,9 +59,15 @@ class NdjsonRows:
         if not line.strip():
             return _SKIP
         try:
-            return _decode(line)
+            row = _decode(line)
+            check_json_depth(line, self.max_depth)
         except msgspec.DecodeError as exc:
             return InvalidInputError(f"line {self._line} is not valid JSON: {exc}")
+        except RecursionError:
+            return too_deep(self.max_depth)
+        except InvalidInputError as exc:
+            return exc
+        return row
 
 
 _SKIP = object()
@@ -209,18 +218,26 @@ class MultipartRows:
 
 
 def parser_for(
-    media_type: str, *, columns: Sequence[str] = ("text",), boundary: str | None = None, filename: str = ""
+    media_type: str,
+    *,
+    columns: Sequence[str] = ("text",),
+    boundary: str | None = None,
+    filename: str = "",
+    max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> RowParser:
     """The parser for an upload of ``media_type`` (``UnsupportedMediaTypeError`` for anything else)."""
     media = media_type.lower()
     if media in NDJSON_TYPES or filename.endswith((".ndjson", ".jsonl")):
-        return NdjsonRows()
+        return NdjsonRows(max_depth)
     if media in ("text/csv", "application/csv") or filename.endswith(".csv"):
         return CsvRows(columns)
     if media == "multipart/form-data":
         if not boundary:
             raise InvalidInputError("multipart/form-data needs a boundary parameter")
-        return MultipartRows(boundary, lambda inner, name: parser_for(inner, columns=columns, filename=name))
+        return MultipartRows(
+            boundary,
+            lambda inner, name: parser_for(inner, columns=columns, filename=name, max_depth=max_depth),
+        )
     raise UnsupportedMediaTypeError(
         f"content type {media_type!r} is not an upload modelwire reads: send application/json, "
         "application/x-ndjson, text/csv or multipart/form-data (a .csv or .ndjson file part)"

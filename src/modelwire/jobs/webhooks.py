@@ -137,7 +137,10 @@ async def check_callback_url(url: str, allow: Sequence[str], *, resolve: Resolve
     def refuse(why: str) -> InvalidInputError:
         return InvalidInputError(f"callback_url {url[:200]!r} is not allowed: {why}", field="$.callback_url")
 
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)  # raises on a broken [IPv6] host
+    except ValueError:
+        raise refuse("it is not a valid URL") from None
     if parts.scheme not in ("http", "https"):
         raise refuse("only http and https URLs are")
     host = parts.hostname
@@ -156,6 +159,8 @@ async def check_callback_url(url: str, allow: Sequence[str], *, resolve: Resolve
             addresses = [ipaddress.ip_address(a.split("%")[0]) for a in await resolve(host, port)]
         except OSError as exc:
             raise refuse(f"its host does not resolve ({exc})") from None
+        except UnicodeError:  # IDNA: an empty or over-long label
+            raise refuse("its host is not a valid name") from None
     denied = [str(a) for a in addresses if not _address_allowed(a, allow)]
     if denied or not addresses:
         raise refuse(

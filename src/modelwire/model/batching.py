@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -103,7 +104,11 @@ class BatchingRunner:
             raise UnavailableError(f"model {self.model.name!r} is shutting down")
         loop = asyncio.get_running_loop()
         if self._driver is None or self._driver.done():
-            self._driver = loop.create_task(self._drive(), name=f"batcher:{self.model.name}")
+            # A context of its own: the driver outlives this request, so it must not carry its trace,
+            # deadline or principal into the batches it dispatches for other requests.
+            self._driver = loop.create_task(
+                self._drive(), name=f"batcher:{self.model.name}", context=contextvars.Context()
+            )
         now = self._clock()
         pending = [_Pending(item, loop.create_future(), now) for item in batch]
         self._queue.extend(pending)

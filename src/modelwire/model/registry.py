@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from modelwire.errors import ConfigurationError, ModelNotFoundError, ModelNotReadyError
+from modelwire.errors import ConfigurationError, ModelNotFoundError, ModelNotReadyError, UnavailableError
 from modelwire.model.base import Model
 from modelwire.model.batching import BatchingRunner, BatchPolicy
 from modelwire.model.repository import ModelRepository
@@ -101,6 +101,9 @@ class ModelRegistry:
     def __init__(self) -> None:
         self._handles: dict[str, dict[str, ModelHandle]] = {}
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="modelwire-predict")
+        self.unknown_unavailable: str | None = None
+        """When set, an unknown model is UNAVAILABLE (503) for this reason, not NOT_FOUND: a gateway
+        whose model services do not answer cannot tell which models exist (gateway/router.py sets it)."""
 
     def add(self, model: Model, batching: BatchingSettings, observe: Any = None) -> ModelHandle:
         versions = self._handles.setdefault(model.name, {})
@@ -157,6 +160,9 @@ class ModelRegistry:
     def get(self, name: str, version: str | None = None, *, require_ready: bool = True) -> ModelHandle:
         versions = self._handles.get(name)
         if not versions:
+            if self.unknown_unavailable is not None:
+                reason = self.unknown_unavailable
+                raise UnavailableError(f"model {name!r} cannot be looked up: {reason}", retry_after_s=1.0)
             known = ", ".join(self.names()) or "none"
             raise ModelNotFoundError(f"model {name!r} is not served (served: {known})")
         if version is None or version == "":

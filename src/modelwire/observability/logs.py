@@ -5,15 +5,19 @@ from __future__ import annotations
 import logging
 import sys
 
+from modelwire.observability.tracing import TraceLogFilter
+
 __all__ = ["configure_logging"]
 
-_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+# ``trace`` is " [request_id=… trace_id=…]" while a request is served (observability/tracing.py), else "".
+_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s%(trace)s"
 
 
 def configure_logging(level: str) -> None:
     """Send modelwire's logs to stderr at ``level``; keep noisy libraries at warning."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(_FORMAT))
+    handler.addFilter(TraceLogFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

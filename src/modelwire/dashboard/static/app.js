@@ -7,6 +7,7 @@
 import { TimeChart, formatNumber } from "./charts.js";
 import { LiveFeed, WsConnection } from "./live.js";
 import { predictRest, predictSse, predictWs } from "./playground.js";
+import { apiFetch, authEvents, probe, setCredential } from "./auth.js";
 
 const PROTOCOLS = [
   { key: "rest", label: "REST" },
@@ -118,7 +119,7 @@ let renderedModels = "";
 
 async function loadModels() {
   try {
-    const response = await fetch("/v1/models");
+    const response = await apiFetch("/v1/models");
     if (!response.ok) return;
     const body = await response.json();
     models.clear();
@@ -322,7 +323,7 @@ window
 
 byTestId("event-log").append(el("li", { class: "empty" }, "No events yet."));
 
-fetch("/v2")
+apiFetch("/v2")
   .then((r) => (r.ok ? r.json() : null))
   .then((meta) => {
     if (meta) byTestId("server-version").textContent = `${meta.name ?? "modelwire"} ${meta.version ?? ""}`.trim();
@@ -330,4 +331,32 @@ fetch("/v2")
   .catch(() => {});
 
 window.modelwire = { feed, ws, panels: { jobs: $("#jobs-panel") } };
-loadModels().then(() => feed.start());
+// ---- credentials (servers with authentication on) ---------------------------------------------------
+
+const authForm = byTestId("auth-form");
+function askForCredential(message = "") {
+  authForm.hidden = false;
+  byTestId("auth-error").textContent = message;
+  byTestId("auth-credential").focus();
+}
+authEvents.addEventListener("needed", () => askForCredential());
+authForm.addEventListener("submit", async (e) => {
+  e.preventDefault();
+  setCredential(byTestId("auth-credential").value.trim());
+  if (!(await probe())) return askForCredential("That credential was refused (401).");
+  authForm.hidden = true;
+  byTestId("auth-credential").value = "";
+  if (started) {
+    ws.close();
+    loadModels();
+  } else start();
+  document.dispatchEvent(new CustomEvent("modelwire:credential"));
+});
+
+// The live feed starts once the page may open it (at once when authentication is off).
+let started = false;
+function start() {
+  started = true;
+  loadModels().then(() => feed.start());
+}
+probe().then((ok) => (ok ? start() : askForCredential()));

@@ -1,3 +1,4 @@
+import { apiFetch } from "./auth.js";
 // The jobs panel: recent jobs with live status and progress bars, and a form to submit a small batch.
 //
 // It fills the panel app.js reserves (window.modelwire.panels.jobs) and follows every job over the page's
@@ -154,7 +155,7 @@ function apply(current, type, data) {
 }
 
 async function refresh(id) {
-  const response = await fetch(`/v1/jobs/${encodeURIComponent(id)}`);
+  const response = await apiFetch(`/v1/jobs/${encodeURIComponent(id)}`);
   if (response.ok) show(await response.json());
 }
 
@@ -176,7 +177,7 @@ function onJobEvent(event) {
 // ---- actions ---------------------------------------------------------------------------------------------
 
 async function cancelJob(id) {
-  const response = await fetch(`/v1/jobs/${encodeURIComponent(id)}`, { method: "DELETE" });
+  const response = await apiFetch(`/v1/jobs/${encodeURIComponent(id)}`, { method: "DELETE" });
   if (response.ok) show(await response.json());
 }
 
@@ -186,7 +187,7 @@ form.addEventListener("submit", async (e) => {
   formError.hidden = true;
   submitButton.disabled = true;
   try {
-    const response = await fetch("/v1/jobs", {
+    const response = await apiFetch("/v1/jobs", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ model: modelSelect.value || "sentiment", inputs, metadata: { from: "dashboard" } }),
@@ -208,7 +209,7 @@ form.addEventListener("submit", async (e) => {
 // ---- start -----------------------------------------------------------------------------------------------
 
 async function loadModels() {
-  const response = await fetch("/v1/models");
+  const response = await apiFetch("/v1/models");
   if (!response.ok) return;
   const names = ((await response.json()).models ?? []).map((m) => m.name).sort();
   modelSelect.replaceChildren(...names.map((name) => el("option", { value: name }, name)));
@@ -216,7 +217,7 @@ async function loadModels() {
 }
 
 async function loadJobs() {
-  const response = await fetch(`/v1/jobs?limit=${MAX_JOBS}`);
+  const response = await apiFetch(`/v1/jobs?limit=${MAX_JOBS}`);
   if (!response.ok) return;
   const page = await response.json();
   for (const job of [...(page.jobs ?? [])].reverse()) if (!jobs.has(job.id)) show(job);
@@ -228,6 +229,10 @@ feed.addEventListener("event", (e) => {
   else if (event.type === "reset") loadJobs().catch(() => {});
 });
 feed.addTopic("jobs/*", JOB_TYPES);
+document.addEventListener("modelwire:credential", () => {
+  loadModels().catch(() => {});
+  loadJobs().catch(() => {});
+});
 loadModels().catch(() => {});
 loadJobs()
   .catch(() => {})

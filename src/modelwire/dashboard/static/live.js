@@ -6,6 +6,8 @@
 // reconnects with a growing delay after the server goes away; EventSource reconnects by itself and resumes
 // with Last-Event-ID. Listeners receive every event in one shape: {topic, id, type, time, data}.
 
+import { hasCredential, wsProtocols } from "./auth.js";
+
 export const WS_SUBPROTOCOL = "modelwire.v1.json";
 // EventSource only reports named events it has a listener for: every type the dashboard shows.
 export const SSE_TYPES = [
@@ -35,8 +37,14 @@ export class WsConnection extends EventTarget {
   connect() {
     if (this.open) return Promise.resolve(this);
     if (this._opening) return this._opening;
-    this._opening = new Promise((resolve, reject) => {
-      const socket = new WebSocket(wsUrl(this.path), [WS_SUBPROTOCOL]);
+    this._opening = wsProtocols(WS_SUBPROTOCOL).then((protocols) => this._open(protocols));
+    this._opening.catch(() => (this._opening = null));
+    return this._opening;
+  }
+
+  _open(protocols) {
+    return new Promise((resolve, reject) => {
+      const socket = new WebSocket(wsUrl(this.path), protocols);
       this.socket = socket;
       let opened = false;
       socket.addEventListener("open", () => {
@@ -55,7 +63,6 @@ export class WsConnection extends EventTarget {
         this.dispatchEvent(new CustomEvent("close", { detail: { code: e.code, opened } }));
       });
     });
-    return this._opening;
   }
 
   send(message) {
@@ -161,7 +168,9 @@ export class LiveFeed extends EventTarget {
       await this.ws.connect();
       await Promise.all(this.topics.map((topic) => this.ws.request({ op: "subscribe", topic }, 10000)));
     } catch {
-      this._startSse();
+      // EventSource cannot carry a credential: with one set, keep trying the WebSocket.
+      if (hasCredential()) this._retry("ws");
+      else this._startSse();
       return;
     }
     this._delay = 500;

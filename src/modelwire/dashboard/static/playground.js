@@ -1,3 +1,4 @@
+import { apiFetch } from "./auth.js";
 // The playground's three ways to ask for one prediction. Each resolves to the model's output object
 // (e.g. {sentiment, confidence}) or rejects with an Error carrying the server's error code.
 //
@@ -23,7 +24,7 @@ async function failure(response) {
 }
 
 export async function predictRest(model, text) {
-  const response = await fetch(`${modelPath(model)}/predict`, {
+  const response = await apiFetch(`${modelPath(model)}/predict`, {
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ text }),
@@ -69,7 +70,7 @@ export class SseParser {
 }
 
 export async function predictSse(model, text) {
-  const response = await fetch(`${modelPath(model)}/predict/stream`, {
+  const response = await apiFetch(`${modelPath(model)}/predict/stream`, {
     method: "POST",
     headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
     body: JSON.stringify({ texts: [text] }),

@@ -33,6 +33,8 @@ from modelwire.protocols.grpc.health import HealthServicer
 from modelwire.protocols.grpc.inference import GRPCInferenceServiceServicer
 from modelwire.protocols.grpc.jobs import JobsServicer
 from modelwire.protocols.grpc.predictor import PredictorServicer
+from modelwire.protocols.grpc.tracing import TraceInterceptor
+from modelwire.security.interceptor import SecurityInterceptor
 from modelwire.services import Services
 
 __all__ = ["SERVICE_NAMES", "GrpcListener", "start_grpc_server"]
@@ -99,19 +101,34 @@ def _reflection_pool() -> descriptor_pool.DescriptorPool:
 
 
 async def start_grpc_server(
-    services: Services, host: str, port: int, *, reuse_port: bool = False
+    services: Services,
+    host: str,
+    port: int,
+    *,
+    reuse_port: bool = False,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> GrpcListener:
     """Bind ``host:port`` (port 0 picks a free one), start serving, and return the listener.
+
+    With ``credentials`` (``TLSMaterial.grpc_credentials()``) the port speaks TLS only (mutual TLS when
+    the credentials require a client certificate).
 
     Raises ``ConfigurationError`` when the address cannot be bound (a port in use, a foreign address).
     """
     limit = services.settings.grpc.max_message_bytes
     server = grpc.aio.server(
+        interceptors=[
+            TraceInterceptor(),
+            SecurityInterceptor(services.security, services.settings.auth.api_key_header),
+        ],
         options=[
             ("grpc.so_reuseport", 1 if reuse_port else 0),
             ("grpc.max_send_message_length", limit),
             ("grpc.max_receive_message_length", limit),
-        ]
+            # Gateways ping their model services (gateway.keepalive_s); accept that, down to every 5 s.
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        ],
     )
     pb_grpc.add_PredictorServicer_to_server(PredictorServicer(services), server)
     events_pb2_grpc.add_EventsServicer_to_server(EventsServicer(services), server)
@@ -125,7 +142,10 @@ async def start_grpc_server(
         reflection.enable_server_reflection(names, server, pool=_reflection_pool())
     address = f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
     try:
-        bound = server.add_insecure_port(address)
+        if credentials is not None:
+            bound = server.add_secure_port(address, credentials)
+        else:
+            bound = server.add_insecure_port(address)
     except RuntimeError as exc:
         raise ConfigurationError(f"cannot listen for gRPC on {address}: {exc}") from exc
     if bound == 0:

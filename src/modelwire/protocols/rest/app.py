@@ -15,21 +15,24 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import request_response
 
 from modelwire._version import __version__
 from modelwire.errors import ModelwireError
 from modelwire.observability.metrics import CONTENT_TYPE
+from modelwire.protocols.rest.auth import add_auth_routes
 from modelwire.protocols.rest.dashboard import add_dashboard_routes
 from modelwire.protocols.rest.errors import handle_http_exception, handle_modelwire_error, handle_unexpected
 from modelwire.protocols.rest.jobs import add_jobs_routes
-from modelwire.protocols.rest.openapi import body, merge_components, responses
+from modelwire.protocols.rest.openapi import body, merge_components, responses, v2_body
 from modelwire.protocols.rest.schemas import ModelList, Prediction, Predictions, PredictRequest
+from modelwire.protocols.rest.tracing import TraceMiddleware
 from modelwire.protocols.rest.v1 import ClientDisconnectedError, V1Routes
 from modelwire.protocols.rest.v2 import V2Routes
 from modelwire.protocols.sse import add_sse_routes
 from modelwire.protocols.ws import add_ws_routes
+from modelwire.security.middleware import SecurityMiddleware
 from modelwire.services import Services
 
 __all__ = ["DirectRoute", "create_app"]
@@ -117,6 +120,7 @@ def create_app(services: Services) -> FastAPI:
             methods=["POST"],
             tags=oip,
             summary="Inference (JSON or binary tensors)",
+            openapi_extra=v2_body(),
         )
 
     # Streaming adapters, jobs and the dashboard register their own routes below, one line each.
@@ -124,6 +128,7 @@ def create_app(services: Services) -> FastAPI:
     add_ws_routes(app, services)
     add_sse_routes(app, services)
     add_jobs_routes(app, services)
+    add_auth_routes(app, services)
     # (end of adapter routes)
 
     if services.settings.observability.metrics:
@@ -138,9 +143,14 @@ def create_app(services: Services) -> FastAPI:
             methods=["GET"],
             tags=["observability"],
             summary="Prometheus metrics",
+            responses={200: {"description": "The Prometheus text format", "content": {CONTENT_TYPE: {}}}},
+            response_class=PlainTextResponse,
             include_in_schema=True,
         )
     merge_components(app)
+    auth = services.settings.auth  # inside the trace middleware: refusals carry the request id too
+    app.add_middleware(SecurityMiddleware, policy=services.security, api_key_header=auth.api_key_header)
+    app.add_middleware(TraceMiddleware)  # traceparent, x-request-id, Request-Timeout (rest/tracing.py)
     return app
 
 

@@ -13,6 +13,7 @@ import msgspec
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match, Route
 
 from modelwire.errors import (
     ErrorCode,
@@ -80,7 +81,11 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         err: ModelwireError = NotFoundError(f"no route {request.method} {request.url.path}")
     elif exc.status_code == 405:
-        err = MethodNotAllowedError(f"method {request.method} is not allowed on {request.url.path}")
+        allowed = _allowed_methods(request)
+        err = MethodNotAllowedError(
+            f"method {request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}"
+        )
+        exc.headers = {**(exc.headers or {}), "Allow": ", ".join(allowed)}
     elif exc.status_code == 415:
         err = UnsupportedMediaTypeError(str(exc.detail))
     else:
@@ -89,6 +94,15 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     if exc.headers:
         response.headers.update(exc.headers)
     return response
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves on this path (Starlette's 405 names only the first route's)."""
+    methods: set[str] = set()
+    for route in getattr(request.app, "routes", ()):
+        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods
+    return sorted(methods)
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:

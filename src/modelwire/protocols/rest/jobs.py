@@ -15,10 +15,10 @@ from python_multipart.multipart import parse_options_header
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
-from modelwire.errors import InvalidInputError, PayloadTooLargeError
+from modelwire.errors import InvalidInputError, ModelwireError, PayloadTooLargeError
 from modelwire.jobs.manager import JobRequest
 from modelwire.jobs.store import JobKind, render_result
-from modelwire.protocols.rest.body import decode_json, encode, read_body
+from modelwire.protocols.rest.body import decode_json, discard, discard_budget, encode, read_body
 from modelwire.protocols.rest.job_openapi import DOCS
 from modelwire.protocols.rest.job_schemas import JobSubmit, TrainSubmit
 from modelwire.protocols.rest.v1 import ClientDisconnectedError
@@ -70,6 +70,7 @@ class JobRoutes:
         self.jobs = services.jobs
         self.json_limit = services.settings.limits.max_body_bytes
         self.upload_limit = services.settings.jobs.max_upload_bytes
+        self.max_depth = services.settings.limits.max_json_depth
 
     async def submit(self, request: Request) -> Response:
         return await self._submit(request, "predict", None)
@@ -80,6 +81,17 @@ class JobRoutes:
     async def _submit(self, request: Request, kind: JobKind, model: str | None) -> Response:
         media, options = parse_options_header(request.headers.get("content-type", "application/json"))
         media_type = media.decode("latin-1").lower()
+        try:
+            return await self._submit_as(request, kind, model, media_type, options)
+        except ModelwireError:
+            if not (media_type in _JSON or media_type.endswith("+json")):  # read_body discards its own
+                # an upload refused (partly) unread: see body.py
+                await discard(request.stream(), discard_budget(request, self.json_limit))
+            raise
+
+    async def _submit_as(
+        self, request: Request, kind: JobKind, model: str | None, media_type: str, options: dict[bytes, bytes]
+    ) -> Response:
         key = request.headers.get("idempotency-key") or None
         if key is not None and len(key) > 255:
             raise InvalidInputError("Idempotency-Key is longer than 255 characters", field="Idempotency-Key")
@@ -88,13 +100,13 @@ class JobRoutes:
         if media_type in _JSON or media_type.endswith("+json"):
             raw = await read_body(request, self.json_limit, media_types=_JSON)
             if kind == "train":
-                train = decode_json(raw, TrainSubmit)
+                train = decode_json(raw, TrainSubmit, max_depth=self.max_depth)
                 if len(train.texts) != len(train.labels):
                     raise InvalidInputError("texts and labels must have the same length", field="$.labels")
                 labelled = [{"text": t, "label": y} for t, y in zip(train.texts, train.labels, strict=True)]
                 rows, spec = _chunks(labelled), (train.callback_url, train.metadata, None)
             else:
-                body = decode_json(raw, JobSubmit)
+                body = decode_json(raw, JobSubmit, max_depth=self.max_depth)
                 model, rows, spec = (
                     body.model,
                     _chunks(body.inputs),
@@ -110,7 +122,11 @@ class JobRoutes:
             model = model or query.get("model")
             if not model:
                 raise InvalidInputError("name the model: ?model=<name>", field="model")
-            metadata = decode_json(query["metadata"].encode(), dict[str, Any]) if "metadata" in query else {}
+            metadata = (
+                decode_json(query["metadata"].encode(), dict[str, Any], max_depth=self.max_depth)
+                if "metadata" in query
+                else {}
+            )
             spec = (query.get("callback_url"), metadata, query.get("version"))
             boundary = options.get(b"boundary", b"").decode("latin-1") or None
             rows = self.jobs.read_upload(_stream(request), media_type, kind=kind, boundary=boundary)

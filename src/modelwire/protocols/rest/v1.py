@@ -73,6 +73,7 @@ class V1Routes:
         self.services = services
         self.dataplane = services.dataplane
         self.limit = services.settings.limits.max_body_bytes
+        self.max_depth = services.settings.limits.max_json_depth
         self.default_model = services.settings.effective_models()[0].name
 
     async def predict_default(self, request: Request) -> Response:
@@ -86,7 +87,7 @@ class V1Routes:
         return await self._predict(request, request.path_params["name"], request.path_params["version"])
 
     async def _predict(self, request: Request, name: str, version: str | None) -> Response:
-        body = decode_json(await read_body(request, self.limit), PredictRequest)
+        body = decode_json(await read_body(request, self.limit), PredictRequest, max_depth=self.max_depth)
         given = [
             f for f in ("text", "texts", "instance", "instances") if getattr(body, f) is not msgspec.UNSET
         ]

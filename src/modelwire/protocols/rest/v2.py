@@ -29,6 +29,7 @@ class V2Routes:
     def __init__(self, services: Services) -> None:
         self.dataplane = services.dataplane
         self.limit = services.settings.limits.max_body_bytes
+        self.max_depth = services.settings.limits.max_json_depth
 
     async def server_metadata(self, request: Request) -> Response:
         return _json(self.dataplane.server_metadata())
@@ -56,7 +57,7 @@ class V2Routes:
         name = request.path_params["name"]
         version = request.path_params.get("version")
         body = await read_body(request, self.limit, media_types=_MEDIA)
-        infer_request = decode_request(body, request.headers.get(HEADER_LENGTH))
+        infer_request = decode_request(body, request.headers.get(HEADER_LENGTH), max_depth=self.max_depth)
         deadline = None
         timeout_us = infer_request.parameters.get("timeout")
         if isinstance(timeout_us, int) and timeout_us > 0:

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from modelwire.core.nesting import DEFAULT_MAX_DEPTH
 from modelwire.core.tensors import (
     InferRequest,
     InferResponse,
@@ -44,7 +45,9 @@ def _flatten(data: Any, name: str) -> list[Any]:
     return data
 
 
-def decode_request(body: bytes, header_length: str | None) -> InferRequest:
+def decode_request(
+    body: bytes, header_length: str | None, *, max_depth: int = DEFAULT_MAX_DEPTH
+) -> InferRequest:
     """Parse a JSON or binary-extension infer request into the domain ``InferRequest``."""
     if header_length is not None:
         if not header_length.isdigit() or int(header_length) > len(body):
@@ -55,7 +58,7 @@ def decode_request(body: bytes, header_length: str | None) -> InferRequest:
         head, binary = body[:json_size], memoryview(body)[json_size:]
     else:
         head, binary = body, memoryview(b"")
-    parsed = decode_json(head, V2InferRequest)
+    parsed = decode_json(head, V2InferRequest, max_depth=max_depth)
     offset = 0
     inputs = []
     for i, raw in enumerate(parsed.inputs):

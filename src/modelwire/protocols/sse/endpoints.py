@@ -67,7 +67,10 @@ def add_sse_routes(app: FastAPI, services: Services) -> None:
         response_class=EventStreamResponse,
         status_code=200,
         response_description="The event stream",
-        responses=_stream_docs(_EVENTS_EXAMPLE, {400: "Unknown or missing topics"}),
+        responses=_stream_docs(
+            _EVENTS_EXAMPLE,
+            {400: "Unknown or missing topics", 503: "Too many open event streams (Retry-After)"},
+        ),
         openapi_extra={
             "parameters": [
                 _parameter(

@@ -1,7 +1,8 @@
 """The Server-Sent Events routes: ``GET /v1/events`` and ``POST /v1/models/{name}/predict/stream``.
 
-Everything that can fail the request as a whole (bad topics, a bad body, an unknown model) fails before the
-stream starts, as the usual JSON error. Once streaming, events flow until the client leaves, the bus drops a
+Everything that can fail the request as a whole (bad topics, a bad body, an unknown model, a server holding
+``events.max_sse_connections`` open streams: 503 with ``Retry-After``) fails before the stream starts, as
+the usual JSON error. Once streaming, events flow until the client leaves, the bus drops a
 subscriber that fell behind (``event: error``, then the end), or the server shuts down.
 """
 
@@ -21,6 +22,7 @@ from modelwire.errors import (
     InternalError,
     InvalidInputError,
     ModelwireError,
+    OverloadedError,
     PayloadTooLargeError,
     SlowConsumerError,
 )
@@ -61,6 +63,7 @@ class SSERoutes:
 
     async def events(self, request: Request) -> Response:
         """Follow event-bus topics; ``Last-Event-ID`` (or ``?last_event_id=``) resumes after that event."""
+        self._admit()
         topics = parse_topics(",".join(request.query_params.getlist("topics")))
         raw_id = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
         return EventStreamResponse(self._event_chunks(topics, raw_id), self.services.metrics)
@@ -96,6 +99,17 @@ class SSERoutes:
             closer.cancel()
             sub.close()
 
+    def _admit(self) -> None:
+        # Counted per process, by the open responses (both routes); a burst of requests landing at the
+        # same instant may pass the cap by the few whose responses have not started yet.
+        limit = self.services.settings.events.max_sse_connections
+        if self.services.metrics.live.connections("sse") >= limit:
+            raise OverloadedError(
+                f"the server holds its limit of {limit} open event streams (events.max_sse_connections); "
+                "retry later",
+                retry_after_s=1.0,
+            )
+
     # -- POST /v1/models/{name}[/versions/{version}]/predict/stream -------------------------------
 
     async def predict_stream(self, request: Request) -> Response:
@@ -103,7 +117,11 @@ class SSERoutes:
         name = request.path_params["name"]
         version = request.path_params.get("version")
         limits = self.services.settings.limits
-        body = decode_json(await read_body(request, limits.max_body_bytes), PredictStreamRequest)
+        body = decode_json(
+            await read_body(request, limits.max_body_bytes),
+            PredictStreamRequest,
+            max_depth=limits.max_json_depth,
+        )
         given = [f for f in ("texts", "instances") if getattr(body, f) is not msgspec.UNSET]
         if len(given) != 1:
             raise InvalidInputError("send exactly one of 'texts' or 'instances'", field="$")
@@ -117,6 +135,7 @@ class SSERoutes:
                 field=f"$.{field}",
             )
         self.services.registry.get(name, version)  # unknown or unready: the JSON error, not a stream
+        self._admit()
         chunks = self._prediction_chunks(name, version, field, values)
         return EventStreamResponse(chunks, self.services.metrics)
 

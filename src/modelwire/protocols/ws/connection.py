@@ -36,6 +36,7 @@ from modelwire.events.bus import Subscription
 from modelwire.events.topics import MAX_TOPICS
 from modelwire.protocols.ws import errors, framing
 from modelwire.protocols.ws.channel import Channel, oversize
+from modelwire.protocols.ws.throttle import MessageThrottle, Verdict
 from modelwire.services import Services
 
 __all__ = ["Connection"]
@@ -80,6 +81,8 @@ class Connection:
         self._verdict: _Verdict | None = None
         self._draining = False
         self._ended = asyncio.Event()
+        self.throttle: MessageThrottle | None = None
+        """The per-connection message rate (``throttle.py``), when rate limits are on."""
 
     async def run(self) -> None:
         replier = self._spawn(self._reply())
@@ -175,6 +178,13 @@ class Connection:
                 )
                 return
             op = self.codec.decode(data)
+            if self.throttle is not None and (verdict := self.throttle.check()) is not Verdict.ALLOW:
+                if verdict is Verdict.CLOSE:
+                    self._end(errors.POLICY_VIOLATION, self.throttle.close_reason)
+                    return
+                assert self.throttle.error is not None
+                await self._send(framing.error(op.id, self.throttle.error))
+                continue
             if isinstance(op, framing.Predict) and (request := self._route(op)) is not None:
                 yield request
             else:

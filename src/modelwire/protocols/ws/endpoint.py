@@ -2,7 +2,8 @@
 
 The handshake is where a connection is refused, with an HTTP status and the REST error body (never
 accepted-then-closed): an unknown-only subprotocol offer (400), an unknown model (404), a model that is not
-ready, a server shutting down or at ``ws.max_connections`` (503 with ``Retry-After``). After it, the
+ready, a server shutting down or at ``ws.max_connections`` (503 with ``Retry-After``), a principal at
+``rate_limits.ws_connections_per_principal`` (429 with ``Retry-After``, ``throttle.py``). After it, the
 session is ``connection.Connection``'s.
 """
 
@@ -21,6 +22,8 @@ from modelwire.errors import InternalError, ModelwireError, OverloadedError, Una
 from modelwire.protocols.ws import errors, framing
 from modelwire.protocols.ws.channel import Channel, Receive, Send, oversize
 from modelwire.protocols.ws.connection import Connection
+from modelwire.protocols.ws.throttle import ConnectionCounter, MessageThrottle
+from modelwire.security.principal import ANONYMOUS, current_principal
 from modelwire.services import Services
 
 __all__ = ["WebSocketEndpoints", "add_ws_routes"]
@@ -49,6 +52,9 @@ class WebSocketEndpoints:
         self.settings = services.settings.ws
         self.default_model = services.settings.effective_models()[0].name
         self.open = 0
+        self.rate_limits = services.settings.rate_limits
+        self.limited = services.security.limiter.enabled  # per-principal and per-message limits
+        self.per_principal = ConnectionCounter(self.rate_limits.ws_connections_per_principal)
 
     async def default(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._session(scope, receive, send, self.default_model, fixed_model=False)
@@ -56,7 +62,7 @@ class WebSocketEndpoints:
     async def model(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._session(scope, receive, send, scope["path_params"]["name"], fixed_model=True)
 
-    def _admit(self, channel: Channel, model: str) -> str | None:
+    def _admit(self, channel: Channel, model: str, principal: str) -> str | None:
         """The subprotocol to accept with; raises the error that refuses the handshake."""
         if self.services.closing.is_set():
             raise UnavailableError("the server is shutting down", retry_after_s=1.0)
@@ -67,6 +73,8 @@ class WebSocketEndpoints:
                 f"the server holds its limit of {self.settings.max_connections} WebSocket connections",
                 retry_after_s=1.0,
             )
+        if self.limited:
+            self.per_principal.check(principal)
         return subprotocol
 
     async def _session(
@@ -75,20 +83,27 @@ class WebSocketEndpoints:
         channel = Channel(scope, receive, send)
         if not await channel.connect():
             return
+        principal = _principal_id(scope)
         try:
-            subprotocol = self._admit(channel, model)
+            subprotocol = self._admit(channel, model, principal)
         except ModelwireError as exc:
             await channel.refuse(exc)
             return
         metrics = self.services.metrics
         self.open += 1
+        self.per_principal.opened(principal)
         metrics.connection_opened("ws")
         try:
             if await channel.accept(subprotocol):
-                codec = framing.Codec(subprotocol)
-                await Connection(self.services, channel, codec, model, fixed_model=fixed_model).run()
+                codec = framing.Codec(subprotocol, max_depth=self.services.settings.limits.max_json_depth)
+                connection = Connection(self.services, channel, codec, model, fixed_model=fixed_model)
+                if self.limited:
+                    rate, burst = self.rate_limits.ws_messages_per_s, self.rate_limits.ws_message_burst
+                    connection.throttle = MessageThrottle(rate, burst, asyncio.get_running_loop().time)
+                await connection.run()
         finally:
             self.open -= 1
+            self.per_principal.closed(principal)
             metrics.connection_closed("ws")
 
     async def echo(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -127,6 +142,15 @@ class WebSocketEndpoints:
             if not await channel.send(data):
                 return None
         return None
+
+
+def _principal_id(scope: Scope) -> str:
+    """Who holds the socket: the principal the security middleware set, else the client's address."""
+    principal = current_principal()
+    if principal is not ANONYMOUS:
+        return principal.id
+    client = scope.get("client")
+    return f"ip:{client[0] if client else 'unknown'}"
 
 
 def add_ws_routes(app: FastAPI, services: Services) -> None:

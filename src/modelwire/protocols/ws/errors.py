@@ -11,6 +11,8 @@ Codes (RFC 6455 section 7.4.1 and the IANA registry):
   tell "you were idle" from "the server is going away");
 - 1001 going away: server shutdown, after in-flight replies were sent;
 - 1003 unsupported data: a frame of the wrong type for the subprotocol (binary on JSON, text on msgpack);
+- 1008 policy violation: a client that kept sending after ``ws_message_burst`` messages in a row were
+  refused by the message rate limit (``throttle.py``), and the codes of the table below;
 - 1009 message too big: over ``ws.max_message_bytes``;
 - 1011 internal error: a failure inside the server, with the ``error_id`` it logged as the reason;
 - 1013 try again later: a slow event reader the bus dropped (reconnecting, with the last event id, is the
@@ -30,6 +32,7 @@ __all__ = [
     "INTERNAL_ERROR",
     "MESSAGE_TOO_BIG",
     "NORMAL",
+    "POLICY_VIOLATION",
     "TRY_AGAIN_LATER",
     "UNSUPPORTED_DATA",
     "close_for",

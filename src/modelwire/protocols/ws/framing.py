@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from modelwire.core.nesting import DEFAULT_MAX_DEPTH, check_depth, check_json_depth, too_deep
 from modelwire.errors import InvalidInputError, ModelwireError
 from modelwire.events.bus import Event
 from modelwire.events.topics import validate_topic
@@ -208,8 +209,9 @@ def pong(request_id: RequestId | None) -> dict[str, Any]:
 class Codec:
     """Decode client frames and encode server messages for one subprotocol."""
 
-    def __init__(self, subprotocol: str | None) -> None:
+    def __init__(self, subprotocol: str | None, *, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
         self.subprotocol = subprotocol
+        self.max_depth = max_depth
         self.binary = subprotocol == MSGPACK
         if self.binary:
             self._decode: Any = msgspec.msgpack.Decoder().decode
@@ -226,6 +228,14 @@ class Codec:
         """A client frame's payload to its op. The frame type was checked by the caller."""
         try:
             message = self._decode(data)
+            if self.binary:
+                check_depth(message, self.max_depth, data if isinstance(data, bytes) else None)
+            else:
+                check_json_depth(data, self.max_depth)
+        except RecursionError:  # msgspec's own bound (~1000 levels)
+            return Malformed(None, too_deep(self.max_depth))
+        except InvalidInputError as exc:  # deeper than limits.max_json_depth
+            return Malformed(None, exc)
         except (msgspec.DecodeError, ValueError) as exc:
             kind = "msgpack" if self.binary else "JSON"
             return _bad(f"the message is not valid {kind}: {exc}", "$")
