@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import logging
 import multiprocessing
 import os
@@ -229,6 +230,17 @@ def _fmt_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def freeze_startup_objects() -> None:
+    """Move everything built at start-up (models, libraries, the app) out of the collector's view.
+
+    It lives as long as the process; without this every full collection under load re-scans it
+    (measured: 18 full collections of ~95 ms each in 8 s of REST load, ~20 % of the time; with it, 0.17 s
+    in all and +28 % requests, decisions §25). The command-line entry points call it once ready.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 async def _serve(settings: Settings, shared_ports: bool, rest: bool = True) -> None:
     from modelwire.console import training_progress
 
@@ -240,6 +252,7 @@ async def _serve(settings: Settings, shared_ports: bool, rest: bool = True) -> N
     loop.add_signal_handler(signal.SIGHUP, server.reload_tls)
     with training_progress() as progress:
         await server.start(progress=progress)
+    freeze_startup_objects()
     await stop.wait()
     logger.info("shutting down: draining in-flight requests (grace %.0f s)", settings.limits.shutdown_grace_s)
     await server.stop()

@@ -54,6 +54,11 @@ async def final(services: Services, job_id: str, since: list[Event] | None = Non
             if since is not None:
                 since.append(event)
             job = await services.jobs.get(job_id)
+        # The store turns final before the final event is published: a caller collecting events also
+        # waits for that event (it must come; the timeout fails the test otherwise).
+        while since is not None and (not since or since[-1].type != f"job.{job['status']}"):
+            async with asyncio.timeout(60):
+                since.append(await sub.get())
         return job
 
 

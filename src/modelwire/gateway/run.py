@@ -34,7 +34,7 @@ async def attach_upstreams(settings: Settings) -> tuple[Services, Router]:
 
 
 async def _serve(settings: Settings) -> None:
-    from modelwire.server import Server
+    from modelwire.server import Server, freeze_startup_objects
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -45,6 +45,7 @@ async def _serve(settings: Settings) -> None:
     try:
         await server.start()
         router.attach()
+        freeze_startup_objects()
         for up in router.status():
             logger.info("upstream %(address)s serving=%(serving)s models=%(models)s", up)
         await stop.wait()

@@ -83,11 +83,12 @@ class TraceMiddleware:
             await send(message)
 
         trace_token = use_trace(trace)
-        deadline_token = use_deadline(deadline)
+        deadline_token = use_deadline(deadline) if deadline is not None else None  # None is the default
         try:
             await self.app(scope, receive, send_with_id if scope["type"] == "http" else send)
         finally:
-            reset_deadline(deadline_token)
+            if deadline_token is not None:
+                reset_deadline(deadline_token)
             reset_trace(trace_token)
 
 
