@@ -15,7 +15,11 @@ from modelwire.cli.main import (
     build_settings,
     config_option,
     data_dir_option,
+    grpc_port_option,
+    host_option,
+    http_port_option,
     log_level_option,
+    request_timeout_option,
 )
 
 if TYPE_CHECKING:
@@ -99,17 +103,10 @@ def gateway_section(
 @app.command()
 def gateway(
     upstream: Annotated[list[str] | None, upstream_option(_PANEL)] = None,
-    host: Annotated[
-        str | None, typer.Option(help=_help("Interface to bind", "host"), rich_help_panel=_PANEL)
-    ] = None,
-    http_port: Annotated[
-        int | None, typer.Option(help=_help("REST port, 0 picks one", "http_port"), rich_help_panel=_PANEL)
-    ] = None,
+    host: Annotated[str | None, host_option(_PANEL)] = None,
+    http_port: Annotated[int | None, http_port_option(_PANEL)] = None,
     grpc_port: Annotated[
-        int | None,
-        typer.Option(
-            help=_help("The gateway's own public gRPC port, 0 picks one", "grpc_port"), rich_help_panel=_PANEL
-        ),
+        int | None, grpc_port_option(_PANEL, "The gateway's own public gRPC port, 0 picks one")
     ] = None,
     jobs_backend: Annotated[
         str | None,
@@ -120,12 +117,8 @@ def gateway(
     ] = None,
     request_timeout: Annotated[
         float | None,
-        typer.Option(
-            help=_help(
-                "Default time budget of a request in seconds (a Request-Timeout header may shorten it)",
-                "limits.request_timeout_s",
-            ),
-            rich_help_panel=_PANEL,
+        request_timeout_option(
+            _PANEL, "Default time budget of a request in seconds (a Request-Timeout header may shorten it)"
         ),
     ] = None,
     data_dir: Annotated[Path | None, data_dir_option(_PANEL)] = None,

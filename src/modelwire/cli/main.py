@@ -292,7 +292,8 @@ def _help(text: str, path: str, default: str | None = None) -> str:
     return f"{text} [{env}] (default {default})."
 
 
-# Options `serve` and `worker` share, declared once; each command passes the help panel it shows them in.
+# Options the commands share (serve, model-service, gateway, worker), declared once; each command passes the
+# help panel it shows them in.
 def data_dir_option(panel: str) -> Any:
     return typer.Option(
         help=_help("Model repository and local state", "data_dir", str(default_data_dir())),
@@ -315,5 +316,42 @@ def log_level_option(panel: str) -> Any:
         case_sensitive=False,
         metavar="LEVEL",
         help=_help("critical, error, warning, info or debug", "log_level"),
+        rich_help_panel=panel,
+    )
+
+
+def host_option(panel: str) -> Any:
+    return typer.Option(help=_help("Interface to bind", "host"), rich_help_panel=panel)
+
+
+def http_port_option(panel: str) -> Any:
+    return typer.Option(help=_help("REST port, 0 picks one", "http_port"), rich_help_panel=panel)
+
+
+def grpc_port_option(panel: str, text: str = "gRPC port, 0 picks one") -> Any:
+    return typer.Option(help=_help(text, "grpc_port"), rich_help_panel=panel)
+
+
+def request_timeout_option(panel: str, text: str = "Seconds a model may take per request") -> Any:
+    return typer.Option(help=_help(text, "limits.request_timeout_s"), rich_help_panel=panel)
+
+
+def max_batch_size_option(panel: str) -> Any:
+    return typer.Option(
+        help=_help("Most requests in one predict call", "batching.max_batch_size"), rich_help_panel=panel
+    )
+
+
+def max_delay_ms_option(panel: str) -> Any:
+    return typer.Option(
+        help=_help("Longest wait for a batch to fill, in ms", "batching.max_delay_ms"), rich_help_panel=panel
+    )
+
+
+def batching_option(panel: str) -> Any:
+    return typer.Option(
+        "--batching/--no-batching",
+        help=_help("Adaptive batching on or off", "batching.enabled"),
+        show_default=False,
         rich_help_panel=panel,
     )

@@ -12,10 +12,16 @@ from modelwire.cli.main import (
     _help,
     _reported,
     app,
+    batching_option,
     build_settings,
     config_option,
     data_dir_option,
+    grpc_port_option,
+    host_option,
     log_level_option,
+    max_batch_size_option,
+    max_delay_ms_option,
+    request_timeout_option,
 )
 
 _PANEL = "Model service"
@@ -39,46 +45,18 @@ def model_service(
             show_default=False,
         ),
     ] = None,
-    host: Annotated[
-        str | None, typer.Option(help=_help("Interface to bind", "host"), rich_help_panel=_PANEL)
-    ] = None,
-    grpc_port: Annotated[
-        int | None, typer.Option(help=_help("gRPC port, 0 picks one", "grpc_port"), rich_help_panel=_PANEL)
-    ] = None,
+    host: Annotated[str | None, host_option(_PANEL)] = None,
+    grpc_port: Annotated[int | None, grpc_port_option(_PANEL)] = None,
     data_dir: Annotated[Path | None, data_dir_option(_PANEL)] = None,
     config: Annotated[Path | None, config_option(_PANEL)] = None,
     log_level: Annotated[LogLevel | None, log_level_option(_PANEL)] = None,
-    max_batch_size: Annotated[
-        int | None,
-        typer.Option(
-            help=_help("Most requests in one predict call", "batching.max_batch_size"),
-            rich_help_panel=_BATCH_PANEL,
-        ),
-    ] = None,
-    max_delay_ms: Annotated[
-        float | None,
-        typer.Option(
-            help=_help("Longest wait for a batch to fill, in ms", "batching.max_delay_ms"),
-            rich_help_panel=_BATCH_PANEL,
-        ),
-    ] = None,
-    batching: Annotated[
-        bool | None,
-        typer.Option(
-            "--batching/--no-batching",
-            help=_help("Adaptive batching on or off", "batching.enabled"),
-            show_default=False,
-            rich_help_panel=_BATCH_PANEL,
-        ),
-    ] = None,
+    max_batch_size: Annotated[int | None, max_batch_size_option(_BATCH_PANEL)] = None,
+    max_delay_ms: Annotated[float | None, max_delay_ms_option(_BATCH_PANEL)] = None,
+    batching: Annotated[bool | None, batching_option(_BATCH_PANEL)] = None,
     request_timeout: Annotated[
         float | None,
-        typer.Option(
-            help=_help(
-                "Seconds a model may take per request (a caller's shorter deadline wins)",
-                "limits.request_timeout_s",
-            ),
-            rich_help_panel=_BATCH_PANEL,
+        request_timeout_option(
+            _BATCH_PANEL, "Seconds a model may take per request (a caller's shorter deadline wins)"
         ),
     ] = None,
     tls_cert: Annotated[

@@ -13,10 +13,17 @@ from modelwire.cli.main import (
     _help,
     _reported,
     app,
+    batching_option,
     build_settings,
     config_option,
     data_dir_option,
+    grpc_port_option,
+    host_option,
+    http_port_option,
     log_level_option,
+    max_batch_size_option,
+    max_delay_ms_option,
+    request_timeout_option,
 )
 
 _SERVE_PANEL = "Server"
@@ -43,18 +50,9 @@ def serve(
             show_default=False,
         ),
     ] = None,
-    host: Annotated[
-        str | None,
-        typer.Option(help=_help("Interface to bind", "host"), rich_help_panel=_SERVE_PANEL),
-    ] = None,
-    http_port: Annotated[
-        int | None,
-        typer.Option(help=_help("REST port, 0 picks one", "http_port"), rich_help_panel=_SERVE_PANEL),
-    ] = None,
-    grpc_port: Annotated[
-        int | None,
-        typer.Option(help=_help("gRPC port, 0 picks one", "grpc_port"), rich_help_panel=_SERVE_PANEL),
-    ] = None,
+    host: Annotated[str | None, host_option(_SERVE_PANEL)] = None,
+    http_port: Annotated[int | None, http_port_option(_SERVE_PANEL)] = None,
+    grpc_port: Annotated[int | None, grpc_port_option(_SERVE_PANEL)] = None,
     data_dir: Annotated[Path | None, data_dir_option(_SERVE_PANEL)] = None,
     config: Annotated[Path | None, config_option(_SERVE_PANEL)] = None,
     workers: Annotated[
@@ -62,36 +60,10 @@ def serve(
         typer.Option(help=_help("Processes sharing the ports", "workers"), rich_help_panel=_SERVE_PANEL),
     ] = None,
     log_level: Annotated[LogLevel | None, log_level_option(_SERVE_PANEL)] = None,
-    max_batch_size: Annotated[
-        int | None,
-        typer.Option(
-            help=_help("Most requests in one predict call", "batching.max_batch_size"),
-            rich_help_panel=_BATCH_PANEL,
-        ),
-    ] = None,
-    max_delay_ms: Annotated[
-        float | None,
-        typer.Option(
-            help=_help("Longest wait for a batch to fill, in ms", "batching.max_delay_ms"),
-            rich_help_panel=_BATCH_PANEL,
-        ),
-    ] = None,
-    batching: Annotated[
-        bool | None,
-        typer.Option(
-            "--batching/--no-batching",
-            help=_help("Adaptive batching on or off", "batching.enabled"),
-            show_default=False,
-            rich_help_panel=_BATCH_PANEL,
-        ),
-    ] = None,
-    request_timeout: Annotated[
-        float | None,
-        typer.Option(
-            help=_help("Seconds a model may take per request", "limits.request_timeout_s"),
-            rich_help_panel=_BATCH_PANEL,
-        ),
-    ] = None,
+    max_batch_size: Annotated[int | None, max_batch_size_option(_BATCH_PANEL)] = None,
+    max_delay_ms: Annotated[float | None, max_delay_ms_option(_BATCH_PANEL)] = None,
+    batching: Annotated[bool | None, batching_option(_BATCH_PANEL)] = None,
+    request_timeout: Annotated[float | None, request_timeout_option(_BATCH_PANEL)] = None,
     jobs_backend: Annotated[
         str | None,
         typer.Option(
