@@ -23,7 +23,7 @@ from modelwire.jobs.store import (
     render_result,
 )
 from modelwire.settings import JobsSettings, Settings
-from tests.jobs.conftest import add_job
+from tests.jobs.conftest import add_job, owners_contract
 
 
 def count(path: Path, table: str) -> int:
@@ -296,26 +296,7 @@ def test_open_store_picks_the_backend(tmp_path: Path) -> None:
 
 
 async def test_jobs_keep_their_owner_and_list_by_owner(store: SqliteJobStore) -> None:
-    alice, bob = "jwt:test|alice", "jwt:test|bob"
-    a0, b0, a1, a2, b1 = [
-        await add_job(store, [i], owner=who) for i, who in enumerate([alice, bob, alice, alice, bob])
-    ]
-    legacy = await add_job(store, ["before owners were kept"])
-    assert ((await store.get(a0)).owner, (await store.get(legacy)).owner) == (alice, None)
-    await store.cancel(a1)
-    page = await store.list_jobs(owner=alice, limit=2)
-    assert [j.id for j in page.jobs] == [a2, a1]
-    rest = await store.list_jobs(owner=alice, cursor=page.cursor)
-    assert ([j.id for j in rest.jobs], rest.cursor) == ([a0], None)
-    queued = await store.list_jobs(owner=alice, status=JobStatus.QUEUED, limit=1)
-    assert [j.id for j in queued.jobs] == [a2]
-    rest = await store.list_jobs(owner=alice, status=JobStatus.QUEUED, limit=1, cursor=queued.cursor)
-    assert ([j.id for j in rest.jobs], rest.cursor) == ([a0], None)
-    assert [j.id for j in (await store.list_jobs(owner=bob)).jobs] == [b1, b0]
-    assert (await store.list_jobs(owner="nobody")).jobs == []
-    assert len((await store.list_jobs()).jobs) == 6
-    await store.purge(finished_before=time.time() + 60, drafts_before=0)
-    assert [j.id for j in (await store.list_jobs(owner=alice)).jobs] == [a2, a0]
+    await owners_contract(store)
 
 
 def columns(path: Path) -> set[str]:
