@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from modelwire.app.lifecycle import start_services
+
 BODY = json.dumps({"text": "I love this product"})
 
 
@@ -32,14 +34,14 @@ def free_port() -> int:
 
 
 def serve(kind: str, port: int, data_dir: str) -> None:
-    from modelwire.protocols.rest.app import create_app
-    from modelwire.services import Services
+    from modelwire.app.builder import build_services
+    from modelwire.protocols.http.app import create_app
     from modelwire.settings import Settings
 
-    services = Services.build(Settings(data_dir=Path(data_dir)))
+    services = build_services(Settings(data_dir=Path(data_dir)))
 
     async def main() -> None:
-        await services.start()
+        await start_services(services)
         app = create_app(services)
         if kind == "granian":
             from granian.constants import HTTPModes, Interfaces

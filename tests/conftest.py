@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 
+from modelwire.app.builder import build_services
+from modelwire.app.services import Services
 from modelwire.model.base import Model
 from modelwire.model.repository import ModelRepository
 from modelwire.model.sentiment import load_reviews, train_sentiment
-from modelwire.services import Services
 from modelwire.settings import Settings
 
 pytest_plugins = ["tests.redis_server"]  # redis_server / redis_prefix / redis_backend fixtures
@@ -53,6 +54,6 @@ def make_services(make_settings: Callable[..., Settings]) -> Callable[..., Servi
         from modelwire.model.registry import build_models
 
         models = (build_models(settings) if default else []) + list(extra)
-        return Services.build(settings, models=models)
+        return build_services(settings, models=models)
 
     return make

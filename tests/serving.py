@@ -11,10 +11,10 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from modelwire.app.builder import build_services
+from modelwire.app.lifecycle import Server
 from modelwire.model.base import Model
 from modelwire.model.registry import build_models
-from modelwire.server import Server
-from modelwire.services import Services
 from modelwire.settings import Settings
 
 T = TypeVar("T")
@@ -40,7 +40,7 @@ class ThreadedServer:
         self._thread.start()
 
         async def start() -> Server:
-            services = Services.build(self.settings, models=build_models(self.settings) + list(self._extra))
+            services = build_services(self.settings, models=build_models(self.settings) + list(self._extra))
             server = Server(self.settings, services=services)
             await server.start()
             return server

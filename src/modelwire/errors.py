@@ -1,7 +1,7 @@
 """The one error tree.
 
 Every error modelwire raises on purpose is a ``ModelwireError`` and carries a transport-neutral
-``ErrorCode``. Each transport maps the code once, in one table (``protocols/rest/errors.py``,
+``ErrorCode``. Each transport maps the code once, in one table (``protocols/http/errors.py``,
 ``protocols/grpc/errors.py``); nothing else decides a status.
 
     ModelwireError

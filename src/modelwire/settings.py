@@ -20,6 +20,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from modelwire.backends.urls import is_redis_url, is_sqlite_url
+
 __all__ = [
     "AuthSettings",
     "BatchingSettings",
@@ -149,7 +151,7 @@ class JobsSettings(_Section):
     @field_validator("backend")
     @classmethod
     def _known_backend(cls, value: str) -> str:
-        if value == "sqlite" or value.startswith(("sqlite:///", "redis://", "rediss://", "unix://")):
+        if is_sqlite_url(value) or is_redis_url(value):
             return value
         raise ValueError(
             f"{value!r} is not a jobs backend: use sqlite, sqlite:///path or redis://host:port/db"

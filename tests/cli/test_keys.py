@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from modelwire import server
+from modelwire.app import main
 from modelwire.cli import app
 from modelwire.security.keys import KeyStore
 from modelwire.settings import Settings
@@ -78,7 +78,7 @@ def test_serve_auth_flags_and_twins(
     runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     served: list[Settings] = []
-    monkeypatch.setattr(server, "run", served.append)
+    monkeypatch.setattr(main, "run", served.append)
     jwks = tmp_path / "jwks.json"
     jwks.write_text('{"keys": []}')
     flags = ["--auth", "on", "--insecure", "--jwt-secret", "x" * 32, "--jwt-jwks", str(jwks)]

@@ -9,16 +9,16 @@ import pytest
 from typer.testing import CliRunner
 
 import modelwire
-from modelwire import server
+from modelwire.app import main
 from modelwire.cli import app, build_settings, parse_model_spec
 from modelwire.settings import BatchingSettings, LimitsSettings, ModelSettings, Settings
 
 
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
-    """Replace ``server.run`` to capture the Settings it would serve with."""
+    """Replace ``main.run`` to capture the Settings it would serve with."""
     calls: list[Settings] = []
-    monkeypatch.setattr(server, "run", calls.append)
+    monkeypatch.setattr(main, "run", calls.append)
     return calls
 
 

@@ -23,8 +23,8 @@ import pytest
 from httpx_sse import aconnect_sse
 from typer.testing import CliRunner
 
+from modelwire.backends.redis.jobs import RedisJobStore
 from modelwire.cli import app
-from modelwire.jobs.redis import RedisJobStore
 from modelwire.jobs.store import JobSpec, encode_row
 
 ROOT = Path(__file__).resolve().parents[2]

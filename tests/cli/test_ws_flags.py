@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 import modelwire
-from modelwire import server
+from modelwire.app import main
 from modelwire.cli import app
 from modelwire.settings import Settings
 
@@ -14,7 +14,7 @@ from modelwire.settings import Settings
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
     calls: list[Settings] = []
-    monkeypatch.setattr(server, "run", calls.append)
+    monkeypatch.setattr(main, "run", calls.append)
     return calls
 
 

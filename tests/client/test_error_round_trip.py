@@ -1,6 +1,6 @@
 """Every error the server renders comes back to the client as the same error, over both wires.
 
-The server's renderers (``protocols/rest/errors.py``, ``protocols/grpc/errors.py``) and the client's
+The server's renderers (``protocols/http/errors.py``, ``protocols/grpc/errors.py``) and the client's
 readers meet here without sockets, so a change on one side that the other does not follow fails.
 """
 
@@ -26,7 +26,7 @@ from modelwire.errors import (
     UnsupportedMediaTypeError,
 )
 from modelwire.protocols.grpc.errors import to_status
-from modelwire.protocols.rest.errors import error_response
+from modelwire.protocols.http.errors import error_response
 
 ERRORS: list[ModelwireError] = [
     InvalidInputError("text must not be empty", field="$.text"),

@@ -19,9 +19,9 @@ from google.protobuf import json_format
 from httpx_sse import EventSource
 from websockets.asyncio.client import ClientConnection, connect
 
+from modelwire.app.lifecycle import Server
+from modelwire.app.services import Services
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2, predictor_pb2_grpc
-from modelwire.server import Server
-from modelwire.services import Services
 from modelwire.settings import BatchingSettings, LimitsSettings, Settings
 from tests.models import EchoModel, ErrorModel, SlowModel
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from modelwire.server import Server
+from modelwire.app.lifecycle import Server
 from tests.contract.conftest import Driver, Failure
 from tests.models import EchoModel
 

@@ -6,7 +6,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 import pytest
 
 from modelwire import Model, Settings
-from modelwire.services import Services
+from modelwire.app.lifecycle import start_services, stop_services
+from modelwire.app.services import Services
 
 RunningServices = Callable[..., AbstractAsyncContextManager[Services]]
 
@@ -21,10 +22,10 @@ def running_services(make_services: Callable[..., Services]) -> RunningServices:
         *models: Model, settings: Settings | None = None, default: bool = False
     ) -> AsyncIterator[Services]:
         services = make_services(*models, settings=settings, default=default)
-        await services.start()
+        await start_services(services)
         try:
             yield services
         finally:
-            await services.stop()
+            await stop_services(services)
 
     return run

@@ -21,9 +21,10 @@ from modelwire import (
     TensorSpec,
     UnavailableError,
 )
+from modelwire.app.lifecycle import start_services, stop_services
+from modelwire.app.services import Services
 from modelwire.core.dataplane import CallContext
 from modelwire.core.tensors import InferRequest, RequestedOutput, Tensor
-from modelwire.services import Services
 from modelwire.settings import BatchingSettings, LimitsSettings
 from tests.core.conftest import RunningServices
 from tests.models import EchoModel, ErrorModel, SlowModel
@@ -214,8 +215,8 @@ async def test_after_stop_accepting_requests_are_unavailable(running_services: R
 
 async def test_after_stop_requests_are_unavailable(make_services: Callable[..., Services]) -> None:
     services = make_services(EchoModel(), default=False)
-    await services.start()
-    await services.stop()
+    await start_services(services)
+    await stop_services(services)
     with pytest.raises(UnavailableError):
         await services.dataplane.predict("echo", "x", ctx=CTX)
 
@@ -225,7 +226,7 @@ async def test_stop_lets_an_in_flight_request_finish(running_services: RunningSe
     async with running_services(gate) as services:
         in_flight = asyncio.ensure_future(services.dataplane.predict("gate", "wait", ctx=CTX))
         await gate.entered.wait()
-        stopping = asyncio.ensure_future(services.stop())
+        stopping = asyncio.ensure_future(stop_services(services))
         await asyncio.sleep(0)
         gate.gate.set()
         await stopping

@@ -21,7 +21,7 @@ from websockets.asyncio.client import connect
 from modelwire.errors import ErrorCode
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2 as pb
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2_grpc as pb_grpc
-from modelwire.protocols.rest.errors import HTTP_STATUS
+from modelwire.protocols.http.errors import HTTP_STATUS
 from tests.gateway.conftest import GATEWAY_READY, Process, Processes, service_port, wait_ready
 
 pytestmark = pytest.mark.slow

@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
+from modelwire.app.builder import build_services
+from modelwire.app.lifecycle import Server
 from modelwire.core.dataplane import CallContext
 from modelwire.errors import UnauthenticatedError, UnavailableError
 from modelwire.gateway.router import Router
 from modelwire.model.base import Model
 from modelwire.security.keys import KeyStore
 from modelwire.security.principal import Scope
-from modelwire.server import Server
-from modelwire.services import Services
 from modelwire.settings import Settings
 from tests.gateway.models import FlakyModel, TagModel
 
@@ -27,7 +27,7 @@ from tests.gateway.models import FlakyModel, TagModel
 async def model_service(root: Path, tag: str, *extra: Model, **overrides: Any) -> Server:
     values: dict[str, Any] = {"host": "127.0.0.1", "http_port": 0, "grpc_port": 0, **overrides}
     settings = Settings(data_dir=root / tag, **values)
-    services = Services.build(settings, models=[TagModel("tag", tag=tag), *extra])
+    services = build_services(settings, models=[TagModel("tag", tag=tag), *extra])
     server = Server(settings, services=services, rest=False)
     await server.start()
     return server
@@ -64,8 +64,8 @@ async def test_a_not_serving_model_service_gets_no_calls(tmp_path: Path, two: tu
     settings = Settings(
         data_dir=tmp_path / "gw", gateway={"upstreams": (upstreams,), "discovery_interval_s": 0.5}
     )
-    services = Services.build(settings, models=[])
-    router = Router(settings, services)
+    services = build_services(settings, models=[])
+    router = Router(settings, services.registry, services.metrics)
     await router.start()
     router.attach()
     dataplane = services.dataplane
@@ -109,8 +109,8 @@ async def test_a_model_service_with_auth_on_takes_the_gateway_key(tmp_path: Path
         for given, expected in ((key, None), (None, UnauthenticatedError)):
             gateway = {"upstreams": (upstream,), "upstream_key": given}
             settings = Settings(data_dir=tmp_path / "gw", gateway=gateway)
-            services = Services.build(settings, models=[])
-            router = Router(settings, services)
+            services = build_services(settings, models=[])
+            router = Router(settings, services.registry, services.metrics)
             await router.start()
             router.attach()
             try:
@@ -148,8 +148,8 @@ async def ask_flaky(tmp_path: Path, flaky: FlakyModel, attempts: int, n: int) ->
     service = await model_service(tmp_path, "flaky", flaky)
     gateway = {"upstreams": (f"127.0.0.1:{service.grpc_port}",), "retry_max_attempts": attempts}
     settings = Settings(data_dir=tmp_path / "gw", gateway=gateway)
-    services = Services.build(settings, models=[])
-    router = Router(settings, services)
+    services = build_services(settings, models=[])
+    router = Router(settings, services.registry, services.metrics)
     await router.start()
     router.attach()
     outcomes = []
@@ -172,8 +172,8 @@ async def test_a_model_service_that_starts_after_the_gateway_is_picked_up(tmp_pa
         port = probe.getsockname()[1]
     gateway = {"upstreams": (f"127.0.0.1:{port}",), "discovery_interval_s": 0.5}
     settings = Settings(data_dir=tmp_path / "gw", gateway=gateway)
-    services = Services.build(settings, models=[])
-    router = Router(settings, services)
+    services = build_services(settings, models=[])
+    router = Router(settings, services.registry, services.metrics)
     await router.start(wait_s=0.5)
     router.attach()
     service = None
@@ -193,8 +193,8 @@ async def test_a_model_service_draining_on_sigterm_loses_no_call(tmp_path: Path)
     a, b = await model_service(tmp_path, "a"), await model_service(tmp_path, "b")
     upstreams = f"127.0.0.1:{a.grpc_port},127.0.0.1:{b.grpc_port}"
     settings = Settings(data_dir=tmp_path / "gw", gateway={"upstreams": (upstreams,)})
-    services = Services.build(settings, models=[])
-    router = Router(settings, services)
+    services = build_services(settings, models=[])
+    router = Router(settings, services.registry, services.metrics)
     await router.start()
     router.attach()
     answers: list[str] = []

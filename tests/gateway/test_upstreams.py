@@ -10,7 +10,7 @@ import pytest
 from modelwire.errors import ConfigurationError, InvalidInputError
 from modelwire.gateway.upstreams import UpstreamSpec, group_target, service_config
 from modelwire.observability.tracing import TraceContext
-from modelwire.protocols.rest.tracing import parse_request_timeout
+from modelwire.protocols.http.tracing import parse_request_timeout
 from modelwire.settings import Settings
 
 

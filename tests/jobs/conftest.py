@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from modelwire.jobs.sqlite import SqliteJobStore
+from modelwire.app.services import Services
+from modelwire.backends.sqlite.jobs import SqliteJobStore
 from modelwire.jobs.states import JobStatus
 from modelwire.jobs.store import JobSpec, JobStore, encode_row
-from modelwire.services import Services
 from modelwire.settings import JobsSettings, Settings
 
 

@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
+from modelwire.app.lifecycle import start_services, stop_services
+from modelwire.app.services import Services
 from modelwire.errors import JobNotFoundError, PermissionDeniedError
 from modelwire.events.bus import Event, Subscription
 from modelwire.jobs.manager import JobRequest
 from modelwire.security.principal import ALL_SCOPES, Principal, Scope, reset_principal, use_principal
-from modelwire.services import Services
 from tests.jobs.conftest import chunks
 from tests.models import EchoModel
 
@@ -41,9 +42,9 @@ def acting_as(principal: Principal) -> Iterator[None]:
 async def services(jobs_services: Callable[..., Services]) -> AsyncIterator[Services]:
     """No workers: every job stays queued, so what each principal sees is all that changes."""
     services = jobs_services(EchoModel(), workers=0)
-    await services.start()
+    await start_services(services)
     yield services
-    await services.stop()
+    await stop_services(services)
 
 
 async def submit(services: Services, principal: Principal, rows: list[Any], **request: Any) -> str:

@@ -10,15 +10,16 @@ from typing import Any
 import msgspec
 import pytest
 
+from modelwire.app.follow import adopt_version
+from modelwire.app.lifecycle import start_services, stop_services
+from modelwire.app.services import Services
+from modelwire.backends.redis.events import RedisEventBus
+from modelwire.backends.redis.jobs import RedisJobStore
 from modelwire.core.dataplane import CallContext
 from modelwire.events.bus import Event
-from modelwire.events.redis import RedisEventBus
 from modelwire.jobs.manager import JobRequest
-from modelwire.jobs.redis import RedisJobStore
-from modelwire.jobs.remote import adopt_version
 from modelwire.jobs.store import JobSpec, encode_row, render_result
 from modelwire.model.sentiment import load_reviews
-from modelwire.services import Services
 from tests.jobs.conftest import chunks
 from tests.models import EchoModel, SlowModel
 
@@ -34,14 +35,14 @@ async def running(
 
     async def start(*models: Any, **jobs: Any) -> Services:
         services = jobs_services(*models, backend=redis_backend, **jobs)
-        await services.start()
+        await start_services(services)
         started.append(services)
         return services
 
     yield start
     for services in reversed(started):
         if not services.closing.is_set():  # not stopped by the test itself
-            await services.stop()
+            await stop_services(services)
 
 
 async def final(services: Services, job_id: str, since: list[Event] | None = None) -> dict[str, Any]:
@@ -177,7 +178,7 @@ async def test_stopping_a_worker_gives_its_job_back(running: Callable[..., Any],
         async with asyncio.timeout(30):
             while (await sub.get()).type != "job.progress":
                 pass
-    await first.stop()
+    await stop_services(first)
     store = RedisJobStore.from_url(redis_backend)
     await store.open()
     try:

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from modelwire.backends.redis.jobs import RedisJobStore, RedisTarget
+from modelwire.backends.resolve import open_job_store
 from modelwire.errors import FailedPreconditionError, JobNotFoundError, UnavailableError
-from modelwire.jobs.redis import RedisJobStore, RedisTarget
 from modelwire.jobs.states import JobStatus
-from modelwire.jobs.store import JobSpec, encode_row, open_store
+from modelwire.jobs.store import JobSpec, encode_row
 from modelwire.settings import JobsSettings, Settings
 from tests.jobs.conftest import add_job, owners_contract
 from tests.redis_server import redis_keys
@@ -416,7 +417,7 @@ def test_target_parses_the_prefix_and_hides_the_password() -> None:
 
 def test_open_store_picks_redis_for_a_redis_url(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, jobs=JobsSettings(backend="redis://127.0.0.1:6379/3?prefix=x"))
-    store = open_store(settings)
+    store = open_job_store(settings)
     assert isinstance(store, RedisJobStore)
     assert (store.target.url, store.prefix) == ("redis://127.0.0.1:6379/3", "x:")
 

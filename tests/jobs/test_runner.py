@@ -12,6 +12,9 @@ import msgspec
 import pytest
 
 from modelwire import Datatype, Model, TensorSpec
+from modelwire.app.lifecycle import start_services, stop_services
+from modelwire.app.services import Services
+from modelwire.backends.sqlite.jobs import SqliteJobStore
 from modelwire.core.dataplane import CallContext
 from modelwire.errors import (
     FailedPreconditionError,
@@ -24,10 +27,8 @@ from modelwire.errors import (
 )
 from modelwire.events.bus import Event
 from modelwire.jobs.manager import JobRequest
-from modelwire.jobs.sqlite import SqliteJobStore
 from modelwire.jobs.store import JobSpec, encode_row, render_result
 from modelwire.model.sentiment import load_reviews
-from modelwire.services import Services
 from tests.jobs.conftest import chunks
 from tests.models import EchoModel, ErrorModel, SlowModel
 
@@ -50,13 +51,13 @@ async def running(jobs_services: Callable[..., Services]) -> AsyncIterator[Calla
 
     async def start(*models: Any, **jobs: Any) -> Services:
         services = jobs_services(*models, **jobs)
-        await services.start()
+        await start_services(services)
         started.append(services)
         return services
 
     yield start
     for services in started:
-        await services.stop()
+        await stop_services(services)
 
 
 async def until_final(services: Services, job_id: str, *, since: list[Event] | None = None) -> dict[str, Any]:
@@ -288,7 +289,7 @@ async def test_training_refuses_bad_rows_and_untrainable_models(running: Callabl
 
 
 def test_a_redis_backend_builds_the_redis_store(jobs_services: Callable[..., Services]) -> None:
-    from modelwire.jobs.redis import RedisJobStore  # no I/O until start(): no Redis needed here
+    from modelwire.backends.redis.jobs import RedisJobStore  # no I/O until start(): no Redis needed here
 
     services = jobs_services(backend="redis://127.0.0.1:6379/0?prefix=unused")
     assert isinstance(services.jobs.store, RedisJobStore)
@@ -307,14 +308,14 @@ async def test_limits_apply_to_job_rows_like_requests(running: Callable[..., Any
 
 async def test_graceful_stop_gives_a_running_job_back(jobs_services: Callable[..., Services]) -> None:
     services = jobs_services(SlowModel("slow", delay_s=0.2), batch_size=1)
-    await services.start()
+    await start_services(services)
     try:
         job, _ = await services.jobs.submit(JobRequest(model="slow"), chunks([f"t{i}" for i in range(100)]))
         async with services.events.subscribe([f"jobs/{job['id']}"]) as sub:
             while (await sub.get()).type != "job.progress":
                 pass
     finally:
-        await services.stop()
+        await stop_services(services)
     store = SqliteJobStore(services.settings.data_dir / "jobs.sqlite3")
     await store.open()
     try:

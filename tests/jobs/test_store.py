@@ -11,15 +11,15 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from modelwire.backends.resolve import open_job_store
+from modelwire.backends.sqlite.jobs import _SCHEMA, SqliteJobStore
 from modelwire.errors import FailedPreconditionError, InvalidInputError, JobNotFoundError
-from modelwire.jobs.sqlite import _SCHEMA, SqliteJobStore
 from modelwire.jobs.states import JobStatus
 from modelwire.jobs.store import (
     JobSpec,
     decode_row,
     encode_row,
     encode_row_error,
-    open_store,
     render_result,
 )
 from modelwire.settings import JobsSettings, Settings
@@ -287,10 +287,12 @@ def test_render_result(row: tuple[int, bytes, bool], line: dict[str, object]) ->
 
 
 def test_open_store_picks_the_backend(tmp_path: Path) -> None:
-    store = open_store(Settings(data_dir=tmp_path))
+    store = open_job_store(Settings(data_dir=tmp_path))
     assert isinstance(store, SqliteJobStore)
     assert store.path == tmp_path / "jobs.sqlite3"
-    custom = open_store(Settings(data_dir=tmp_path, jobs=JobsSettings(backend=f"sqlite:///{tmp_path}/x.db")))
+    custom = open_job_store(
+        Settings(data_dir=tmp_path, jobs=JobsSettings(backend=f"sqlite:///{tmp_path}/x.db"))
+    )
     assert isinstance(custom, SqliteJobStore)
     assert custom.path == tmp_path / "x.db"
 

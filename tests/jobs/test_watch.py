@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
+from modelwire.app.lifecycle import start_services, stop_services
+from modelwire.app.services import Services
 from modelwire.errors import JobNotFoundError
 from modelwire.events.bus import LocalEventBus
 from modelwire.jobs.manager import JobRequest
 from modelwire.jobs.watch import SNAPSHOT, JobWatch, apply_event
-from modelwire.services import Services
 from tests.jobs.conftest import chunks
 from tests.models import EchoModel, SlowModel
 
@@ -67,9 +68,9 @@ def test_a_newer_state_replaces_the_job_and_progress_after_the_end_is_skipped() 
 @pytest.fixture
 async def services(jobs_services: Callable[..., Services]) -> Any:
     services = jobs_services(EchoModel(), SlowModel("slow", delay_s=0.2), batch_size=1)
-    await services.start()
+    await start_services(services)
     yield services
-    await services.stop()
+    await stop_services(services)
 
 
 async def submit(services: Services, model: str, rows: list[Any]) -> str:

@@ -17,9 +17,11 @@ from typing import Any
 import msgspec
 import pytest
 
+from modelwire.app.lifecycle import start_services, stop_services
+from modelwire.app.services import Services
+from modelwire.backends.sqlite.jobs import SqliteJobStore
 from modelwire.errors import InvalidInputError
 from modelwire.jobs.manager import JobRequest
-from modelwire.jobs.sqlite import SqliteJobStore
 from modelwire.jobs.webhooks import (
     SIGNATURE_HEADER,
     WebhookDispatcher,
@@ -28,8 +30,7 @@ from modelwire.jobs.webhooks import (
     load_secret,
     sign,
 )
-from modelwire.protocols.webhooks import HttpxWebhookPoster
-from modelwire.services import Services
+from modelwire.outbound.webhooks import HttpxWebhookPoster
 from tests.jobs.conftest import add_job, chunks
 from tests.models import EchoModel
 
@@ -258,7 +259,7 @@ async def test_a_finished_job_posts_its_final_state(
 ) -> None:
     hook = receiver()
     services = jobs_services(EchoModel())
-    await services.start()
+    await start_services(services)
     try:
         job, _ = await services.jobs.submit(
             JobRequest(model="echo", callback_url=hook.url), chunks(["a", "bad"])
@@ -275,7 +276,7 @@ async def test_a_finished_job_posts_its_final_state(
         state = await services.jobs.get(job["id"])
         assert state["webhook"]["attempts"][0]["status_code"] == 200
     finally:
-        await services.stop()
+        await stop_services(services)
 
 
 async def test_undelivered_webhooks_resume_after_a_restart(
@@ -288,12 +289,12 @@ async def test_undelivered_webhooks_resume_after_a_restart(
     await store.cancel(job_id)  # final, webhook pending: the server stopped before sending it
     await store.close()
     services = jobs_services(EchoModel())
-    await services.start()
+    await start_services(services)
     try:
         await asyncio.wait_for(asyncio.to_thread(hook.received.wait, 30), 35)
         assert msgspec.json.decode(hook.requests[0][1])["job"]["id"] == job_id
     finally:
-        await services.stop()
+        await stop_services(services)
 
 
 def test_the_snippet_in_the_docs_is_the_tested_file() -> None:

@@ -18,6 +18,8 @@ from modelwire import (
     ModelNotReadyError,
     Settings,
 )
+from modelwire.app.builder import build_services
+from modelwire.app.lifecycle import start_services, stop_services
 from modelwire.model import registry as registry_module
 from modelwire.model.batching import BatchingRunner
 from modelwire.model.registry import ModelRegistry, build_models
@@ -25,7 +27,6 @@ from modelwire.model.repository import ModelRepository
 from modelwire.model.runner import ModelRunner
 from modelwire.model.runtimes import OnnxModel, SklearnModel
 from modelwire.model.sentiment import SentimentModel, train_sentiment
-from modelwire.services import Services
 from modelwire.settings import BatchingSettings, ModelSettings
 from tests.models import EchoModel, SumModel
 
@@ -250,8 +251,8 @@ async def test_services_serve_every_configured_model_with_its_own_batching(
             ModelSettings(name="neg", source=str(onnx_file), batching=BatchingSettings(max_batch_size=3)),
         ]
     )
-    services = Services.build(settings)
-    await services.start()
+    services = build_services(settings)
+    await start_services(services)
     try:
         registry = services.registry
         assert registry.names() == ["clf", "echo", "neg"]
@@ -265,7 +266,7 @@ async def test_services_serve_every_configured_model_with_its_own_batching(
         assert await registry.get("neg").runner.run([[2.0]]) == [{"Y": [-2.0]}]
         assert (await registry.get("clf").runner.run([[3.0]]))[0]["label"] == 1
     finally:
-        await services.stop()
+        await stop_services(services)
 
 
 def test_a_config_file_lists_models(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
@@ -344,7 +345,7 @@ async def test_a_missing_model_file_fails_at_load(
     tmp_path: Path, suffix: str, make_settings: Callable[..., Settings]
 ) -> None:
     settings = make_settings(models=[ModelSettings(name="gone", source=str(tmp_path / f"gone{suffix}"))])
-    services = Services.build(settings)
+    services = build_services(settings)
     with pytest.raises(ConfigurationError, match="does not exist"):
-        await services.start()
-    await services.stop()
+        await start_services(services)
+    await stop_services(services)

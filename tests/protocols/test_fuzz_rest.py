@@ -22,8 +22,8 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from modelwire.protocols.rest.app import create_app
-from modelwire.services import Services
+from modelwire.app.builder import build_services
+from modelwire.protocols.http.app import create_app
 from modelwire.settings import JobsSettings, Settings
 from tests.models import EchoModel
 from tests.serving import ThreadedServer
@@ -49,7 +49,7 @@ def _openapi() -> dict[str, Any]:
     """The document the server serves at ``/openapi.json``: the app's, which depends on no model (the paths
     are templates), so it is read from an app built here, at collection, without serving it."""
     with tempfile.TemporaryDirectory() as data_dir:
-        services = Services.build(Settings(data_dir=Path(data_dir)), models=[])
+        services = build_services(Settings(data_dir=Path(data_dir)), models=[])
         return create_app(services).openapi()
 
 

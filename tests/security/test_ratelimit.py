@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import pytest
 
+from modelwire.backends.redis.ratelimit import RedisRateLimiter
+from modelwire.backends.resolve import open_rate_limiter
 from modelwire.errors import ConfigurationError, ErrorCode
 from modelwire.security.bucket import RateDecision
 from modelwire.security.principal import Scope
 from modelwire.security.ratelimit import (
     MemoryRateLimiter,
     RuleTable,
-    build_rate_limiter,
     rate_limit_headers,
     rate_limited_error,
     rate_limits_enabled,
 )
-from modelwire.security.ratelimit_redis import RedisRateLimiter
 from modelwire.settings import JobsSettings, RateLimitRule, RateLimitSettings, Settings
 
 RULES = (
@@ -135,14 +135,14 @@ def test_the_error_says_when_to_retry() -> None:
 def test_when_limits_are_on(host: str, auth_on: bool, setting: bool | None, expected: bool) -> None:
     settings = Settings(host=host, rate_limits=RateLimitSettings(enabled=setting))
     assert rate_limits_enabled(settings, auth_on=auth_on) is expected
-    assert build_rate_limiter(settings, auth_on=auth_on).enabled is expected
+    assert open_rate_limiter(settings, auth_on=auth_on).enabled is expected
 
 
 def test_redis_jobs_backend_means_redis_buckets() -> None:
     settings = Settings(jobs=JobsSettings(backend="redis://127.0.0.1:6379/0?prefix=x"))
-    limiter = build_rate_limiter(settings, auth_on=True)
+    limiter = open_rate_limiter(settings, auth_on=True)
     assert isinstance(limiter, RedisRateLimiter)
     rule = limiter.rules.select(Scope.PREDICT, None)
     assert rule is not None
     assert limiter.key("key:abc", rule) == "x:ratelimit:*|*:key:abc"
-    assert isinstance(build_rate_limiter(Settings(), auth_on=True), MemoryRateLimiter)
+    assert isinstance(open_rate_limiter(Settings(), auth_on=True), MemoryRateLimiter)

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 import redis
 
-from modelwire.jobs.redis import RedisTarget
+from modelwire.backends.redis.jobs import RedisTarget
+from modelwire.backends.redis.ratelimit import RedisRateLimiter
 from modelwire.security.principal import Scope
 from modelwire.security.ratelimit import MemoryRateLimiter, RateLimiter
-from modelwire.security.ratelimit_redis import RedisRateLimiter
 from modelwire.settings import RateLimitRule
 
 RATE = 0.5  # a token every 2 s: slow enough that a stalled test machine does not refill the bucket

@@ -82,7 +82,7 @@ def test_public_routes_are_not_counted_by_a_scoped_rule(server: ThreadedServer) 
             assert "RateLimit-Limit" not in response.headers
 
 
-SERVE = "from modelwire.server import run; from modelwire.settings import Settings; run(Settings())"
+SERVE = "from modelwire.app.main import run; from modelwire.settings import Settings; run(Settings())"
 
 
 def start_process(config: Path) -> tuple[subprocess.Popen[str], str]:

@@ -265,7 +265,7 @@ async def test_the_redirect_listener_only_answers_308(
     server: ThreadedServer, https_url: str, method: str
 ) -> None:
     assert server.server is not None
-    redirect_port = server.server._https.redirect_port
+    redirect_port = server.server.redirect_port
     async with httpx.AsyncClient() as http:
         response = await http.request(
             method, f"http://127.0.0.1:{redirect_port}/v1/models/sentiment/predict?x=1", json={"text": "hi"}

@@ -169,8 +169,8 @@ def gateway(
     [bold]--upstream-cert[/]/[bold]--upstream-cert-key[/] for mutual TLS) puts the hop on TLS. Run many
     gateways with one Redis ([bold]--jobs-backend redis://…[/]): jobs, events and rate limits are shared.
     """
+    from modelwire.app.main import run_gateway
     from modelwire.errors import ConfigurationError
-    from modelwire.gateway.run import run_gateway
 
     with _reported():
         settings = build_settings(

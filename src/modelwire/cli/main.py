@@ -184,9 +184,9 @@ def run(
     that ``batching`` is the ``--batching/--no-batching`` switch and ``auth`` the ``--auth on|off|auto``
     mode, as on the command line.
     """
-    from modelwire import server
+    from modelwire.app import main
 
-    server.run(
+    main.run(
         build_settings(
             models,
             host=host,

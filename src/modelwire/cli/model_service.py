@@ -82,7 +82,7 @@ def model_service(
     NOT_SERVING from the moment SIGTERM starts the drain, so gateways stop sending before it exits.
     Run one process per core or machine (no [bold]--workers[/]: a gateway balances across processes).
     """
-    from modelwire import server
+    from modelwire.app import main
 
     with _reported():
         settings = build_settings(
@@ -100,4 +100,4 @@ def model_service(
             tls_key=tls_key,
             tls_client_ca=tls_client_ca,
         )
-        server.run(settings, rest=False)
+        main.run(settings, rest=False)

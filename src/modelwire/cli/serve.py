@@ -192,7 +192,7 @@ def serve(
     Each flag overrides its [bold]MODELWIRE_…[/] environment twin, which overrides the config file,
     which overrides the default. The first start trains the default sentiment model if no version exists.
     """
-    from modelwire import server
+    from modelwire.app import main
 
     with _reported():
         settings = build_settings(
@@ -222,4 +222,4 @@ def serve(
             http3=http3,
             tls_redirect_port=tls_redirect_port,
         )
-        server.run(settings)
+        main.run(settings)

@@ -10,16 +10,12 @@ job back to the queue (``release``: the attempt is not counted) and exits 0.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import signal
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
+from modelwire.backends.resolve import describe_jobs_backend
 from modelwire.cli.gateway import check_upstreams, gateway_section, upstream_option, upstream_tls_option
 from modelwire.cli.main import (
     LogLevel,
@@ -34,10 +30,6 @@ from modelwire.cli.main import (
 from modelwire.errors import ConfigurationError
 from modelwire.settings import Settings
 
-if TYPE_CHECKING:
-    from modelwire.events.bus import Event
-    from modelwire.services import Services
-
 __all__ = ["check_backend", "worker"]
 
 _PANEL = "Worker"
@@ -46,24 +38,18 @@ _HOP_PANEL = "gRPC hop to the model services (with --upstream)"
 
 def check_backend(settings: Settings) -> str:
     """What the worker's banner says about the backend; ``ConfigurationError`` when it cannot be shared."""
-    backend = settings.jobs.backend
-    if backend.startswith(("redis://", "rediss://", "unix://")):
-        from modelwire.jobs.redis import RedisTarget
-
-        target = RedisTarget.parse(backend)
-        return f"Redis {target.display} (keys {target.prefix}*)"
-    from modelwire.jobs.sqlite import SqliteJobStore
-    from modelwire.jobs.store import open_store
-
-    store = open_store(settings)
-    assert isinstance(store, SqliteJobStore)
-    if not store.path.is_file():
-        raise ConfigurationError(
-            f"no job database at {store.path}: a worker shares its jobs with a server. Use "
-            "--jobs-backend redis://host:port/db (servers and workers on any host), or point --data-dir "
-            "at the data dir of a modelwire serve on this host (SQLite is one file, shared on one machine)"
-        )
-    return f"SQLite {store.path} (shared with the server on this host; job events stay in this process)"
+    kind, where = describe_jobs_backend(settings)
+    if kind == "sqlite":
+        path = Path(where.removeprefix("SQLite "))
+        if not path.is_file():
+            raise ConfigurationError(
+                f"no job database at {path}: a worker shares its jobs with a server. Use "
+                "--jobs-backend redis://host:port/db (servers and workers on any host), or point "
+                "--data-dir at the data dir of a modelwire serve on this host (SQLite is one file, "
+                "shared on one machine)"
+            )
+        return f"{where} (shared with the server on this host; job events stay in this process)"
+    return where
 
 
 @app.command()
@@ -112,7 +98,8 @@ def worker(
     A worker that dies loses nothing: another takes its job over when the lease runs out. SIGTERM gives
     the running job back to the queue at once and exits 0.
     """
-    from modelwire.observability.logs import configure_logging
+    from modelwire.app.components import JobReporter
+    from modelwire.app.main import run_worker
 
     with _reported():
         settings = build_settings(
@@ -131,88 +118,8 @@ def worker(
         if settings.jobs.workers < 1:
             raise ConfigurationError("a worker needs at least one job worker: --concurrency 1 or more")
         where = check_backend(settings)
-        configure_logging(settings.log_level)
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(_work(settings, where))
+        run_worker(settings, JobReporter(where))
 
 
 def _sections(concurrency: int | None) -> dict[str, Any]:
     return {"jobs": {"workers": concurrency}} if concurrency is not None else {}
-
-
-async def _work(settings: Settings, where: str) -> None:
-    from modelwire.console import err_console, training_progress
-    from modelwire.services import Services
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    err_console.print(f"[bold]modelwire worker[/]: jobs from {escape(where)}", highlight=False)
-    if settings.jobs.webhook_secret is None and where.startswith("Redis"):
-        err_console.print(
-            "[yellow]warning:[/] MODELWIRE_JOBS__WEBHOOK_SECRET is not set: webhooks of jobs run here are "
-            f"signed with {escape(str(settings.data_dir / 'webhook_secret'))}; give every process one key",
-            highlight=False,
-        )
-    router = None
-    if settings.gateway.upstreams:  # models are model services, called over gRPC (gateway/)
-        from modelwire.gateway.run import attach_upstreams
-
-        services, router = await attach_upstreams(settings)
-    else:
-        with training_progress() as progress:
-            services = await asyncio.to_thread(Services.build, settings, progress=progress)
-    await services.start()
-    if router is not None:
-        router.attach()
-    watch = asyncio.create_task(_report(services), name="worker-report")
-    names = ", ".join(f"{h.name} {h.version}" for h in services.registry.handles())
-    err_console.print(
-        f"[green]ready[/]: {settings.jobs.workers} job worker(s), lease {settings.jobs.lease_s:g} s; "
-        f"models: {escape(names)}. SIGTERM gives a running job back and exits.",
-        highlight=False,
-    )
-    await stop.wait()
-    err_console.print("stopping: giving running jobs back to the queue", highlight=False)
-    await services.stop()
-    if router is not None:
-        await router.close()
-    watch.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await watch
-    err_console.print("stopped", highlight=False)
-
-
-async def _report(services: Services) -> None:
-    """One line when a job starts here and one when it ends (events of other processes' jobs are skipped)."""
-    from modelwire.console import err_console
-
-    # The runner's worker ids (``lease_owner``) start with its process-wide prefix.
-    prefix = services.jobs.runner._prefix
-    started: dict[str, float] = {}
-    async with services.events.subscribe(["jobs/*"]) as sub:
-        async for event in sub:
-            job_id = str(event.data.get("id", ""))
-            if event.type == "job.running":
-                with contextlib.suppress(Exception):
-                    job = await services.jobs.store.get(job_id)
-                    if (job.lease_owner or "").startswith(prefix):
-                        started[job_id] = time.monotonic()
-                        err_console.print(_line(event, "running"), highlight=False)
-            elif job_id in started and event.type != "job.progress":
-                seconds = time.monotonic() - started.pop(job_id)
-                err_console.print(_line(event, f"{event.type[4:]} after {seconds:.1f} s"), highlight=False)
-
-
-def _line(event: Event, what: str) -> str:
-    data = event.data
-    progress = data.get("progress") or {}
-    rows = f"{progress.get('done', 0)}/{progress.get('total', '?')} rows"
-    error = data.get("error")
-    tail = f": {escape(str(error.get('message', '')))}" if isinstance(error, dict) and error else ""
-    colour = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}.get(what.split()[0], "cyan")
-    return (
-        f"[{colour}]job {escape(str(data.get('id')))}[/] {what} ({escape(str(data.get('model')))}, "
-        f"{rows}, attempt {data.get('attempts', '?')}){tail}"
-    )

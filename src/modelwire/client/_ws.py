@@ -36,7 +36,7 @@ __all__ = ["CLOSE_ERRORS", "SUBPROTOCOL", "WebSocketWire", "error_from_close", "
 SUBPROTOCOL = "modelwire.v1.msgpack"
 KEEPALIVE_S = 15.0  # an application ping on quiet event streams, so the server's idle timeout never fires
 
-# Close codes a modelwire server ends a socket with (protocols/ws/errors.py), and what each means here.
+# Close codes a modelwire server ends a socket with (protocols/http/ws/errors.py), and what each means here.
 CLOSE_ERRORS: dict[int, ErrorCode] = {
     1001: ErrorCode.UNAVAILABLE,
     1003: ErrorCode.UNSUPPORTED_MEDIA_TYPE,

@@ -25,6 +25,7 @@ from modelwire.errors import (
     PayloadTooLargeError,
     UnavailableError,
 )
+from modelwire.model.base import Model
 from modelwire.model.registry import ModelHandle, ModelRegistry
 from modelwire.observability.metrics import Metrics
 from modelwire.security.principal import current_principal
@@ -52,6 +53,9 @@ class DataPlane:
         self.metrics = metrics
         self._inflight = 0
         self._accepting = True
+        self._draining = False
+        self.last_call = 0.0
+        """``time.perf_counter()`` when the latest call started (a draining server waits for quiet)."""
         self.admission = Admission(limits.max_concurrent_per_model, limits.max_queued_per_model)
 
     # -- inference ---------------------------------------------------------------------------------
@@ -63,7 +67,7 @@ class DataPlane:
 
         Raises for what fails the request as a whole: unknown model, overload, deadline, shutdown.
         """
-        started = time.perf_counter()
+        started = self.last_call = time.perf_counter()
         code = ErrorCode.INTERNAL.value
         label = name
         try:
@@ -231,7 +235,13 @@ class DataPlane:
 
     # -- metadata and health -----------------------------------------------------------------------
 
+    def drain(self) -> None:
+        """A stop began: report not ready (health checks move traffic away) while still serving."""
+        self._draining = True
+
     def stop_accepting(self) -> None:
+        """Refuse new requests (UNAVAILABLE); the in-flight ones finish."""
+        self._draining = True
         self._accepting = False
 
     @property
@@ -242,8 +252,31 @@ class DataPlane:
         return True
 
     def ready(self) -> bool:
-        handles = self.registry.handles()
-        return self._accepting and bool(handles) and all(h.ready for h in handles)
+        """Serving, and every model's default version can answer (another version that cannot answers
+        503 for its own requests only: a gateway whose model services serve different versions)."""
+        names = self.registry.names()
+        if self._draining or not names:
+            return False
+        return all(self.registry.get(name, None, require_ready=False).ready for name in names)
+
+    def model(self, name: str, version: str | None = None) -> Model:
+        """The served ``Model`` object (loaded or not), for domain services that need its class or options.
+
+        Raises ``ModelNotFoundError`` like ``infer`` does.
+        """
+        return self.registry.get(name, version, require_ready=False).model
+
+    def resolve_version(self, name: str, version: str | None = None, *, require_ready: bool = False) -> str:
+        """The version ``infer(name, version=version)`` would run: ``version``, or the default one.
+
+        Raises as ``infer`` would for an unknown model (404), and with ``require_ready`` for one that is
+        not ready (503): a stream checks this before it starts, to fail with the usual error.
+        """
+        return self.registry.get(name, version, require_ready=require_ready).version
+
+    def models_state(self) -> list[dict[str, Any]]:
+        """``[{"name", "version", "ready"}]`` for every version, as the live ``metrics`` topic shows them."""
+        return [{"name": h.name, "version": h.version, "ready": h.ready} for h in self.registry.handles()]
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
         return self.registry.get(name, version, require_ready=False).ready

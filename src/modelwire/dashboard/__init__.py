@@ -7,7 +7,7 @@ another host (no CDN, no web fonts): it talks to the server that served it, over
 ``/v1/events``) for live metrics and models, and over REST, WebSocket or SSE for the playground.
 
 ``load_assets()`` reads them once into memory with their content type and a strong ETag; the HTTP side
-(``protocols/rest/dashboard.py``) only looks them up.
+(``protocols/http/rest/dashboard.py``) only looks them up.
 """
 
 from __future__ import annotations

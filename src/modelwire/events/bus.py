@@ -30,7 +30,7 @@ import abc
 import asyncio
 import collections
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,6 +187,12 @@ class EventBus(abc.ABC):
 
     async def start(self) -> None:  # noqa: B027 - optional hook; the local bus needs nothing
         """Connect to whatever the backend needs."""
+
+    shared: bool = False
+    """True when events published by other processes arrive here too (a bus over Redis)."""
+
+    def add_remote_listener(self, listener: Callable[[Event], None]) -> None:  # noqa: B027 - optional hook
+        """Call ``listener`` with each event another process published (never, on an in-process bus)."""
 
     @abc.abstractmethod
     async def close(self) -> None:

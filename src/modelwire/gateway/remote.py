@@ -28,11 +28,11 @@ from modelwire.core.deadline import remaining_s
 from modelwire.core.tensors import Tensor, decode_raw, encode_raw, instances_to_tensors, tensors_to_instances
 from modelwire.errors import DeadlineExceededError, ErrorCode, InternalError, ModelwireError
 from modelwire.model.base import Datatype, Model, ModelInfo, TensorSpec
+from modelwire.observability.tracing import trace_metadata
 from modelwire.protocols.grpc._generated.inference import grpc_service_pb2 as oip
 from modelwire.protocols.grpc._generated.inference import grpc_service_pb2_grpc as oip_grpc
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2 as pb
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2_grpc as pb_grpc
-from modelwire.protocols.grpc.tracing import trace_metadata
 
 __all__ = ["RemoteModel", "UpstreamGroup", "info_from_metadata"]
 

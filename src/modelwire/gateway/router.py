@@ -28,11 +28,12 @@ from modelwire.gateway.remote import RemoteModel, UpstreamGroup, info_from_metad
 from modelwire.gateway.tls import UpstreamTLS, dial
 from modelwire.gateway.upstreams import HEALTH_SERVICE, UpstreamSpec, channel_options, group_target
 from modelwire.model.base import ModelInfo
+from modelwire.model.registry import ModelRegistry
+from modelwire.observability.metrics import Metrics
 from modelwire.protocols.grpc._generated.inference import grpc_service_pb2 as oip
 from modelwire.protocols.grpc._generated.inference import grpc_service_pb2_grpc as oip_grpc
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2 as pb
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2_grpc as pb_grpc
-from modelwire.services import Services
 from modelwire.settings import BatchingSettings, Settings
 
 __all__ = ["Router"]
@@ -60,10 +61,11 @@ class Upstream:
 class Router:
     """Discovers the model services, watches their health, and hands out the channel for each model."""
 
-    def __init__(self, settings: Settings, services: Services) -> None:
+    def __init__(self, settings: Settings, registry: ModelRegistry, metrics: Metrics) -> None:
         self.spec = UpstreamSpec.parse(settings.gateway.upstreams)
         self._settings = settings
-        self._services = services
+        self._registry = registry
+        self._metrics = metrics
         self._options = channel_options(settings)
         self._direct_options = [(k, v) for k, v in self._options if k != "grpc.service_config"]
         key = settings.gateway.upstream_key
@@ -92,7 +94,7 @@ class Router:
                 task.cancel()
 
     def attach(self) -> None:
-        """Serve the discovered models from the registry (after ``Services.start``, which marks every
+        """Serve the discovered models from the registry (after the services started, which marks every
         model it loads ready: readiness here is the upstreams' to decide)."""
         self._attached = True
         self._changed()
@@ -231,7 +233,7 @@ class Router:
         self._mark_unknown()
         if not self._attached:
             return
-        registry, metrics = self._services.registry, self._services.metrics
+        registry, metrics = self._registry, self._metrics
         known = {(h.name, h.version): h for h in registry.handles()}
         for key, info in infos.items():
             if key not in known:
@@ -245,7 +247,7 @@ class Router:
         # While no model service answers, the gateway cannot tell an unknown model from one it cannot
         # reach: 503 and retry, not 404 (a TLS or network mistake must not look like a missing model).
         answering = any(up.serving for up in self._upstreams.values())
-        self._services.registry.unknown_unavailable = (
+        self._registry.unknown_unavailable = (
             None
             if answering
             else f"no model service answers ({self.spec.describe()}; the gateway's log says why), retry later"

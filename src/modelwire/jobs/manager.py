@@ -6,7 +6,7 @@ for ``Idempotency-Key``, and commits: the job is durable when ``submit`` returns
 (over a limit, a malformed upload, the client gone) aborts the upload, so nothing is half-stored.
 
 It also owns the job runner, the webhook dispatcher and the retention purge, started and stopped with
-``start()`` / ``stop()`` by ``Services``.
+``start()`` / ``stop()`` by the lifecycle (``app/lifecycle.py``).
 
 Ownership. A job belongs to the principal that submitted it (``current_principal().id``, set by the ASGI
 middleware or the gRPC interceptor), and every read or action here checks ``Principal.owns``: another
@@ -55,7 +55,6 @@ from modelwire.jobs.store import (
 from modelwire.jobs.training import Trainer, training_row
 from modelwire.jobs.uploads import parser_for
 from modelwire.jobs.webhooks import WebhookDispatcher, check_callback_url
-from modelwire.model.registry import ModelRegistry
 from modelwire.security.principal import Principal, current_principal
 from modelwire.settings import JobsSettings
 
@@ -86,7 +85,6 @@ class JobManager:
         self,
         settings: JobsSettings,
         store: JobStore,
-        registry: ModelRegistry,
         dataplane: DataPlane,
         events: EventBus,
         webhooks: WebhookDispatcher,
@@ -94,7 +92,7 @@ class JobManager:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.registry = registry
+        self.dataplane = dataplane
         self.events = events
         self.webhooks = webhooks
         self.trainer = trainer
@@ -183,9 +181,9 @@ class JobManager:
         """
         principal = current_principal()
         principal.require_model(request.model)
-        handle = self.registry.get(request.model, request.version, require_ready=False)
+        model = self.dataplane.model(request.model, request.version)
         if request.kind == "train":
-            self.trainer.check_trainable(handle.model)
+            self.trainer.check_trainable(model)
         if request.callback_url is not None:
             await check_callback_url(request.callback_url, self.settings.webhook_allow)
         digest = hashlib.sha256(

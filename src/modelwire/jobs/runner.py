@@ -119,6 +119,10 @@ class JobRunner:
 
     # -- the worker loop ----------------------------------------------------------------------------
 
+    def leases(self, lease_owner: str | None) -> bool:
+        """Whether ``lease_owner`` (a job's ``lease_owner``) is one of this process's workers."""
+        return (lease_owner or "").startswith(self._prefix + ":")
+
     async def _worker(self, owner: str) -> None:
         while True:
             try:

@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 
 from modelwire.errors import (
-    ConfigurationError,
     InvalidInputError,
     JobNotFoundError,
     ModelwireError,
@@ -41,7 +40,7 @@ from modelwire.errors import (
 from modelwire.jobs.states import JobStatus
 
 if TYPE_CHECKING:
-    from modelwire.settings import Settings
+    pass
 
 __all__ = [
     "ROW_ERROR",
@@ -56,7 +55,6 @@ __all__ = [
     "encode_row",
     "encode_row_error",
     "job_not_found",
-    "open_store",
     "render_result",
 ]
 
@@ -373,21 +371,3 @@ class JobStore(abc.ABC):
 
 def now() -> float:
     return time.time()
-
-
-def open_store(settings: Settings) -> JobStore:
-    """The backend ``settings.jobs.backend`` names. No I/O: call ``open()`` on the result."""
-    backend = settings.jobs.backend
-    if backend == "sqlite" or backend.startswith("sqlite:///"):
-        from modelwire.jobs.sqlite import SqliteJobStore
-
-        # as SQLAlchemy spells it: sqlite:///relative (to the data dir here), sqlite:////absolute
-        path = settings.data_dir / (backend[len("sqlite:///") :] if backend != "sqlite" else "jobs.sqlite3")
-        return SqliteJobStore(path)
-    if backend.startswith(("redis://", "rediss://", "unix://")):
-        from modelwire.jobs.redis import RedisJobStore
-
-        return RedisJobStore.from_url(backend)  # redis://host:port/db[?prefix=...]
-    raise ConfigurationError(
-        f"jobs backend {backend!r} is not known: use 'sqlite' (the embedded default) or redis://host:port/db"
-    )

@@ -14,17 +14,17 @@ from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
+from modelwire.core.dataplane import DataPlane
 from modelwire.errors import InvalidInputError
 from modelwire.jobs.store import Job, JobStore, decode_row
 from modelwire.model.base import Model
-from modelwire.model.registry import ModelRegistry
 from modelwire.model.repository import ModelRepository
 from modelwire.model.sentiment import SentimentModel, train_sentiment
 
 __all__ = ["Trainer", "TrainingStoppedError", "training_row"]
 
 Register = Callable[[Model], Coroutine[Any, Any, None]]
-"""Load a new model version and add it to the live registry (``Services.register_version``)."""
+"""Load a new model version and add it to the live registry (``app/versions.py``)."""
 OnStage = Callable[[str, float], Coroutine[Any, Any, None]]
 
 
@@ -50,9 +50,9 @@ def training_row(row: Any, index: int) -> dict[str, Any]:
 class Trainer:
     """Trains new versions of sentiment models into the repository under ``root``."""
 
-    def __init__(self, root: Path, registry: ModelRegistry, register: Register) -> None:
+    def __init__(self, root: Path, dataplane: DataPlane, register: Register) -> None:
         self.repository = ModelRepository(root)
-        self.registry = registry
+        self.dataplane = dataplane
         self.register = register
 
     def check_trainable(self, model: Model) -> None:
@@ -60,6 +60,15 @@ class Trainer:
             raise InvalidInputError(
                 f"model {model.name!r} cannot be trained by modelwire (only builtin:sentiment models can)"
             )
+
+    def has_version(self, name: str, version: str) -> bool:
+        """Whether this repository holds ``name`` ``version`` (trained here or by a process sharing it)."""
+        return version in self.repository.versions(name)
+
+    def model_version(self, name: str, version: str) -> Model:
+        """The servable ``Model`` of a trained version, with the options the served model was given."""
+        served = self.dataplane.model(name)
+        return SentimentModel(name, version, repository=self.repository, **served.options)
 
     async def run(
         self, job: Job, store: JobStore, on_stage: OnStage, stop: threading.Event
@@ -83,10 +92,7 @@ class Trainer:
         report = await asyncio.to_thread(
             train_sentiment, self.repository, name=job.model, data=(texts, labels), progress=progress
         )
-        served = self.registry.get(job.model, require_ready=False).model
-        await self.register(
-            SentimentModel(job.model, report.version, repository=self.repository, **served.options)
-        )
+        await self.register(self.model_version(job.model, report.version))
         return {
             "version": report.version,
             "accuracy": round(report.accuracy, 4) if report.accuracy == report.accuracy else None,

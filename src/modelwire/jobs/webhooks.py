@@ -14,7 +14,7 @@ Allow-list. ``check_callback_url`` refuses non-http(s) URLs and hosts that resol
 link-local, reserved or multicast addresses unless ``jobs.webhook_allow`` names them; it runs at submit
 (400) and again before each delivery, since DNS can change in between.
 
-The HTTP client is injected (``WebhookPoster``): the core imports no HTTP stack; ``protocols/webhooks.py``
+The HTTP client is injected (``WebhookPoster``): the core imports no HTTP stack; ``outbound/webhooks.py``
 holds the httpx one.
 """
 

@@ -1,6 +1,6 @@
 """Trace context (W3C ``traceparent``) and the request id of the call being served, as a context variable.
 
-The REST middleware (``protocols/rest/tracing.py``) and the gRPC interceptor (``protocols/grpc/tracing.py``)
+The REST middleware (``protocols/http/tracing.py``) and the gRPC interceptor (``protocols/grpc/tracing.py``)
 read them from the incoming request (creating them when absent) and set them here for the whole call; the
 gateway copies them into the metadata of its upstream call; ``logs.py`` adds them to every log record.
 No span is exported: modelwire propagates the context so that a tracer or a log search can join the hops.
@@ -21,6 +21,7 @@ __all__ = [
     "TraceLogFilter",
     "current_trace",
     "reset_trace",
+    "trace_metadata",
     "use_trace",
 ]
 
@@ -91,3 +92,12 @@ class TraceLogFilter(logging.Filter):
         trace = _trace.get()
         record.trace = f" [request_id={trace.request_id} trace_id={trace.trace_id}]" if trace else ""
         return True
+
+
+def trace_metadata() -> tuple[tuple[str, str], ...]:
+    """Metadata carrying the current trace to the next hop: ``traceparent`` (this hop as the parent span)
+    and ``x-request-id``. Empty outside a traced call."""
+    trace = current_trace()
+    if trace is None:
+        return ()
+    return ((TRACEPARENT_HEADER, trace.traceparent), (REQUEST_ID_HEADER, trace.request_id))

@@ -12,16 +12,18 @@ A route the scope tables do not know needs ``models:admin``: a new endpoint is n
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from modelwire.errors import ConfigurationError, UnauthenticatedError
 from modelwire.security.keys import KeyStore, looks_like_key
 from modelwire.security.principal import ALL_SCOPES, Principal, Scope, is_loopback
 from modelwire.security.ratelimit import (
+    MemoryRateLimiter,
     RateDecision,
     RateLimiter,
-    build_rate_limiter,
     rate_limited_error,
+    rate_limits_enabled,
 )
 from modelwire.security.tokens import JWTVerifier, WsTokens, invalid_token
 from modelwire.settings import Settings
@@ -104,8 +106,14 @@ class SecurityPolicy:
         """False: authentication and rate limits are off, nothing can be refused (the fast path)."""
 
     @classmethod
-    def build(cls, settings: Settings) -> SecurityPolicy:
-        """Check the settings (``ConfigurationError`` when they cannot be safe) and build the policy."""
+    def build(
+        cls, settings: Settings, *, limiter: Callable[[bool], RateLimiter] | None = None
+    ) -> SecurityPolicy:
+        """Check the settings (``ConfigurationError`` when they cannot be safe) and build the policy.
+
+        ``limiter(auth_on)`` makes the rate limiter (``backends.resolve.open_rate_limiter`` keeps buckets
+        in Redis when the settings say so); by default buckets are in this process.
+        """
         auth = settings.auth
         auth_on = check_exposure(settings)
         if not auth_on and not is_loopback(settings.host):
@@ -124,7 +132,7 @@ class SecurityPolicy:
         keys = KeyStore.in_data_dir(settings.data_dir)
         policy = cls(
             auth_on=auth_on,
-            limiter=build_rate_limiter(settings, auth_on=auth_on),
+            limiter=(limiter or _memory_limiter(settings))(auth_on),
             keys=keys,
             jwt=verifier,
             ws_tokens=WsTokens(settings.data_dir / "ws_token_key", auth.ws_token_ttl_s),
@@ -296,3 +304,12 @@ def grpc_scope(full_method: str) -> Scope | None:
         if full_method.startswith(_GRPC_PUBLIC_SERVICES):
             return None
         return Scope.MODELS_ADMIN
+
+
+def _memory_limiter(settings: Settings) -> Callable[[bool], RateLimiter]:
+    def make(auth_on: bool) -> RateLimiter:
+        return MemoryRateLimiter(
+            settings.rate_limits.rules, enabled=rate_limits_enabled(settings, auth_on=auth_on)
+        )
+
+    return make

@@ -4,7 +4,8 @@ A request is counted against ONE rule, the most specific of ``rate_limits.rules`
 and model (scope+model > scope > model > ``*``), in one bucket per (principal, rule): a rule with
 ``scope="*"`` is one budget a principal spends on every route no more specific rule counts. The buckets
 are token buckets (``bucket.py``), kept in this process (``MemoryRateLimiter``) or, when jobs are on Redis,
-in Redis (``RedisRateLimiter``, ``ratelimit_redis.py``) so that every gateway sharing it shares the counts.
+in Redis (``RedisRateLimiter``, ``backends/redis/ratelimit.py``) so that every gateway sharing it
+shares the counts.
 
 The ASGI middleware and the gRPC interceptor call ``acquire`` through ``SecurityPolicy.admit``; a refused
 request becomes ``rate_limited_error`` (429 / RESOURCE_EXHAUSTED with ``RetryInfo``) and every counted
@@ -30,7 +31,6 @@ __all__ = [
     "RateLimiter",
     "Rule",
     "RuleTable",
-    "build_rate_limiter",
     "rate_limit_headers",
     "rate_limited_error",
     "rate_limits_enabled",
@@ -163,18 +163,6 @@ def rate_limits_enabled(settings: Settings, *, auth_on: bool) -> bool:
     if enabled is None:
         return auth_on or not is_loopback(settings.host)
     return enabled
-
-
-def build_rate_limiter(settings: Settings, *, auth_on: bool) -> RateLimiter:
-    """In memory; on Redis when ``jobs.backend`` is a Redis URL (replicas share counts). No I/O here."""
-    rules = settings.rate_limits.rules
-    enabled = rate_limits_enabled(settings, auth_on=auth_on)
-    if enabled and settings.jobs.backend.startswith(("redis://", "rediss://", "unix://")):
-        from modelwire.jobs.redis import RedisTarget
-        from modelwire.security.ratelimit_redis import RedisRateLimiter
-
-        return RedisRateLimiter(RedisTarget.parse(settings.jobs.backend), rules)
-    return MemoryRateLimiter(rules, enabled=enabled)
 
 
 def rate_limit_headers(decision: RateDecision) -> list[tuple[str, str]]:

@@ -1,13 +1,13 @@
 """The server's certificate and key as every listener needs them, and their reload on SIGHUP.
 
-How a reload works, per listener (``Server.reload_tls`` drives it; docs/tls.md says what a client sees):
+How a reload works, per listener (``app/lifecycle.py`` drives it; docs/tls.md says what a client sees):
 
 - the files are read and checked first (``load_cert_chain`` on a fresh context): a bad pair is refused with a
   logged error and every listener keeps the certificate it has;
 - REST (granian): ``granian``'s own respawn starts a new worker on the same port (SO_REUSEPORT) that reads
   the files again, then stops the old worker gracefully: in-flight requests and SSE streams finish on it;
-- gRPC: ``dynamic_ssl_server_credentials`` asks ``TLSMaterial.grpc_config`` before each new handshake;
-  after a reload it returns the new pair once, so open channels are untouched;
+- gRPC: ``dynamic_ssl_server_credentials`` asks ``take_reloaded`` before each new handshake
+  (``protocols/grpc/tls.py``); after a reload it returns the new pair once, so open channels are untouched;
 - HTTP/3: the new pair is loaded into the QUIC configuration new connections are created from.
 """
 
@@ -18,15 +18,11 @@ import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from modelwire.errors import ConfigurationError
 from modelwire.settings import TLSSettings
 
-if TYPE_CHECKING:
-    import grpc
-
-__all__ = ["TLSMaterial", "check_key_pair", "granian_tls_options"]
+__all__ = ["TLSMaterial", "check_key_pair"]
 
 logger = logging.getLogger("modelwire.tls")
 
@@ -45,17 +41,6 @@ def check_key_pair(cert: Path, key: Path) -> None:
         ) from exc
 
 
-def granian_tls_options(tls: TLSSettings) -> dict[str, Any]:
-    """The granian ``Server`` keyword arguments for HTTPS: TLS 1.2 minimum (rustls: modern suites only)."""
-    if not tls.enabled:
-        return {}
-    from granian.constants import SSLProtocols
-
-    assert tls.cert is not None
-    assert tls.key is not None
-    return {"ssl_cert": tls.cert, "ssl_key": tls.key, "ssl_protocol_min": SSLProtocols.tls12}
-
-
 @dataclass(frozen=True, slots=True)
 class _Pair:
     cert: bytes
@@ -66,7 +51,7 @@ class TLSMaterial:
     """The current certificate/key pair (and the client CA for mutual TLS on gRPC), reloadable.
 
     >>> material = TLSMaterial(settings.tls)        # reads and checks the files
-    >>> server.add_secure_port(address, material.grpc_credentials())
+    >>> material.current()                           # (cert, key, client CA) PEM bytes for a listener
     >>> material.reload()                            # on SIGHUP; True when the new pair was taken
     """
 
@@ -113,26 +98,15 @@ class TLSMaterial:
             self._pair, self._client_ca, self._fresh = pair, client_ca, True
         return True
 
-    def _server_config(self) -> grpc.ServerCertificateConfiguration:
-        import grpc
+    def current(self) -> tuple[bytes, bytes, bytes | None]:
+        """``(certificate chain, key, client CA or None)`` as PEM bytes, now."""
+        with self._lock:
+            return self._pair.cert, self._pair.key, self._client_ca
 
-        return grpc.ssl_server_certificate_configuration(
-            [(self._pair.key, self._pair.cert)], root_certificates=self._client_ca
-        )
-
-    def grpc_config(self) -> grpc.ServerCertificateConfiguration | None:
-        """The fetcher gRPC calls before a handshake: a new configuration after a reload, else ``None``."""
+    def take_reloaded(self) -> tuple[bytes, bytes, bytes | None] | None:
+        """The pair a ``reload()`` took, once (a listener that re-reads per handshake asks); else None."""
         with self._lock:
             if not self._fresh:
                 return None
             self._fresh = False
-            return self._server_config()
-
-    def grpc_credentials(self) -> grpc.ServerCredentials:
-        """TLS (mutual when a client CA is set) for ``add_secure_port``, following ``reload()``."""
-        import grpc
-
-        with self._lock:
-            initial = self._server_config()
-        fetch: Any = self.grpc_config  # grpc's stub says the fetcher never returns None; it may
-        return grpc.dynamic_ssl_server_credentials(initial, fetch, require_client_authentication=self.mutual)
+            return self._pair.cert, self._pair.key, self._client_ca

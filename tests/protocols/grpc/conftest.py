@@ -5,8 +5,9 @@ from collections.abc import AsyncIterator, Callable
 import grpc
 import pytest
 
+from modelwire.app.lifecycle import start_services, stop_services
+from modelwire.app.services import Services
 from modelwire.protocols.grpc.server import GrpcListener, start_grpc_server
-from modelwire.services import Services
 from modelwire.settings import LimitsSettings, Settings
 from tests.models import EchoModel, ErrorModel, SlowModel
 
@@ -20,9 +21,9 @@ async def services(
     services = make_services(
         EchoModel(), ErrorModel("broken"), SlowModel("slow", delay_s=5.0), settings=settings
     )
-    await services.start()
+    await start_services(services)
     yield services
-    await services.stop()
+    await stop_services(services)
 
 
 @pytest.fixture

@@ -11,12 +11,13 @@ import grpc
 import pytest
 from google.protobuf import json_format
 
+from modelwire.app.lifecycle import begin_shutdown, start_services, stop_services
+from modelwire.app.services import Services
 from modelwire.events.bus import Event, LocalEventBus
 from modelwire.events.streaming import FOREIGN_ID, RESET_REASON
 from modelwire.protocols.grpc._generated.modelwire.v1 import events_pb2, events_pb2_grpc
 from modelwire.protocols.grpc.events import EventConverter
 from modelwire.protocols.grpc.server import GrpcListener
-from modelwire.services import Services
 from modelwire.settings import EventsSettings, Settings
 from tests.models import EchoModel
 from tests.protocols.grpc.richstatus import rich_details
@@ -30,9 +31,9 @@ async def services(
     """Overrides the folder's: small event bounds and a fast metrics snapshot."""
     settings = make_settings(events=EventsSettings(queue_size=8, replay_size=16, metrics_interval_s=0.1))
     services = make_services(EchoModel(), settings=settings, default=False)
-    await services.start()
+    await start_services(services)
     yield services
-    await services.stop()
+    await stop_services(services)
 
 
 @pytest.fixture
@@ -180,7 +181,7 @@ async def test_a_slow_reader_is_dropped_with_resource_exhausted(
 async def test_shutdown_ends_the_stream(stub: events_pb2_grpc.EventsStub, services: Services) -> None:
     call = stub.Subscribe(request("server"), timeout=10)
     await wait_until(lambda: services.events.subscriber_count == 1, "subscribed")
-    await services.begin_shutdown()
+    await begin_shutdown(services)
     assert [event.type async for event in call] == ["server.stopping"]
     assert await call.code() == grpc.StatusCode.OK
 
@@ -188,7 +189,7 @@ async def test_shutdown_ends_the_stream(stub: events_pb2_grpc.EventsStub, servic
 async def test_a_subscription_during_shutdown_ends_at_once(
     stub: events_pb2_grpc.EventsStub, services: Services
 ) -> None:
-    await services.begin_shutdown()
+    await begin_shutdown(services)
     call = stub.Subscribe(request("*"), timeout=10)
     assert [event async for event in call] == []
     assert await call.code() == grpc.StatusCode.OK

@@ -13,8 +13,9 @@ from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from modelwire.app.lifecycle import start_services, stop_services
+from modelwire.app.services import Services
 from modelwire.protocols.grpc.server import SERVICE_NAMES, GrpcListener, start_grpc_server
-from modelwire.services import Services
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -66,12 +67,12 @@ async def test_not_serving_until_models_are_loaded(make_services: Callable[..., 
             stub = health_pb2_grpc.HealthStub(channel)
             request = health_pb2.HealthCheckRequest(service="")
             assert (await stub.Check(request)).status == NOT_SERVING
-            await services.start()
+            await start_services(services)
             await listener.refresh_health()
             assert (await stub.Check(request)).status == SERVING
     finally:
         await listener.stop(0)
-        await services.stop()
+        await stop_services(services)
 
 
 async def _reflect(channel: grpc.aio.Channel, request: Any) -> Any:

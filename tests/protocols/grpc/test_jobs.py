@@ -13,10 +13,11 @@ import pytest
 from google.protobuf import json_format, struct_pb2
 
 from modelwire import Datatype, Model, TensorSpec
+from modelwire.app.lifecycle import start_services, stop_services
+from modelwire.app.services import Services
 from modelwire.protocols.grpc._generated.modelwire.v1 import jobs_pb2 as pb
 from modelwire.protocols.grpc._generated.modelwire.v1 import jobs_pb2_grpc as pb_grpc
 from modelwire.protocols.grpc.server import GrpcListener, start_grpc_server
-from modelwire.services import Services
 from modelwire.settings import JobsSettings, Settings
 from tests.models import EchoModel
 from tests.protocols.grpc.richstatus import rich_details
@@ -56,10 +57,10 @@ async def services(
         jobs=JobsSettings(batch_size=2, progress_interval_ms=0, lease_s=5, max_upload_bytes=65536)
     )
     services = make_services(EchoModel(), gate, settings=settings, default=False)
-    await services.start()
+    await start_services(services)
     yield services
     gate.gate.set()  # a job still waiting at the gate must not hold the shutdown
-    await services.stop()
+    await stop_services(services)
 
 
 @pytest.fixture
@@ -430,7 +431,7 @@ async def test_a_full_queue_is_unavailable_with_retry_info(
 ) -> None:
     settings = make_settings(jobs=JobsSettings(workers=0, max_queue_depth=1))
     services = make_services(EchoModel(), settings=settings, default=False)
-    await services.start()
+    await start_services(services)
     listener = await start_grpc_server(services, "127.0.0.1", 0)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{listener.port}") as channel:
@@ -443,7 +444,7 @@ async def test_a_full_queue_is_unavailable_with_retry_info(
             assert details["RetryInfo"].retry_delay.seconds > 0
     finally:
         await listener.stop(0)
-        await services.stop()
+        await stop_services(services)
 
 
 # -- reflection ---------------------------------------------------------------------------------------

@@ -10,11 +10,12 @@ import grpc
 import pytest
 from grpc_status import rpc_status
 
+from modelwire.app.lifecycle import start_services, stop_services
+from modelwire.app.services import Services
 from modelwire.errors import ConfigurationError
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2 as pb
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2_grpc as pb_grpc
 from modelwire.protocols.grpc.server import GrpcListener, start_grpc_server
-from modelwire.services import Services
 from modelwire.settings import GRPCSettings, LimitsSettings, Settings
 from tests.models import SlowModel
 
@@ -47,7 +48,7 @@ async def test_messages_over_the_configured_size_are_refused(
         grpc=GRPCSettings(max_message_bytes=4096), limits=LimitsSettings(max_text_chars=100_000)
     )
     services = make_services(settings=settings)
-    await services.start()
+    await start_services(services)
     listener = await start_grpc_server(services, "127.0.0.1", 0)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{listener.port}") as channel:
@@ -59,14 +60,14 @@ async def test_messages_over_the_configured_size_are_refused(
             assert (await stub.Predict(pb.Input(text="I love this product"))).sentiment == "positive"
     finally:
         await listener.stop(0)
-        await services.stop()
+        await stop_services(services)
 
 
 async def test_stop_lets_an_in_flight_call_finish(
     make_services: Callable[..., Services], make_settings: Callable[..., Settings]
 ) -> None:
     services = make_services(SlowModel("slow", delay_s=0.5), settings=make_settings())
-    await services.start()
+    await start_services(services)
     listener: GrpcListener = await start_grpc_server(services, "127.0.0.1", 0)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{listener.port}") as channel:
@@ -77,4 +78,4 @@ async def test_stop_lets_an_in_flight_call_finish(
             output = await call
             assert output.result["echo"] == "wait for me"
     finally:
-        await services.stop()
+        await stop_services(services)

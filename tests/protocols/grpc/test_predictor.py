@@ -12,11 +12,11 @@ import grpc
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
+from modelwire.app.services import Services
 from modelwire.core.dataplane import CallContext
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2 as pb
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2_grpc as pb_grpc
 from modelwire.protocols.grpc.server import GrpcListener
-from modelwire.services import Services
 from tests.protocols.grpc.richstatus import rich_details
 
 

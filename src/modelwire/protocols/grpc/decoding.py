@@ -3,7 +3,7 @@
 grpc.aio parses a request with the handler's ``request_deserializer`` before any servicer code runs; when
 that raises (truncated bytes, a bad wire type, invalid UTF-8 in a string field), grpc answers UNKNOWN and
 logs a traceback as if the server were broken. ``lenient`` wraps the deserializer so that it returns a
-``Malformed`` marker instead; the handler wrapper of ``security/interceptor.py`` (which wraps every
+``Malformed`` marker instead; the handler wrapper of ``protocols/grpc/auth.py`` (which wraps every
 handler) turns the marker into INVALID_ARGUMENT through the one error table, after authentication, so a
 stranger learns nothing about parsing.
 """

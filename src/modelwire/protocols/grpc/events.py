@@ -20,10 +20,10 @@ from modelwire.errors import DeadlineExceededError
 from modelwire.events.bus import Event
 from modelwire.events.streaming import RESET_REASON, RenderCache, close_when, parse_event_id
 from modelwire.events.topics import parse_topics
+from modelwire.protocols.facades import Facades
 from modelwire.protocols.grpc._generated.modelwire.v1 import events_pb2 as pb
 from modelwire.protocols.grpc._generated.modelwire.v1 import events_pb2_grpc as pb_grpc
 from modelwire.protocols.grpc.errors import map_errors
-from modelwire.services import Services
 
 __all__ = ["EventConverter", "EventsServicer"]
 
@@ -57,7 +57,7 @@ class EventConverter:
 class EventsServicer(pb_grpc.EventsServicer):  # type: ignore[misc]
     """Streams ``services.events`` to one subscriber per call, counted as a ``grpc`` connection."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Facades) -> None:
         self._services = services
         self._render = RenderCache(EventConverter.from_domain)
 

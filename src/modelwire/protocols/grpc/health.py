@@ -28,6 +28,8 @@ class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         self._status: dict[str, Any] = dict.fromkeys(["", *service_names], NOT_SERVING)
         self._changed = asyncio.Condition()
         self._closed = False
+        self.watchers = 0
+        """Open ``Watch`` streams: clients that route by this health (a gateway's channels)."""
 
     @property
     def serving(self) -> bool:
@@ -57,14 +59,22 @@ class HealthServicer(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         return health_pb2.HealthCheckResponse(status=status)
 
     async def Watch(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        self.watchers += 1
+        try:
+            async for response in self._watch(request.service):
+                yield response
+        finally:
+            self.watchers -= 1
+
+    async def _watch(self, service: str) -> AsyncIterator[Any]:
         last = None
         while True:
-            status = self._status.get(request.service, SERVICE_UNKNOWN)
+            status = self._status.get(service, SERVICE_UNKNOWN)
             if status != last:
                 yield health_pb2.HealthCheckResponse(status=status)
                 last = status
             if self._closed:
                 return
             async with self._changed:
-                while not self._closed and self._status.get(request.service, SERVICE_UNKNOWN) == last:
+                while not self._closed and self._status.get(service, SERVICE_UNKNOWN) == last:
                     await self._changed.wait()

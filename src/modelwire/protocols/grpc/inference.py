@@ -8,11 +8,11 @@ from typing import Any
 import grpc
 
 from modelwire.errors import ModelwireError
+from modelwire.protocols.facades import Facades
 from modelwire.protocols.grpc._generated.inference import grpc_service_pb2 as oip
 from modelwire.protocols.grpc._generated.inference import grpc_service_pb2_grpc as oip_grpc
 from modelwire.protocols.grpc.converters import InferConverter, call_context, metadata_from_domain
 from modelwire.protocols.grpc.errors import error_message, map_errors
-from modelwire.services import Services
 
 __all__ = ["GRPCInferenceServiceServicer"]
 
@@ -25,7 +25,7 @@ class GRPCInferenceServiceServicer(oip_grpc.GRPCInferenceServiceServicer):  # ty
     RPCs of Triton's service that are not in ``proto/inference/grpc_service.proto`` answer UNIMPLEMENTED.
     """
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Facades) -> None:
         self._dataplane = services.dataplane
 
     @map_errors

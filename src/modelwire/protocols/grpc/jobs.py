@@ -16,11 +16,11 @@ import grpc
 
 from modelwire.errors import DeadlineExceededError, InvalidInputError, PayloadTooLargeError
 from modelwire.jobs.watch import JobWatch
+from modelwire.protocols.facades import Facades
 from modelwire.protocols.grpc._generated.modelwire.v1 import jobs_pb2 as pb
 from modelwire.protocols.grpc._generated.modelwire.v1 import jobs_pb2_grpc as pb_grpc
 from modelwire.protocols.grpc.errors import map_errors
 from modelwire.protocols.grpc.job_converters import JobConverter
-from modelwire.services import Services
 
 __all__ = ["JobsServicer"]
 
@@ -77,7 +77,7 @@ async def _file_chunks(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[by
 class JobsServicer(pb_grpc.JobsServicer):  # type: ignore[misc]
     """Every call goes to ``services.jobs``; errors become statuses through ``errors.map_errors``."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Facades) -> None:
         self._services = services
         self._jobs = services.jobs
         self._upload_limit = services.settings.jobs.max_upload_bytes

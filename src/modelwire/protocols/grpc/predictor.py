@@ -8,11 +8,11 @@ from typing import Any
 import grpc
 
 from modelwire.errors import InvalidInputError, ModelwireError
+from modelwire.protocols.facades import Facades
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2 as pb
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2_grpc as pb_grpc
 from modelwire.protocols.grpc.converters import PredictCall, PredictConverter, call_context
 from modelwire.protocols.grpc.errors import map_errors
-from modelwire.services import Services
 
 __all__ = ["PredictorServicer"]
 
@@ -26,12 +26,11 @@ class PredictorServicer(pb_grpc.PredictorServicer):  # type: ignore[misc]
     sent on that item's ``StreamOutput`` and the stream goes on.
     """
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Facades) -> None:
         self._dataplane = services.dataplane
-        self._registry = services.registry
 
     def _version(self, call: PredictCall) -> str:
-        return self._registry.get(call.model, call.version, require_ready=False).version
+        return self._dataplane.resolve_version(call.model, call.version)
 
     @map_errors
     async def Predict(self, request: Any, context: Context) -> Any:

@@ -1,4 +1,4 @@
-"""The gRPC listener: grpc.aio on the running event loop (the same one as REST), over the same ``Services``.
+"""The gRPC listener: grpc.aio on the running event loop (the same one as REST), over the same ``Facades``.
 
 It serves ``modelwire.v1.Predictor``, ``modelwire.v1.Events``, ``modelwire.v1.Jobs``,
 ``inference.GRPCInferenceService``, ``grpc.health.v1.Health`` (SERVING while ``DataPlane.ready()``,
@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from modelwire.errors import ConfigurationError
+from modelwire.protocols.facades import Facades
 from modelwire.protocols.grpc._generated.inference import grpc_service_pb2 as oip
 from modelwire.protocols.grpc._generated.inference import grpc_service_pb2_grpc as oip_grpc
 from modelwire.protocols.grpc._generated.modelwire.v1 import (
@@ -28,14 +29,13 @@ from modelwire.protocols.grpc._generated.modelwire.v1 import (
 )
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2 as pb
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2_grpc as pb_grpc
+from modelwire.protocols.grpc.auth import SecurityInterceptor
 from modelwire.protocols.grpc.events import EventsServicer
 from modelwire.protocols.grpc.health import HealthServicer
 from modelwire.protocols.grpc.inference import GRPCInferenceServiceServicer
 from modelwire.protocols.grpc.jobs import JobsServicer
 from modelwire.protocols.grpc.predictor import PredictorServicer
 from modelwire.protocols.grpc.tracing import TraceInterceptor
-from modelwire.security.interceptor import SecurityInterceptor
-from modelwire.services import Services
 
 __all__ = ["SERVICE_NAMES", "GrpcListener", "start_grpc_server"]
 
@@ -51,9 +51,7 @@ HEALTH_POLL_S = 0.5
 class GrpcListener:
     """A started gRPC server: the port it bound, its health status, and a graceful stop."""
 
-    def __init__(
-        self, server: grpc.aio.Server, port: int, services: Services, health: HealthServicer
-    ) -> None:
+    def __init__(self, server: grpc.aio.Server, port: int, services: Facades, health: HealthServicer) -> None:
         self.port = port
         self.health = health
         self._server = server
@@ -101,7 +99,7 @@ def _reflection_pool() -> descriptor_pool.DescriptorPool:
 
 
 async def start_grpc_server(
-    services: Services,
+    services: Facades,
     host: str,
     port: int,
     *,

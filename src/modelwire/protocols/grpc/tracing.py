@@ -17,11 +17,10 @@ from modelwire.observability.tracing import (
     REQUEST_ID_HEADER,
     TRACEPARENT_HEADER,
     TraceContext,
-    current_trace,
     use_trace,
 )
 
-__all__ = ["TraceInterceptor", "trace_metadata"]
+__all__ = ["TraceInterceptor"]
 
 
 class TraceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg]
@@ -40,12 +39,3 @@ class TraceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-ar
                 request_id = value
         use_trace(TraceContext.incoming(traceparent, request_id))
         return await continuation(handler_call_details)
-
-
-def trace_metadata() -> tuple[tuple[str, str], ...]:
-    """Metadata carrying the current trace to the next hop: ``traceparent`` (this hop as the parent span)
-    and ``x-request-id``. Empty outside a traced call."""
-    trace = current_trace()
-    if trace is None:
-        return ()
-    return ((TRACEPARENT_HEADER, trace.traceparent), (REQUEST_ID_HEADER, trace.request_id))

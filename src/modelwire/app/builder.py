@@ -1,0 +1,91 @@
+"""``build_services``: the one builder of ``Services``, for every role (serve, model-service, gateway,
+worker). Instantiates models (training the default one when the repository has none) and wires the core,
+the jobs façade, the event bus and the security policy. Loads nothing and opens nothing: ``lifecycle.py``
+starts what this builds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from modelwire.app.follow import follow_remote_jobs
+from modelwire.app.services import Services
+from modelwire.app.versions import ModelVersions, batching_for
+from modelwire.backends.resolve import open_event_bus, open_job_store, open_rate_limiter
+from modelwire.core.dataplane import DataPlane
+from modelwire.events.bus import EventBus
+from modelwire.events.publishers import MetricsPublisher
+from modelwire.jobs.manager import JobManager
+from modelwire.jobs.training import Trainer
+from modelwire.jobs.webhooks import WebhookDispatcher
+from modelwire.model.base import Model
+from modelwire.model.registry import ModelRegistry, build_models
+from modelwire.observability.metrics import Metrics
+from modelwire.outbound.webhooks import HttpxWebhookPoster
+from modelwire.security.policy import SecurityPolicy
+from modelwire.settings import Settings
+
+__all__ = ["build_services"]
+
+
+def build_services(
+    settings: Settings,
+    *,
+    models: list[Model] | None = None,
+    progress: Callable[[str, float], None] | None = None,
+    events: EventBus | None = None,
+) -> Services:
+    """Everything one process serves with. ``models`` replaces the configured ones (``[]``: none, as a
+    gateway has before it discovers its model services)."""
+    security = SecurityPolicy.build(  # refuses unsafe settings before a model is built
+        settings, limiter=lambda auth_on: open_rate_limiter(settings, auth_on=auth_on)
+    )
+    metrics = Metrics()
+    registry = ModelRegistry()
+    for model in models if models is not None else build_models(settings, progress=progress):
+        registry.add(model, batching_for(settings, model.name), metrics.batch_size.labels(model.name).observe)
+    dataplane = DataPlane(registry, settings.limits, metrics)
+    bus = events or open_event_bus(settings)
+    versions = ModelVersions(settings, registry, metrics, bus)
+    publisher = MetricsPublisher(
+        bus, metrics.live, settings.events.metrics_interval_s, lambda: _gauges(dataplane, bus)
+    )
+    services = Services(
+        settings=settings,
+        registry=registry,
+        dataplane=dataplane,
+        metrics=metrics,
+        events=bus,
+        security=security,
+        versions=versions,
+        jobs=_jobs(settings, dataplane, bus, versions),
+        publisher=publisher,
+    )
+    follow_remote_jobs(services)  # jobs on Redis: act on other processes' job events too
+    return services
+
+
+def _jobs(settings: Settings, dataplane: DataPlane, events: EventBus, versions: ModelVersions) -> JobManager:
+    jobs = settings.jobs
+    store = open_job_store(settings)
+    secret = jobs.webhook_secret.get_secret_value() if jobs.webhook_secret is not None else None
+    webhooks = WebhookDispatcher(
+        store,
+        HttpxWebhookPoster(),
+        secret=secret,
+        secret_path=settings.data_dir / "webhook_secret",
+        allow=jobs.webhook_allow,
+        max_attempts=jobs.webhook_max_attempts,
+        timeout_s=jobs.webhook_timeout_s,
+    )
+    trainer = Trainer(settings.model_repository, dataplane, versions.register)
+    return JobManager(jobs, store, dataplane, events, webhooks, trainer)
+
+
+def _gauges(dataplane: DataPlane, events: EventBus) -> dict[str, Any]:
+    return {
+        "inflight": dataplane.inflight,
+        "subscribers": events.subscriber_count,
+        "models": dataplane.models_state(),
+    }

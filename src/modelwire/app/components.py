@@ -1,0 +1,127 @@
+"""What some roles run next to their listeners (``lifecycle.Component``).
+
+- ``UpstreamRouter``: the gateway's (and ``worker --upstream``'s) models are model services reached over
+  gRPC; it discovers them, watches their health and puts their models in the registry (``gateway/``).
+- ``JobReporter``: ``modelwire worker``'s console: one line when a job starts here and one when it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from rich.markup import escape
+
+from modelwire.app.services import Services
+from modelwire.events.bus import Event
+from modelwire.gateway.router import Router
+from modelwire.settings import Settings
+
+__all__ = ["JobReporter", "UpstreamRouter"]
+
+logger = logging.getLogger("modelwire.gateway")
+
+
+class UpstreamRouter:
+    """Starts a ``Router`` over the services' registry once the services are up; closes it at the end."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.router: Router | None = None
+
+    async def start(self, services: Services) -> None:
+        router = Router(self.settings, services.registry, services.metrics)
+        self.router = router
+        await router.start(wait_s=max(2.0, self.settings.gateway.discovery_interval_s))
+        router.attach()
+
+    async def stop(self) -> None:
+        if self.router is not None:
+            await self.router.close()
+
+    def log_status(self) -> None:
+        for up in self.router.status() if self.router is not None else []:
+            logger.info("upstream %(address)s serving=%(serving)s models=%(models)s", up)
+
+
+class JobReporter:
+    """``modelwire worker``'s lines on the console (events of other processes' jobs are skipped)."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self._services: Services | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def announce(self, settings: Settings) -> None:
+        """The first lines, before anything is built or connected."""
+        from modelwire.console import err_console
+
+        err_console.print(f"[bold]modelwire worker[/]: jobs from {escape(self.where)}", highlight=False)
+        if settings.jobs.webhook_secret is None and self.where.startswith("Redis"):
+            err_console.print(
+                "[yellow]warning:[/] MODELWIRE_JOBS__WEBHOOK_SECRET is not set: webhooks of jobs run here "
+                f"are signed with {escape(str(settings.data_dir / 'webhook_secret'))}; give every process "
+                "one key",
+                highlight=False,
+            )
+
+    async def start(self, services: Services) -> None:
+        self._services = services
+        self._task = asyncio.create_task(self._report(services), name="worker-report")
+
+    def ready(self) -> None:
+        from modelwire.console import err_console
+
+        assert self._services is not None
+        settings = self._services.settings
+        names = ", ".join(f"{m['name']} {m['version']}" for m in self._services.dataplane.models_state())
+        err_console.print(
+            f"[green]ready[/]: {settings.jobs.workers} job worker(s), lease {settings.jobs.lease_s:g} s; "
+            f"models: {escape(names)}. SIGTERM gives a running job back and exits.",
+            highlight=False,
+        )
+
+    def stopping(self) -> None:
+        from modelwire.console import err_console
+
+        err_console.print("stopping: giving running jobs back to the queue", highlight=False)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _report(self, services: Services) -> None:
+        from modelwire.console import err_console
+
+        started: dict[str, float] = {}
+        async with services.events.subscribe(["jobs/*"]) as sub:
+            async for event in sub:
+                job_id = str(event.data.get("id", ""))
+                if event.type == "job.running":
+                    with contextlib.suppress(Exception):
+                        job = await services.jobs.store.get(job_id)
+                        if services.jobs.runner.leases(job.lease_owner):
+                            started[job_id] = time.monotonic()
+                            err_console.print(_line(event, "running"), highlight=False)
+                elif job_id in started and event.type != "job.progress":
+                    seconds = time.monotonic() - started.pop(job_id)
+                    err_console.print(
+                        _line(event, f"{event.type[4:]} after {seconds:.1f} s"), highlight=False
+                    )
+
+
+def _line(event: Event, what: str) -> str:
+    data = event.data
+    progress = data.get("progress") or {}
+    rows = f"{progress.get('done', 0)}/{progress.get('total', '?')} rows"
+    error = data.get("error")
+    tail = f": {escape(str(error.get('message', '')))}" if isinstance(error, dict) and error else ""
+    colour = {"succeeded": "green", "failed": "red", "cancelled": "yellow"}.get(what.split()[0], "cyan")
+    return (
+        f"[{colour}]job {escape(str(data.get('id')))}[/] {what} ({escape(str(data.get('model')))}, "
+        f"{rows}, attempt {data.get('attempts', '?')}){tail}"
+    )

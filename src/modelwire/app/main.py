@@ -1,0 +1,42 @@
+"""The entry points ``modelwire serve``, ``model-service``, ``gateway`` and ``worker`` call (and
+``modelwire.run()``): logging configured once, then one role on a new event loop until a signal stops it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Coroutine
+from typing import Any
+
+from modelwire.app import roles
+from modelwire.app.components import JobReporter
+from modelwire.app.supervisor import run_workers
+from modelwire.observability.logs import configure_logging
+from modelwire.settings import Settings
+
+__all__ = ["run", "run_gateway", "run_worker"]
+
+
+def _main(settings: Settings, work: Coroutine[Any, Any, None]) -> None:
+    configure_logging(settings.log_level)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(work)
+
+
+def run(settings: Settings, *, rest: bool = True) -> None:
+    """``modelwire serve`` (and ``modelwire.run()``); ``rest=False`` is ``modelwire model-service``."""
+    if rest and settings.workers > 1:
+        configure_logging(settings.log_level)
+        run_workers(settings)
+        return
+    _main(settings, roles.serve(settings, rest=rest))
+
+
+def run_gateway(settings: Settings) -> None:
+    """``modelwire gateway``: the public face, forwarding inference to ``settings.gateway.upstreams``."""
+    _main(settings, roles.gateway(settings))
+
+
+def run_worker(settings: Settings, reporter: JobReporter) -> None:
+    """``modelwire worker``: job workers and no listener."""
+    _main(settings, roles.worker(settings, reporter))

@@ -1,0 +1,42 @@
+"""``Services``: what one modelwire process holds, built once by ``builder.build_services``.
+
+A plain container. It builds nothing and runs nothing: ``builder.py`` fills it, ``lifecycle.py`` starts
+and stops it, and each adapter is handed only the parts it uses (``protocols/facades.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from modelwire.app.versions import ModelVersions
+from modelwire.core.dataplane import DataPlane
+from modelwire.events.bus import EventBus
+from modelwire.events.publishers import MetricsPublisher
+from modelwire.jobs.manager import JobManager
+from modelwire.model.registry import ModelRegistry
+from modelwire.observability.metrics import Metrics
+from modelwire.security.policy import SecurityPolicy
+from modelwire.settings import Settings
+
+__all__ = ["Services"]
+
+
+@dataclass(slots=True, eq=False)
+class Services:
+    """Settings, models, the data plane, jobs, events, security and metrics of one process."""
+
+    settings: Settings
+    registry: ModelRegistry
+    dataplane: DataPlane
+    metrics: Metrics
+    events: EventBus
+    security: SecurityPolicy
+    versions: ModelVersions
+    """Serve a version trained or found at run time (``versions.py``)."""
+    jobs: JobManager
+    """Async jobs: submit, poll, cancel (``jobs/``); its workers run while the services run."""
+    publisher: MetricsPublisher
+    """The ``metrics`` topic's per-second snapshot, started with the services."""
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when shutdown begins: long-lived streams finish what is in flight and close (WebSocket 1001)."""

@@ -1,0 +1,74 @@
+"""The one place that turns a settings URL into an implementation.
+
+``sqlite`` / ``sqlite:///path`` is the embedded default (no external service); ``redis://``, ``rediss://``
+and ``unix://`` are Redis, shared by every process that names it. Each ``open_*`` builds without I/O:
+the caller opens, starts or connects the result. The Redis client library is only imported when a Redis
+URL is given.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from modelwire.backends.urls import is_redis_url, is_sqlite_url, sqlite_path
+from modelwire.errors import ConfigurationError
+from modelwire.events.bus import EventBus, LocalEventBus
+from modelwire.security.ratelimit import MemoryRateLimiter, RateLimiter, rate_limits_enabled
+
+if TYPE_CHECKING:
+    from modelwire.jobs.store import JobStore
+    from modelwire.settings import Settings
+
+__all__ = ["describe_jobs_backend", "open_event_bus", "open_job_store", "open_rate_limiter"]
+
+JOBS_FILE = "jobs.sqlite3"
+
+
+def open_job_store(settings: Settings) -> JobStore:
+    """The job store ``settings.jobs.backend`` names. No I/O: call ``open()`` on the result."""
+    backend = settings.jobs.backend
+    if is_sqlite_url(backend):
+        from modelwire.backends.sqlite.jobs import SqliteJobStore
+
+        return SqliteJobStore(sqlite_path(backend, settings.data_dir, JOBS_FILE))
+    if is_redis_url(backend):
+        from modelwire.backends.redis.jobs import RedisJobStore
+
+        return RedisJobStore.from_url(backend)  # redis://host:port/db[?prefix=...]
+    raise ConfigurationError(
+        f"jobs backend {backend!r} is not known: use 'sqlite' (the embedded default) or redis://host:port/db"
+    )
+
+
+def open_event_bus(settings: Settings) -> EventBus:
+    """In-process, or over Redis pub/sub when jobs are in Redis (every gateway sees every job's events)."""
+    size, replay = settings.events.queue_size, settings.events.replay_size
+    if is_redis_url(settings.jobs.backend):
+        from modelwire.backends.redis.connection import RedisTarget
+        from modelwire.backends.redis.events import RedisEventBus
+
+        return RedisEventBus(RedisTarget.parse(settings.jobs.backend), queue_size=size, replay_size=replay)
+    return LocalEventBus(queue_size=size, replay_size=replay)
+
+
+def open_rate_limiter(settings: Settings, *, auth_on: bool) -> RateLimiter:
+    """In memory; in Redis when ``jobs.backend`` is a Redis URL (replicas share counts). No I/O here."""
+    rules = settings.rate_limits.rules
+    enabled = rate_limits_enabled(settings, auth_on=auth_on)
+    if enabled and is_redis_url(settings.jobs.backend):
+        from modelwire.backends.redis.connection import RedisTarget
+        from modelwire.backends.redis.ratelimit import RedisRateLimiter
+
+        return RedisRateLimiter(RedisTarget.parse(settings.jobs.backend), rules)
+    return MemoryRateLimiter(rules, enabled=enabled)
+
+
+def describe_jobs_backend(settings: Settings) -> tuple[str, str]:
+    """``("redis", "Redis redis://host:6379/0 (keys modelwire:*)")`` or ``("sqlite", "SQLite /path")``."""
+    backend = settings.jobs.backend
+    if is_redis_url(backend):
+        from modelwire.backends.redis.connection import RedisTarget
+
+        target = RedisTarget.parse(backend)
+        return "redis", f"Redis {target.display} (keys {target.prefix}*)"
+    return "sqlite", f"SQLite {sqlite_path(backend, settings.data_dir, JOBS_FILE)}"

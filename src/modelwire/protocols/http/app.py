@@ -1,0 +1,159 @@
+"""``create_app(services)``: the REST face of modelwire as one ASGI app (FastAPI, for its OpenAPI docs).
+
+Handlers take the raw ``Request`` and decode with msgspec: FastAPI contributes routing and ``/docs``, not
+per-request validation, which keeps the hot path short. The request/response schemas are msgspec structs
+whose JSON Schemas are merged into the generated OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import request_response
+
+from modelwire._version import __version__
+from modelwire.errors import ModelwireError
+from modelwire.observability.metrics import CONTENT_TYPE
+from modelwire.protocols.facades import Facades
+from modelwire.protocols.http.auth import SecurityMiddleware
+from modelwire.protocols.http.errors import handle_http_exception, handle_modelwire_error, handle_unexpected
+from modelwire.protocols.http.openapi import body, merge_components, responses, v2_body
+from modelwire.protocols.http.rest.dashboard import add_dashboard_routes
+from modelwire.protocols.http.rest.jobs import add_jobs_routes
+from modelwire.protocols.http.rest.v1 import ClientDisconnectedError, V1Routes
+from modelwire.protocols.http.rest.v2 import V2Routes
+from modelwire.protocols.http.rest.ws_token import add_auth_routes
+from modelwire.protocols.http.schemas import ModelList, Prediction, Predictions, PredictRequest
+from modelwire.protocols.http.sse import add_sse_routes
+from modelwire.protocols.http.tracing import TraceMiddleware
+from modelwire.protocols.http.ws import add_ws_routes
+
+__all__ = ["DirectRoute", "create_app"]
+
+
+class DirectRoute(APIRoute):
+    """An ``APIRoute`` for handlers that take the raw ``Request`` and return a ``Response``.
+
+    FastAPI still documents it (OpenAPI, ``/docs``); serving skips dependency solving and FastAPI's two
+    per-request ``AsyncExitStack``s, which these handlers do not use.
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        self.app = request_response(endpoint)
+
+
+def create_app(services: Facades) -> FastAPI:
+    """Build the ASGI app over ``services``. No I/O happens here."""
+    app = FastAPI(
+        title="modelwire",
+        version=__version__,
+        summary="One model server for every wire. REST here; gRPC on the gRPC port.",
+        # FastAPI's built-in OpenTelemetry wrapper costs ~60 us a request even with no exporter; modelwire
+        # records its own metrics (observability/), so it stays off.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+        exception_handlers={
+            ModelwireError: handle_modelwire_error,
+            HTTPException: handle_http_exception,
+            ClientDisconnectedError: _disconnected,
+            Exception: handle_unexpected,
+        },
+    )
+    app.router.route_class = DirectRoute
+    v1 = V1Routes(services)
+    v2 = V2Routes(services)
+    predict_doc: dict[str, Any] = {
+        "openapi_extra": body(PredictRequest),
+        "responses": responses(Prediction, Predictions),
+    }
+    route = app.add_api_route
+    route(
+        "/predict",
+        v1.predict_default,
+        methods=["POST"],
+        tags=["predict"],
+        summary="Predict with the default model (the seed's endpoint)",
+        **predict_doc,
+    )
+    route(
+        "/v1/models",
+        v1.list_models,
+        methods=["GET"],
+        tags=["models"],
+        summary="List models and versions",
+        responses=responses(ModelList),
+    )
+    route(
+        "/v1/models/{name}/predict",
+        v1.predict,
+        methods=["POST"],
+        tags=["predict"],
+        summary="Predict with a model's default version",
+        **predict_doc,
+    )
+    route(
+        "/v1/models/{name}/versions/{version}/predict",
+        v1.predict_version,
+        methods=["POST"],
+        tags=["predict"],
+        summary="Predict with one version of a model",
+        **predict_doc,
+    )
+
+    oip: list[str | Enum] = ["open inference protocol"]
+    route("/v2", v2.server_metadata, methods=["GET"], tags=oip, summary="Server metadata")
+    route("/v2/health/live", v2.live, methods=["GET"], tags=oip, summary="Liveness")
+    route("/v2/health/ready", v2.ready, methods=["GET"], tags=oip, summary="Readiness")
+    for prefix in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        route(prefix, v2.model_metadata, methods=["GET"], tags=oip, summary="Model metadata")
+        route(f"{prefix}/ready", v2.model_ready, methods=["GET"], tags=oip, summary="Model readiness")
+        route(
+            f"{prefix}/infer",
+            v2.infer,
+            methods=["POST"],
+            tags=oip,
+            summary="Inference (JSON or binary tensors)",
+            openapi_extra=v2_body(),
+        )
+
+    # Streaming adapters, jobs and the dashboard register their own routes below, one line each.
+    add_dashboard_routes(app, services)
+    add_ws_routes(app, services)
+    add_sse_routes(app, services)
+    add_jobs_routes(app, services)
+    add_auth_routes(app, services)
+    # (end of adapter routes)
+
+    if services.settings.observability.metrics:
+        metrics = services.metrics
+
+        async def metrics_endpoint(request: Request) -> Response:
+            return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+        route(
+            "/metrics",
+            metrics_endpoint,
+            methods=["GET"],
+            tags=["observability"],
+            summary="Prometheus metrics",
+            responses={200: {"description": "The Prometheus text format", "content": {CONTENT_TYPE: {}}}},
+            response_class=PlainTextResponse,
+            include_in_schema=True,
+        )
+    merge_components(app)
+    auth = services.settings.auth  # inside the trace middleware: refusals carry the request id too
+    app.add_middleware(SecurityMiddleware, policy=services.security, api_key_header=auth.api_key_header)
+    app.add_middleware(TraceMiddleware)  # traceparent, x-request-id, Request-Timeout (rest/tracing.py)
+    return app
+
+
+async def _disconnected(request: Request, exc: Exception) -> Response:
+    # Nobody is listening; 499 (as nginx logs it) keeps the access log honest.
+    return Response(status_code=499)

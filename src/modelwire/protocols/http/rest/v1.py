@@ -1,0 +1,131 @@
+"""The seed's ``POST /predict`` and modelwire's own ``/v1`` routes. Parse, call the data plane, render."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from modelwire.core.dataplane import CallContext
+from modelwire.errors import InvalidInputError, ModelwireError
+from modelwire.protocols.facades import Facades
+from modelwire.protocols.http.body import decode_json, encode, read_body
+from modelwire.protocols.http.schemas import PredictRequest
+
+__all__ = ["V1Routes", "until_disconnected"]
+
+T = TypeVar("T")
+
+
+class ClientDisconnectedError(Exception):
+    """The client went away before the answer was ready; nothing is sent."""
+
+
+async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work``, but cancel it (and so free its batch slot) the moment the client disconnects.
+
+    One watcher task reads the ASGI channel and cancels the handler's own task on ``http.disconnect``;
+    cheaper than running the work as a second task and waiting on both.
+    """
+    handler = asyncio.current_task()
+    assert handler is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        handler.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if gone:
+            handler.uncancel()
+            raise ClientDisconnectedError from None
+        raise
+    finally:
+        watcher.cancel()
+
+
+def _json(value: Any, status: int = 200) -> Response:
+    return Response(encode(value), status, media_type="application/json")
+
+
+def _item(result: Any, path: str) -> Any:
+    if isinstance(result, ModelwireError):
+        if result.field is None:
+            result.field = path
+        return {"error": result.to_dict()}
+    return result
+
+
+class V1Routes:
+    """Handlers bound to one ``Facades``."""
+
+    def __init__(self, services: Facades) -> None:
+        self.services = services
+        self.dataplane = services.dataplane
+        self.limit = services.settings.limits.max_body_bytes
+        self.max_depth = services.settings.limits.max_json_depth
+        self.default_model = services.settings.effective_models()[0].name
+
+    async def predict_default(self, request: Request) -> Response:
+        """The seed's endpoint: the default model, ``{"text": ...}`` in, its answer out."""
+        return await self._predict(request, self.default_model, None)
+
+    async def predict(self, request: Request) -> Response:
+        return await self._predict(request, request.path_params["name"], None)
+
+    async def predict_version(self, request: Request) -> Response:
+        return await self._predict(request, request.path_params["name"], request.path_params["version"])
+
+    async def _predict(self, request: Request, name: str, version: str | None) -> Response:
+        body = decode_json(await read_body(request, self.limit), PredictRequest, max_depth=self.max_depth)
+        given = [
+            f for f in ("text", "texts", "instance", "instances") if getattr(body, f) is not msgspec.UNSET
+        ]
+        if len(given) != 1:
+            raise InvalidInputError(
+                "send exactly one of 'text', 'texts', 'instance' or 'instances'"
+                + (f" (got {', '.join(given)})" if given else ""),
+                field="$",
+            )
+        field = given[0]
+        value = getattr(body, field)
+        try:
+            return await self._run(request, name, version, field, value)
+        except ModelwireError as exc:
+            index = exc.details.get("index")
+            if exc.field is None and isinstance(index, int):
+                exc.field = f"$.{field}" if field in ("text", "instance") else f"$.{field}[{index}]"
+                del exc.details["index"]
+            raise
+
+    async def _run(
+        self, request: Request, name: str, version: str | None, field: str, value: Any
+    ) -> Response:
+        ctx = CallContext("rest")
+        if field in ("text", "instance"):
+            work = self.dataplane.infer(name, [value], version=version, ctx=ctx)
+            (result,) = await until_disconnected(request, work)
+            if isinstance(result, ModelwireError):
+                if result.field is None:
+                    result.field = f"$.{field}"
+                raise result
+            return _json(result)
+        if not value:
+            raise InvalidInputError(f"'{field}' must hold at least one item", field=f"$.{field}")
+        results = await until_disconnected(
+            request, self.dataplane.infer(name, value, version=version, ctx=ctx)
+        )
+        return _json({"predictions": [_item(r, f"$.{field}[{i}]") for i, r in enumerate(results)]})
+
+    async def list_models(self, request: Request) -> Response:
+        return _json({"models": self.dataplane.list_models()})
