@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,12 +61,30 @@ class DataPlane:
     # -- inference ---------------------------------------------------------------------------------
 
     async def infer(
-        self, name: str, instances: Sequence[Any], *, version: str | None = None, ctx: CallContext
+        self,
+        name: str,
+        instances: Sequence[Any],
+        *,
+        version: str | None = None,
+        ctx: CallContext,
+        path: str | None = None,
     ) -> list[Any]:
         """Predict every instance. Returns one output or ``ModelwireError`` per instance, in order.
 
-        Raises for what fails the request as a whole: unknown model, overload, deadline, shutdown.
+        ``path`` is where ``instances`` sit in the caller's request (``$.texts``): an item's error then
+        names its own place (``field`` ``$.texts[3]``), for every wire alike. Raises for what fails the
+        request as a whole: unknown model, overload, deadline, shutdown.
         """
+        return await self._infer(name, instances, version, ctx, _item_paths(path))
+
+    async def _infer(
+        self,
+        name: str,
+        instances: Sequence[Any],
+        version: str | None,
+        ctx: CallContext,
+        field_of: Callable[[int], str] | None,
+    ) -> list[Any]:
         started = self.last_call = time.perf_counter()
         code = ErrorCode.INTERNAL.value
         label = name
@@ -79,9 +97,13 @@ class DataPlane:
         try:
             current_principal().require_model(name)  # a key limited to some models (security/)
             handle = self.registry.get(name, version)
-            self._check(instances)
+            self._check(instances, field_of)
             results = await self._run(handle, instances, ctx)
             code = "OK"
+            if field_of is not None:
+                for i, result in enumerate(results):
+                    if isinstance(result, ModelwireError) and result.field is None:
+                        result.field = field_of(i)
             return results
         except ModelwireError as exc:
             code = exc.code.value
@@ -99,9 +121,18 @@ class DataPlane:
             self.metrics.latency.labels(ctx.protocol, label).observe(elapsed)
             self.metrics.live.observe(ctx.protocol, elapsed, code == "OK")
 
-    async def predict(self, name: str, instance: Any, *, version: str | None = None, ctx: CallContext) -> Any:
-        """Predict one instance; its per-item error is raised."""
-        (result,) = await self.infer(name, [instance], version=version, ctx=ctx)
+    async def predict(
+        self,
+        name: str,
+        instance: Any,
+        *,
+        version: str | None = None,
+        ctx: CallContext,
+        path: str | None = None,
+    ) -> Any:
+        """Predict one instance; its per-item error is raised, naming ``path`` (``$.text``) when given."""
+        field_of = None if path is None else (lambda _i: path)
+        (result,) = await self._infer(name, [instance], version, ctx, field_of)
         if isinstance(result, ModelwireError):
             raise result
         return result
@@ -128,6 +159,7 @@ class DataPlane:
         version: str | None = None,
         ctx: CallContext,
         max_pending: int | None = None,
+        path: Callable[[Any], str] | None = None,
     ) -> AsyncGenerator[tuple[Any, Any], None]:
         """Pipeline ``(id, instance)`` pairs; yield each ``(id, output or error)`` as soon as it is ready.
 
@@ -135,7 +167,8 @@ class DataPlane:
         request may name its own target as ``(id, instance, name, version)``; an unknown one is that
         item's error. With ``max_pending``, at most that many requests are taken from ``requests`` and not
         yet handed back: at the bound the stream stops pulling, so a source that reads a socket stops
-        reading it (backpressure) instead of queueing without bound.
+        reading it (backpressure) instead of queueing without bound. ``path(id)`` is where a request
+        sits in the caller's messages (``$.text``): its error names it.
         """
         self.registry.get(name, version)
         done: asyncio.Queue[tuple[Any, Any] | None] = asyncio.Queue()
@@ -144,7 +177,8 @@ class DataPlane:
 
         async def one(request_id: Any, instance: Any, target: str, target_version: str | None) -> None:
             try:
-                result = await self.predict(target, instance, version=target_version, ctx=ctx)
+                where = path(request_id) if path is not None else None
+                result = await self.predict(target, instance, version=target_version, ctx=ctx, path=where)
             except ModelwireError as exc:
                 result = exc
             await done.put((request_id, result))
@@ -219,7 +253,7 @@ class DataPlane:
             )
         self._inflight += 1
 
-    def _check(self, instances: Sequence[Any]) -> None:
+    def _check(self, instances: Sequence[Any], field_of: Callable[[int], str] | None) -> None:
         if not instances:
             raise InvalidInputError("the batch is empty")
         if len(instances) > self.limits.max_batch_items:
@@ -229,8 +263,11 @@ class DataPlane:
         limit = self.limits.max_text_chars
         for i, item in enumerate(instances):
             if isinstance(item, str) and len(item) > limit:
+                where = field_of(i) if field_of is not None else None
                 raise PayloadTooLargeError(
-                    f"item {i} has {len(item)} characters; the limit is {limit}", details={"index": i}
+                    f"item {i} has {len(item)} characters; the limit is {limit}",
+                    field=where,
+                    details={} if where is not None else {"index": i},
                 )
 
     # -- metadata and health -----------------------------------------------------------------------
@@ -313,3 +350,7 @@ class DataPlane:
                 }
             )
         return out
+
+
+def _item_paths(path: str | None) -> Callable[[int], str] | None:
+    return None if path is None else (lambda i: f"{path}[{i}]")

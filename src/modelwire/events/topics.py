@@ -19,12 +19,13 @@ MAX_TOPICS = 64
 _TOPIC = re.compile(r"^(metrics|models|server|jobs/(\*|[A-Za-z0-9_.:-]{1,128})|\*)$")
 
 
-def validate_topic(topic: str) -> str:
-    """Return ``topic`` if it names a topic or pattern modelwire publishes; raise ``InvalidInputError``."""
+def validate_topic(topic: str, *, field: str = "topic") -> str:
+    """Return ``topic`` if it names a topic or pattern modelwire publishes; raise ``InvalidInputError``
+    naming ``field`` (where the topic sat in the caller's message)."""
     if not isinstance(topic, str) or not _TOPIC.fullmatch(topic):
         raise InvalidInputError(
             f"unknown topic {str(topic)[:140]!r}: use one of metrics, models, server, jobs/<id>, jobs/* or *",
-            field="topic",
+            field=field,
         )
     return topic
 

@@ -58,12 +58,8 @@ def _json(value: Any, status: int = 200) -> Response:
     return Response(encode(value), status, media_type="application/json")
 
 
-def _item(result: Any, path: str) -> Any:
-    if isinstance(result, ModelwireError):
-        if result.field is None:
-            result.field = path
-        return {"error": result.to_dict()}
-    return result
+def _item(result: Any) -> Any:
+    return {"error": result.to_dict()} if isinstance(result, ModelwireError) else result
 
 
 class V1Routes:
@@ -99,33 +95,15 @@ class V1Routes:
             )
         field = given[0]
         value = getattr(body, field)
-        try:
-            return await self._run(request, name, version, field, value)
-        except ModelwireError as exc:
-            index = exc.details.get("index")
-            if exc.field is None and isinstance(index, int):
-                exc.field = f"$.{field}" if field in ("text", "instance") else f"$.{field}[{index}]"
-                del exc.details["index"]
-            raise
-
-    async def _run(
-        self, request: Request, name: str, version: str | None, field: str, value: Any
-    ) -> Response:
         ctx = CallContext("rest")
         if field in ("text", "instance"):
-            work = self.dataplane.infer(name, [value], version=version, ctx=ctx)
-            (result,) = await until_disconnected(request, work)
-            if isinstance(result, ModelwireError):
-                if result.field is None:
-                    result.field = f"$.{field}"
-                raise result
-            return _json(result)
+            work = self.dataplane.predict(name, value, version=version, ctx=ctx, path=f"$.{field}")
+            return _json(await until_disconnected(request, work))
         if not value:
             raise InvalidInputError(f"'{field}' must hold at least one item", field=f"$.{field}")
-        results = await until_disconnected(
-            request, self.dataplane.infer(name, value, version=version, ctx=ctx)
-        )
-        return _json({"predictions": [_item(r, f"$.{field}[{i}]") for i, r in enumerate(results)]})
+        work = self.dataplane.infer(name, value, version=version, ctx=ctx, path=f"$.{field}")
+        results = await until_disconnected(request, work)
+        return _json({"predictions": [_item(r) for r in results]})
 
     async def list_models(self, request: Request) -> Response:
         return _json({"models": self.dataplane.list_models()})

@@ -148,13 +148,15 @@ class SSERoutes:
                 yield str(index), value
 
         errors = 0
-        results = self.services.dataplane.stream(name, items(), version=version, ctx=CallContext("sse"))
+        results = self.services.dataplane.stream(
+            name, items(), version=version, ctx=CallContext("sse"), path=lambda key: f"$.{field}[{key}]"
+        )
         try:
             async for key, result in results:
                 index = int(key)
                 if isinstance(result, ModelwireError):
                     errors += 1
-                    body = {"index": index, "error": _item_error(result, field, index)}
+                    body = {"index": index, "error": result.to_dict()}
                     yield encode_json(body, event="error")
                 else:
                     yield encode_json(_prediction(result, index), event="prediction")
@@ -172,13 +174,6 @@ class SSERoutes:
             if aclose is not None:
                 await aclose()
         yield encode_json({"count": len(values), "errors": errors}, event="done")
-
-
-def _item_error(exc: ModelwireError, field: str, index: int) -> dict[str, Any]:
-    exc.details.pop("index", None)  # it counted within a one-item call; the path below says which item
-    if exc.field is None:
-        exc.field = f"$.{field}[{index}]"
-    return exc.to_dict()
 
 
 def _prediction(result: Any, index: int) -> dict[str, Any]:

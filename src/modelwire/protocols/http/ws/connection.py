@@ -230,14 +230,15 @@ class Connection:
 
     async def _reply(self) -> None:
         results = self.services.dataplane.stream(
-            self.model, self._requests(), ctx=CallContext("ws"), max_pending=self.settings.max_inflight
+            self.model,
+            self._requests(),
+            ctx=CallContext("ws"),
+            max_pending=self.settings.max_inflight,
+            path=lambda key: f"$.{key[1]}",  # the request's key is (its id, the field holding the item)
         )
         async with contextlib.aclosing(results):  # leaving early cancels what is still in flight
-            async for (request_id, field), result in results:
+            async for (request_id, _field), result in results:
                 if isinstance(result, ModelwireError):
-                    index = result.details.pop("index", None)
-                    if result.field is None or index is not None:
-                        result.field = f"$.{field}"
                     await self._send(framing.error(request_id, result))
                 else:
                     await self._send(framing.prediction(request_id, result))

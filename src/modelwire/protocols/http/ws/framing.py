@@ -133,9 +133,8 @@ def parse(message: Any) -> Op | Malformed:
         if not isinstance(topic, str):
             return _bad(f"'{op}' needs a 'topic' string", "$.topic", request_id)
         try:
-            validate_topic(topic)
+            validate_topic(topic, field="$.topic")
         except InvalidInputError as exc:
-            exc.field = "$.topic"
             return Malformed(request_id, exc)
         return (Subscribe if op == "subscribe" else Unsubscribe)(topic, request_id)
     if op == "ping":
