@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -349,3 +350,37 @@ async def test_a_missing_model_file_fails_at_load(
     with pytest.raises(ConfigurationError, match="does not exist"):
         await start_services(services)
     await stop_services(services)
+
+
+def _start_on_empty(data_dir: str, start: Any, versions: Any) -> None:
+    """One process starting on an empty repository (run twice at once by the test below)."""
+    from tests.model.conftest import NEGATIVE, POSITIVE
+
+    def small_training(repository: ModelRepository, **kwargs: Any) -> Any:
+        return train_sentiment(
+            repository, **kwargs, data=(POSITIVE + NEGATIVE, [1] * len(POSITIVE) + [0] * len(NEGATIVE))
+        )
+
+    registry_module.train_sentiment = small_training  # type: ignore[assignment]
+    start.wait(60)
+    models = build_models(Settings(data_dir=Path(data_dir)))
+    versions.put([m.version for m in models])
+
+
+def test_two_processes_starting_on_one_empty_repository_train_once(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    start, versions = context.Barrier(2), context.Queue()
+    processes = [
+        context.Process(target=_start_on_empty, args=(str(tmp_path / "shared"), start, versions))
+        for _ in range(2)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        served = [versions.get(timeout=120) for _ in processes]
+    finally:
+        for process in processes:
+            process.join(30)
+    assert [p.exitcode for p in processes] == [0, 0]
+    assert served == [["1"], ["1"]]  # both serve the one version one of them trained
+    assert ModelRepository(tmp_path / "shared" / "models").versions("sentiment") == ["1"]

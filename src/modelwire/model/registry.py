@@ -70,12 +70,10 @@ def _from_spec(
     if source == "builtin:sentiment":
         versions = repository.versions(spec.name)
         if not versions:
-            logger.info("no trained %s model in %s: training one now", spec.name, repository.root)
-            report = train_sentiment(repository, name=spec.name, progress=progress or (lambda s, f: None))
-            logger.info(
-                "trained %s version %s, held-out accuracy %.4f", spec.name, report.version, report.accuracy
-            )
-            versions = [report.version]
+            with repository.first_version_lock(spec.name):
+                versions = repository.versions(spec.name)  # another process may have trained meanwhile
+                if not versions:
+                    versions = [_train_first(spec.name, repository, progress)]
         if spec.version is not None:
             if spec.version not in versions:
                 raise ConfigurationError(f"{spec.name} has no version {spec.version} in {repository.root}")
@@ -93,6 +91,15 @@ def _from_spec(
         f"model source {source!r} is not builtin:sentiment, a package.module:Class path, "
         "or a .skops/.joblib/.pkl/.onnx file"
     )
+
+
+def _train_first(
+    name: str, repository: ModelRepository, progress: Callable[[str, float], None] | None
+) -> str:
+    logger.info("no trained %s model in %s: training one now", name, repository.root)
+    report = train_sentiment(repository, name=name, progress=progress or (lambda s, f: None))
+    logger.info("trained %s version %s, held-out accuracy %.4f", name, report.version, report.accuracy)
+    return report.version
 
 
 class ModelRegistry:

@@ -6,13 +6,16 @@ the library versions that wrote them, so a load with other versions is flagged b
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import logging
 import os
 import platform
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -81,6 +84,26 @@ class ModelRepository:
             if p.name.isdigit() and (p / ARTIFACT).is_file() and (p / METADATA).is_file()
         ]
         return sorted(found, key=int)
+
+    @contextlib.contextmanager
+    def first_version_lock(self, name: str) -> Iterator[None]:
+        """Hold the repository's lock for ``name`` (an ``flock`` on ``<root>/.<name>.lock``).
+
+        Processes starting at once on one empty repository (two model services on a shared volume, the
+        workers of ``serve --workers``) take it before deciding to train, so exactly one trains and the
+        others wait for it, then serve the version it saved. Released when the holder exits, even killed.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f".{name}.lock", "a+b") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                logger.info("another process is training %s in %s; waiting for it", name, self.root)
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def next_version(self, name: str) -> str:
         folder = self.root / name
