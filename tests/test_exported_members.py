@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.resources
+
 import modelwire
 
 
@@ -34,3 +36,8 @@ def test_core_names_are_exported() -> None:
     ):
         assert name in modelwire.__all__
     assert issubclass(modelwire.ModelNotFoundError, modelwire.ModelwireError)
+
+
+def test_the_package_says_it_is_typed() -> None:
+    """``py.typed`` ships with the package, so users' type checkers read its annotations (PEP 561)."""
+    assert importlib.resources.files("modelwire").joinpath("py.typed").is_file()
