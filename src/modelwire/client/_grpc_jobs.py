@@ -19,7 +19,7 @@ from google.protobuf import json_format, struct_pb2
 
 from modelwire.client._grpc import GrpcTransport, map_grpc_errors
 from modelwire.client.job_inputs import RowChunks, Source, media_type_for, read_file
-from modelwire.client.jobs import JobSubmission, Update
+from modelwire.client.job_wire import JobSubmission, Update
 from modelwire.errors import InternalError, InvalidInputError, UnavailableError
 from modelwire.protocols.grpc._generated.modelwire.v1 import jobs_pb2 as pb
 from modelwire.protocols.grpc._generated.modelwire.v1 import jobs_pb2_grpc as pb_grpc

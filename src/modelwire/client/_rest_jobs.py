@@ -27,7 +27,7 @@ from modelwire.client._rest import (
     read_answer,
 )
 from modelwire.client.job_inputs import RowChunks, Source, media_type_for, read_file
-from modelwire.client.jobs import JobSubmission, Update
+from modelwire.client.job_wire import JobSubmission, Update
 from modelwire.errors import InternalError, InvalidInputError, UnavailableError
 from modelwire.jobs.watch import FINAL_STATUSES, SNAPSHOT, apply_event
 

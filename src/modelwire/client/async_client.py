@@ -10,14 +10,8 @@ from typing import Any, cast
 
 from modelwire.client.job_inputs import JobInputs
 from modelwire.client.job_results import JobInfo, JobPage
-from modelwire.client.jobs import (
-    AsyncJobHandle,
-    JobSubmission,
-    JobWire,
-    list_jobs,
-    open_job_wire,
-    submit_job,
-)
+from modelwire.client.job_wire import JobSubmission, JobWire
+from modelwire.client.jobs import AsyncJobHandle, list_jobs, submit_job
 from modelwire.client.results import Event, Health, ModelSummary, Prediction, StreamedPrediction
 from modelwire.client.tls import ClientTLS
 from modelwire.client.transport import (
@@ -28,10 +22,10 @@ from modelwire.client.transport import (
     PredictWire,
     Transport,
     choose_wire,
-    open_transport,
     parse_url,
     with_credentials,
 )
+from modelwire.client.wires import open_job_wire, open_transport, open_websocket
 from modelwire.errors import InvalidInputError, ModelwireError
 from modelwire.events.topics import parse_topics
 
@@ -196,9 +190,7 @@ class AsyncClient:
     def _websocket(self) -> PredictStreamer | EventStreamer:
         if self._closed:
             raise RuntimeError("this client is closed")
-        from modelwire.client._ws import WebSocketWire
-
-        return WebSocketWire(self._endpoint)
+        return open_websocket(self._endpoint)
 
     # -- jobs (client/jobs.py) ---------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """Async jobs from the client: ``submit_job`` returns a handle to poll, watch, wait on, read and cancel.
 
-How it is built (as the rest of the client): ``AsyncJobHandle`` holds the logic and a ``JobWire`` (REST in
-``_rest_jobs.py``, gRPC in ``_grpc_jobs.py``) speaks the wire; ``JobHandle`` is the blocking face, running
-the same coroutines on the sync ``Client``'s private loop.
+How it is built (as the rest of the client): ``AsyncJobHandle`` holds the logic and a ``JobWire``
+(``job_wire.py``; REST in ``_rest_jobs.py``, gRPC in ``_grpc_jobs.py``, opened by ``wires.py``) speaks the
+wire; ``JobHandle`` is the blocking face, running the same coroutines on the sync ``Client``'s private loop
+(it receives the client as a ``LoopRunner``).
 
 Inputs become one of three sources (``job_inputs.py``), whichever the wire: a short sequence of rows is sent
 inline (one JSON body, one unary call); a file (``pathlib.Path``, ``.csv`` / ``.ndjson`` / ``.jsonl``) is
@@ -18,82 +19,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import (
-    AsyncGenerator,
-    Callable,
-    Generator,
-    Mapping,
-)
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Generator, Mapping
+from typing import Any, Protocol, TypeVar
 
-from modelwire.client.job_inputs import JobInputs, JobKind, Source, to_source
+from modelwire.client.job_inputs import JobInputs, to_source
 from modelwire.client.job_results import JobEvent, JobInfo, JobPage, JobResult
+from modelwire.client.job_wire import JobSubmission, JobWire
 from modelwire.errors import DeadlineExceededError, InvalidInputError
 
-if TYPE_CHECKING:
-    from modelwire.client.sync_client import Client
-
-__all__ = [
-    "AsyncJobHandle",
-    "JobHandle",
-    "JobSubmission",
-    "JobWire",
-    "Update",
-    "list_jobs",
-    "open_job_wire",
-    "submit_job",
-]
+__all__ = ["AsyncJobHandle", "JobHandle", "LoopRunner", "list_jobs", "submit_job"]
 
 _POLL_S = (0.2, 2.0)  # polling fallback: first and longest interval
 
-Update = tuple[str, float, dict[str, Any]]
+T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class JobSubmission:
-    """What a submit asks for, besides its rows."""
+class LoopRunner(Protocol):
+    """What ``JobHandle`` needs from the sync ``Client``: run a coroutine, or step an async iterator, on the
+    client's private loop and wait. The client hands itself in (``JobHandle(self, handle)``), so this module
+    never imports ``sync_client``, which imports it."""
 
-    model: str
-    kind: JobKind = "predict"
-    version: str | None = None
-    callback_url: str | None = None
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-    idempotency_key: str | None = None
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T: ...
 
-
-class JobWire(Protocol):
-    """Jobs over one wire. Jobs and rows are in the REST shapes; every method raises only ModelwireErrors."""
-
-    async def submit(self, job: JobSubmission, source: Source) -> tuple[dict[str, Any], bool]: ...
-
-    async def get(self, job_id: str) -> dict[str, Any]: ...
-
-    async def cancel(self, job_id: str) -> dict[str, Any]: ...
-
-    async def list(
-        self, *, status: str | None, limit: int, cursor: str | None
-    ) -> tuple[list[dict[str, Any]], str | None]: ...
-
-    def results(self, job_id: str, *, offset: int, limit: int | None) -> AsyncGenerator[dict[str, Any]]: ...
-
-    def watch(self, job_id: str) -> AsyncGenerator[Update]: ...
-
-
-def open_job_wire(transport: object) -> JobWire:
-    """The jobs wire over an open transport (it shares the transport's connection)."""
-    from modelwire.client._grpc import GrpcTransport
-
-    if isinstance(transport, GrpcTransport):
-        from modelwire.client._grpc_jobs import GrpcJobWire
-
-        return GrpcJobWire(transport)
-    from modelwire.client._rest import RestTransport
-    from modelwire.client._rest_jobs import RestJobWire
-
-    if not isinstance(transport, RestTransport):
-        raise TypeError(f"no jobs wire for {type(transport).__name__}")
-    return RestJobWire(transport)
+    def _iterate(self, stream: AsyncIterator[T]) -> Generator[T]: ...
 
 
 async def submit_job(wire: JobWire, job: JobSubmission, inputs: JobInputs) -> AsyncJobHandle:
@@ -224,7 +172,7 @@ class JobHandle:
         print(row.index, row.result)
     """
 
-    def __init__(self, client: Client, handle: AsyncJobHandle) -> None:
+    def __init__(self, client: LoopRunner, handle: AsyncJobHandle) -> None:
         self._client = client
         self._async = handle
 

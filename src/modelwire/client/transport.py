@@ -1,8 +1,11 @@
-"""The one interface both wires implement, and the choice between them by URL scheme.
+"""The one interface both wires implement, the endpoint they are built for, and the rules for choosing one.
 
 A transport speaks one wire and nothing else: it turns a call into a request, the answer into plain
 Python values, and every failure (a refused connection, a timeout, an error status) into the modelwire
 error tree at one boundary (``map_httpx_exceptions`` / ``map_grpc_errors``). ``AsyncClient`` holds one.
+
+This module is the contract the wires import; it imports none of them. ``wires.py`` opens the concrete
+transport for an endpoint (``open_transport``).
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ __all__ = [
     "PredictWire",
     "Transport",
     "choose_wire",
-    "open_transport",
     "parse_url",
     "with_credentials",
 ]
@@ -143,17 +145,6 @@ def with_credentials(
         out = {k: v for k, v in out.items() if k.lower() != "authorization"}
         out["authorization"] = f"Bearer {credential}"
     return out
-
-
-def open_transport(endpoint: Endpoint) -> Transport:
-    """Build the transport for the endpoint's scheme. Must run inside the event loop that will use it."""
-    if endpoint.is_grpc:
-        from modelwire.client._grpc import GrpcTransport
-
-        return GrpcTransport(endpoint)
-    from modelwire.client._rest import RestTransport
-
-    return RestTransport(endpoint)
 
 
 def choose_wire(endpoint: Endpoint, requested: str | None, allowed: Sequence[str], default_http: str) -> str:
