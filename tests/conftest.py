@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from modelwire.model.base import Model
 from modelwire.model.repository import ModelRepository
 from modelwire.model.sentiment import load_reviews, train_sentiment
 from modelwire.settings import Settings
+from tests.serving import ServeModule
 
 pytest_plugins = ["tests.redis_server"]  # redis_server / redis_prefix / redis_backend fixtures
 
@@ -57,3 +58,24 @@ def make_services(make_settings: Callable[..., Settings]) -> Callable[..., Servi
         return build_services(settings, models=models)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def serve_module(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServeModule]:
+    """Start a real server once for the requesting test module: ``serve_module(*models, **settings)``.
+
+    A module's ``server`` fixture is then one call, e.g.
+    ``return serve_module(EchoModel("echo"), jobs={"batch_size": 2})``; servers stop when the module ends.
+    ``trained_data_dir`` is only asked for (trained) when a server or data dir needs a copy of it.
+    """
+
+    def trained() -> Path:
+        return Path(request.getfixturevalue("trained_data_dir"))
+
+    servers = ServeModule(request.module.__name__.rsplit(".", 1)[-1], trained, tmp_path_factory)
+    try:
+        yield servers
+    finally:
+        servers.stop()

@@ -1,15 +1,20 @@
 """A real modelwire ``Server`` on ephemeral ports, run on its own event loop in a background thread.
 
 A thread (not the test's loop) so that blocking callers — the sync ``Client``, typer's ``CliRunner`` —
-can talk to it from the test itself.
+can talk to it from the test itself. ``ServeModule`` (the ``serve_module`` fixture of ``tests/conftest.py``)
+starts such servers once for a test module and stops them when the module ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
+
+import pytest
 
 from modelwire.app.builder import build_services
 from modelwire.app.lifecycle import Server
@@ -69,3 +74,45 @@ class ThreadedServer:
     def grpc_url(self) -> str:
         assert self.server is not None
         return f"grpc://127.0.0.1:{self.server.grpc_port}"
+
+
+class ServeModule:
+    """Real servers for one test module (``serve_module``), each on its own data dir; all stopped at its end.
+
+    ``serve_module(*models, **settings)`` starts one on 127.0.0.1 (ephemeral HTTP and gRPC ports) with the
+    default models plus ``models``, on a copy of the trained data dir (``trained=False``: an empty one), and
+    returns it once both listeners are bound. ``data_dir=`` serves a dir the module prepared first, from
+    ``serve_module.data_dir()`` (keys, a JWKS file).
+    """
+
+    def __init__(
+        self, name: str, trained: Callable[[], Path], tmp_path_factory: pytest.TempPathFactory
+    ) -> None:
+        self._name = name
+        self._trained = trained  # the session's trained data dir, trained when first asked for
+        self._tmp = tmp_path_factory
+        self.started: list[ThreadedServer] = []
+
+    def data_dir(self, *, trained: bool = True) -> Path:
+        """A new data dir of this module's own: a copy of the trained one (sentiment/1), or empty."""
+        target = self._tmp.mktemp(self._name) / "data"
+        if trained:
+            shutil.copytree(self._trained(), target)
+        else:
+            target.mkdir()
+        return target
+
+    def __call__(
+        self, *models: Model, data_dir: Path | None = None, trained: bool = True, **settings: Any
+    ) -> ThreadedServer:
+        values: dict[str, Any] = {"host": "127.0.0.1", "http_port": 0, "grpc_port": 0}
+        values["data_dir"] = data_dir if data_dir is not None else self.data_dir(trained=trained)
+        values.update(settings)
+        server = ThreadedServer(Settings(**values), *models)
+        self.started.append(server)  # before start(): a half-started server is still stopped
+        return server.start()
+
+    def stop(self) -> None:
+        """Stop every server started, the last one first."""
+        while self.started:
+            self.started.pop().stop()

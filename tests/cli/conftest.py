@@ -1,15 +1,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from modelwire.settings import Settings
 from tests.models import EchoModel
-from tests.serving import ThreadedServer
+from tests.serving import ServeModule, ThreadedServer
 
 
 @pytest.fixture
@@ -23,10 +21,5 @@ def runner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
 
 
 @pytest.fixture(scope="module")
-def server(trained_data_dir: Path) -> Iterator[ThreadedServer]:
-    settings = Settings(host="127.0.0.1", http_port=0, grpc_port=0, data_dir=trained_data_dir)
-    running = ThreadedServer(settings, EchoModel("echo")).start()
-    try:
-        yield running
-    finally:
-        running.stop()
+def server(serve_module: ServeModule) -> ThreadedServer:
+    return serve_module(EchoModel("echo"))

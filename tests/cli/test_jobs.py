@@ -4,9 +4,7 @@ server, over REST and gRPC: output, files written, exit codes, one-line errors."
 from __future__ import annotations
 
 import json
-import shutil
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,28 +13,15 @@ from typer.testing import CliRunner
 from modelwire.cli import app
 from modelwire.cli.jobs import job_line
 from modelwire.client.job_results import JobInfo
-from modelwire.settings import Settings
 from tests.models import EchoModel
-from tests.serving import ThreadedServer
+from tests.serving import ServeModule, ThreadedServer
 
 
 @pytest.fixture(scope="module")
-def server(trained_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
-    """Overrides the folder's: a data dir of its own (its jobs and trained versions stay here)."""
-    data_dir = tmp_path_factory.mktemp("jobs-cli") / "data"
-    shutil.copytree(trained_data_dir, data_dir)
-    settings = Settings(
-        host="127.0.0.1",
-        http_port=0,
-        grpc_port=0,
-        data_dir=data_dir,
-        jobs={"batch_size": 2, "progress_interval_ms": 0},
-    )
-    running = ThreadedServer(settings, EchoModel("echo")).start()
-    try:
-        yield running
-    finally:
-        running.stop()
+def server(serve_module: ServeModule) -> ThreadedServer:
+    """Overrides the folder's: small job batches, progress after each (its jobs and trained versions stay in
+    this module's data dir)."""
+    return serve_module(EchoModel("echo"), jobs={"batch_size": 2, "progress_interval_ms": 0})
 
 
 @pytest.fixture(params=["rest", "grpc"])

@@ -18,8 +18,7 @@ from typer.testing import CliRunner
 from modelwire import Event
 from modelwire.cli import app
 from modelwire.cli.watch import render_event, render_metrics
-from modelwire.settings import Settings
-from tests.serving import ThreadedServer
+from tests.serving import ServeModule, ThreadedServer
 
 
 def plain(markup: str) -> str:
@@ -30,21 +29,9 @@ def plain(markup: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(trained_data_dir: Path) -> Iterator[ThreadedServer]:
+def server(serve_module: ServeModule) -> ThreadedServer:
     """Metrics five times a second, so a few events take well under a second."""
-    settings = Settings(
-        host="127.0.0.1",
-        http_port=0,
-        grpc_port=0,
-        data_dir=trained_data_dir,
-        events={"metrics_interval_s": 0.2},
-        limits={"shutdown_grace_s": 1.0},
-    )
-    running = ThreadedServer(settings).start()
-    try:
-        yield running
-    finally:
-        running.stop()
+    return serve_module(events={"metrics_interval_s": 0.2}, limits={"shutdown_grace_s": 1.0})
 
 
 @pytest.fixture

@@ -2,32 +2,22 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from modelwire.settings import Settings
 from tests.models import EchoModel, ErrorModel, SlowModel
-from tests.serving import ThreadedServer
+from tests.serving import ServeModule, ThreadedServer
 
 
 @pytest.fixture(scope="module")
-def server(trained_data_dir: Path) -> Iterator[ThreadedServer]:
+def server(serve_module: ServeModule) -> ThreadedServer:
     """One real server per module: the default sentiment model plus echo, slow and failing models."""
-    settings = Settings(
-        host="127.0.0.1",
-        http_port=0,
-        grpc_port=0,
-        data_dir=trained_data_dir,
+    return serve_module(
+        EchoModel("echo"),
+        SlowModel("slow", delay_s=2.0),
+        ErrorModel("broken"),
         limits={"request_timeout_s": 5.0, "shutdown_grace_s": 1.0},
     )
-    running = ThreadedServer(
-        settings, EchoModel("echo"), SlowModel("slow", delay_s=2.0), ErrorModel("broken")
-    ).start()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(params=["rest", "grpc"])

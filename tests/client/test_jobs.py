@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
@@ -33,9 +32,8 @@ from modelwire import (
     UnavailableError,
 )
 from modelwire.client.job_inputs import FILE_CHUNK_BYTES, read_file
-from modelwire.settings import Settings
 from tests.models import EchoModel
-from tests.serving import ThreadedServer
+from tests.serving import ServeModule, ThreadedServer
 
 
 class GateModel(Model):
@@ -60,26 +58,16 @@ def gate() -> GateModel:
 
 
 @pytest.fixture(scope="module")
-def server(
-    trained_data_dir: Path, tmp_path_factory: pytest.TempPathFactory, gate: GateModel
-) -> Iterator[ThreadedServer]:
-    """Overrides the folder's: a data dir of its own (jobs and trained versions stay here)."""
-    data_dir = tmp_path_factory.mktemp("jobs-client") / "data"
-    shutil.copytree(trained_data_dir, data_dir)
-    settings = Settings(
-        host="127.0.0.1",
-        http_port=0,
-        grpc_port=0,
-        data_dir=data_dir,
+def server(serve_module: ServeModule, gate: GateModel) -> Iterator[ThreadedServer]:
+    """Overrides the folder's: echo and the gate model (jobs and trained versions stay in this module's data
+    dir)."""
+    yield serve_module(
+        EchoModel("echo"),
+        gate,
         jobs={"batch_size": 50, "progress_interval_ms": 0, "lease_s": 10},
         limits={"request_timeout_s": 10.0, "shutdown_grace_s": 1.0},
     )
-    running = ThreadedServer(settings, EchoModel("echo"), gate).start()
-    try:
-        yield running
-    finally:
-        gate.gate.set()
-        running.stop()
+    gate.gate.set()  # nothing stays blocked when serve_module stops it
 
 
 @pytest.fixture

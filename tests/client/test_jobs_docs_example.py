@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 import importlib.util
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from modelwire.settings import Settings
-from tests.serving import ThreadedServer
+from tests.serving import ServeModule, ThreadedServer
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "client_jobs.py"
 
 
 @pytest.fixture(scope="module")
-def server(trained_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
-    """Overrides the folder's: a data dir of its own, so its jobs stay here."""
-    data_dir = tmp_path_factory.mktemp("jobs-example") / "data"
-    shutil.copytree(trained_data_dir, data_dir)
-    settings = Settings(host="127.0.0.1", http_port=0, grpc_port=0, data_dir=data_dir)
-    running = ThreadedServer(settings).start()
-    try:
-        yield running
-    finally:
-        running.stop()
+def server(serve_module: ServeModule) -> ThreadedServer:
+    """Overrides the folder's: the default model only (its jobs stay in this module's data dir)."""
+    return serve_module()
 
 
 def load_example() -> ModuleType:

@@ -29,32 +29,25 @@ from modelwire import (
 )
 from modelwire.settings import Settings
 from tests.models import EchoModel, ErrorModel, SlowModel
-from tests.serving import ThreadedServer
+from tests.serving import ServeModule, ThreadedServer
 
 PREDICT_WIRES = ["ws", "grpc"]
 EVENT_WIRES = ["sse", "ws", "grpc"]
 
 
+SETTINGS: dict[str, Any] = {
+    "events": {"metrics_interval_s": 0.2},
+    "limits": {"request_timeout_s": 5.0, "shutdown_grace_s": 1.0},
+}
+
+
 def _settings(data_dir: Path) -> Settings:
-    return Settings(
-        host="127.0.0.1",
-        http_port=0,
-        grpc_port=0,
-        data_dir=data_dir,
-        events={"metrics_interval_s": 0.2},
-        limits={"request_timeout_s": 5.0, "shutdown_grace_s": 1.0},
-    )
+    return Settings(host="127.0.0.1", http_port=0, grpc_port=0, data_dir=data_dir, **SETTINGS)
 
 
 @pytest.fixture(scope="module")
-def server(trained_data_dir: Path) -> Iterator[ThreadedServer]:
-    running = ThreadedServer(
-        _settings(trained_data_dir), EchoModel("echo"), SlowModel("slow", delay_s=0.05), ErrorModel("broken")
-    ).start()
-    try:
-        yield running
-    finally:
-        running.stop()
+def server(serve_module: ServeModule) -> ThreadedServer:
+    return serve_module(EchoModel("echo"), SlowModel("slow", delay_s=0.05), ErrorModel("broken"), **SETTINGS)
 
 
 def url_for(server: ThreadedServer, wire: str) -> str:

@@ -16,9 +16,8 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from modelwire.settings import Settings
 from tests.models import EchoModel
-from tests.serving import ThreadedServer
+from tests.serving import ServeModule, ThreadedServer
 
 CHROMIUM = Path(os.environ.get("MODELWIRE_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -57,21 +56,11 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-def server(trained_data_dir: Path) -> Iterator[ThreadedServer]:
+def server(serve_module: ServeModule) -> ThreadedServer:
     """The default sentiment model and an echo model; metrics published five times a second."""
-    settings = Settings(
-        host="127.0.0.1",
-        http_port=0,
-        grpc_port=0,
-        data_dir=trained_data_dir,
-        events={"metrics_interval_s": 0.2},
-        limits={"shutdown_grace_s": 1.0},
+    return serve_module(
+        EchoModel("echo"), events={"metrics_interval_s": 0.2}, limits={"shutdown_grace_s": 1.0}
     )
-    running = ThreadedServer(settings, EchoModel("echo")).start()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 @dataclass

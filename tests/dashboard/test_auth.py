@@ -7,43 +7,30 @@ headers on a WebSocket.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from modelwire.security.keys import KeyStore
 from modelwire.security.principal import Scope
-from modelwire.settings import Settings
 from tests.dashboard.conftest import PageWatch, save_artifact
-from tests.serving import ThreadedServer
+from tests.serving import ServeModule, ThreadedServer
 
 
 @pytest.fixture(scope="module")
-def secured(
-    trained_data_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[ThreadedServer, str]]:
-    data_dir = tmp_path_factory.mktemp("secured") / "data"
-    shutil.copytree(trained_data_dir, data_dir)
+def secured(serve_module: ServeModule) -> tuple[ThreadedServer, str]:
+    data_dir = serve_module.data_dir()
     key, _record = KeyStore.in_data_dir(data_dir).create(
         [Scope.PREDICT, Scope.EVENTS, Scope.JOBS_READ, Scope.JOBS_WRITE], name="dashboard"
     )
-    settings = Settings(
-        host="127.0.0.1",
-        http_port=0,
-        grpc_port=0,
+    running = serve_module(
         data_dir=data_dir,
         auth={"mode": "on"},
         events={"metrics_interval_s": 0.2},
         limits={"shutdown_grace_s": 1.0},
     )
-    running = ThreadedServer(settings).start()
-    try:
-        yield running, key
-    finally:
-        running.stop()
+    return running, key
 
 
 @pytest.fixture

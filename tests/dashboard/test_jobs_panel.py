@@ -7,20 +7,17 @@ Every test fails on a console error, an uncaught page error or a request to a no
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from modelwire import Client, Datatype, Model, TensorSpec
-from modelwire.settings import Settings
 from tests.dashboard.conftest import PageWatch, save_artifact
 from tests.models import EchoModel
-from tests.serving import ThreadedServer
+from tests.serving import ServeModule, ThreadedServer
 
 
 class StepModel(Model):
@@ -45,28 +42,17 @@ def step() -> StepModel:
 
 
 @pytest.fixture(scope="module")
-def server(
-    trained_data_dir: Path, tmp_path_factory: pytest.TempPathFactory, step: StepModel
-) -> Iterator[ThreadedServer]:
-    """Overrides the folder's: two rows per job batch, progress after each, a data dir of its own."""
-    data_dir = tmp_path_factory.mktemp("jobs-panel") / "data"
-    shutil.copytree(trained_data_dir, data_dir)
-    settings = Settings(
-        host="127.0.0.1",
-        http_port=0,
-        grpc_port=0,
-        data_dir=data_dir,
+def server(serve_module: ServeModule, step: StepModel) -> Iterator[ThreadedServer]:
+    """Overrides the folder's: two rows per job batch, progress after each."""
+    yield serve_module(
+        EchoModel("echo"),
+        step,
         events={"metrics_interval_s": 0.2},
         jobs={"batch_size": 2, "progress_interval_ms": 0},
         limits={"shutdown_grace_s": 1.0},
     )
-    running = ThreadedServer(settings, EchoModel("echo"), step).start()
-    try:
-        yield running
-    finally:
-        for _ in range(1000):
-            step.steps.release()  # nothing stays blocked at shutdown
-        running.stop()
+    for _ in range(1000):
+        step.steps.release()  # nothing stays blocked when serve_module stops it
 
 
 def open_dashboard(page: Page, server: ThreadedServer, live: str) -> Locator:

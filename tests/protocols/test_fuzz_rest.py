@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,23 +25,14 @@ from modelwire.app.builder import build_services
 from modelwire.protocols.http.app import create_app
 from modelwire.settings import JobsSettings, Settings
 from tests.models import EchoModel
-from tests.serving import ThreadedServer
+from tests.serving import ServeModule, ThreadedServer
 
 MAX_EXAMPLES = 12
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
-    settings = Settings(
-        host="127.0.0.1",
-        http_port=0,
-        grpc_port=0,
-        data_dir=tmp_path_factory.mktemp("fuzz"),
-        jobs=JobsSettings(workers=1, webhook_allow=()),
-    )
-    running = ThreadedServer(settings, EchoModel("echo")).start()
-    yield running
-    running.stop()
+def server(serve_module: ServeModule) -> ThreadedServer:
+    return serve_module(EchoModel("echo"), trained=False, jobs=JobsSettings(workers=1, webhook_allow=()))
 
 
 def _openapi() -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +15,9 @@ import msgspec
 import pytest
 from websockets.asyncio.client import connect
 
-from modelwire.settings import LimitsSettings, Settings
+from modelwire.settings import LimitsSettings
 from tests.models import EchoModel
-from tests.serving import ThreadedServer
+from tests.serving import ServeModule, ThreadedServer
 
 LIMIT = LimitsSettings().max_body_bytes
 DEPTH = LimitsSettings().max_json_depth
@@ -60,13 +60,8 @@ ROUTES = sorted(BODIES)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
-    settings = Settings(
-        host="127.0.0.1", http_port=0, grpc_port=0, data_dir=tmp_path_factory.mktemp("limits")
-    )
-    running = ThreadedServer(settings, EchoModel("echo")).start()
-    yield running
-    running.stop()
+def server(serve_module: ServeModule) -> ThreadedServer:
+    return serve_module(EchoModel("echo"), trained=False)
 
 
 def too_big(route: str) -> bytes:

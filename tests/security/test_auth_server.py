@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +18,10 @@ from modelwire.client import AsyncClient
 from modelwire.errors import PermissionDeniedError, UnauthenticatedError
 from modelwire.security.keys import KeyStore
 from modelwire.security.principal import Scope
-from modelwire.settings import RateLimitRule, Settings
+from modelwire.settings import RateLimitRule
 from tests.models import EchoModel
 from tests.security.conftest import AUDIENCE, ISSUER, SigningKeys, hs256_with, mint, unsigned
-from tests.serving import ThreadedServer
+from tests.serving import ServeModule, ThreadedServer
 
 TRANSPORTS = ["rest", "sse", "v2", "ws"]
 
@@ -37,10 +35,8 @@ class Keys:
 
 
 @pytest.fixture(scope="module")
-def auth_dir(trained_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    target = tmp_path_factory.mktemp("auth") / "data"
-    shutil.copytree(trained_data_dir, target)
-    return target
+def auth_dir(serve_module: ServeModule) -> Path:
+    return serve_module.data_dir()
 
 
 @pytest.fixture(scope="module")
@@ -55,14 +51,16 @@ def keys(auth_dir: Path) -> Keys:
 
 
 @pytest.fixture(scope="module")
-def server(auth_dir: Path, keys: Keys, signing_keys: SigningKeys) -> Iterator[ThreadedServer]:
+def server(
+    serve_module: ServeModule, auth_dir: Path, keys: Keys, signing_keys: SigningKeys
+) -> ThreadedServer:
     """Authentication on (JWKS with RS256 + ES256 keys, issuer and audience), on loopback."""
     jwks = auth_dir.parent / "jwks.json"
     jwks.write_text(json.dumps(signing_keys.jwks()))
-    settings = Settings(
-        host="127.0.0.1",
-        http_port=0,
-        grpc_port=0,
+    return serve_module(
+        EchoModel("echo"),
+        EchoModel("tiny"),
+        EchoModel("other"),
         data_dir=auth_dir,
         auth={"mode": "on", "jwt_jwks": jwks, "jwt_issuer": ISSUER, "jwt_audience": AUDIENCE},
         rate_limits={
@@ -72,11 +70,6 @@ def server(auth_dir: Path, keys: Keys, signing_keys: SigningKeys) -> Iterator[Th
             )
         },
     )
-    running = ThreadedServer(settings, EchoModel("echo"), EchoModel("tiny"), EchoModel("other"))
-    try:
-        yield running.start()
-    finally:
-        running.stop()
 
 
 @dataclass

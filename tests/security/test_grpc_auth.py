@@ -34,7 +34,6 @@ from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2 as pb
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2_grpc as pb_grpc
 from modelwire.security.keys import KeyStore
 from modelwire.security.principal import Scope
-from modelwire.settings import Settings
 from tests.models import EchoModel
 from tests.protocols.grpc.richstatus import rich_details
 from tests.security.conftest import (
@@ -47,7 +46,7 @@ from tests.security.conftest import (
     mint,
     unsigned,
 )
-from tests.serving import ThreadedServer
+from tests.serving import ServeModule, ThreadedServer
 
 ROOT = Path(__file__).resolve().parents[2]
 RATE_PER_S = 2.0
@@ -65,11 +64,8 @@ class Setup:
 
 
 @pytest.fixture(scope="module")
-def setup(
-    trained_data_dir: Path, tmp_path_factory: pytest.TempPathFactory, signing_keys: SigningKeys
-) -> Iterator[Setup]:
-    data_dir = tmp_path_factory.mktemp("grpc-auth") / "data"
-    shutil.copytree(trained_data_dir, data_dir)
+def setup(serve_module: ServeModule, signing_keys: SigningKeys) -> Setup:
+    data_dir = serve_module.data_dir()
     store = KeyStore.in_data_dir(data_dir)
     keys = {
         "predict": store.create([Scope.PREDICT])[0],
@@ -82,10 +78,9 @@ def setup(
     }
     jwks = data_dir / "jwks.json"
     jwks.write_text(json.dumps(signing_keys.jwks()))
-    settings = Settings(
-        host="127.0.0.1",
-        http_port=0,
-        grpc_port=0,
+    server = serve_module(
+        EchoModel(),
+        EchoModel("limited"),
         data_dir=data_dir,
         auth={
             "mode": "on",
@@ -99,9 +94,7 @@ def setup(
             "rules": [{"scope": "predict", "model": "limited", "rate_per_s": RATE_PER_S, "burst": BURST}]
         },
     )
-    server = ThreadedServer(settings, EchoModel(), EchoModel("limited")).start()
-    yield Setup(server, keys, signing_keys)
-    server.stop()
+    return Setup(server, keys, signing_keys)
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,8 @@ Bounded (``max_examples``, short deadlines) so the module runs in well under a m
 from __future__ import annotations
 
 import itertools
-import shutil
 import struct
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -31,9 +29,8 @@ from modelwire.protocols.grpc._generated.modelwire.v1 import (
 )
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2 as pb
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2_grpc as pb_grpc
-from modelwire.settings import Settings
 from tests.models import EchoModel, SumModel
-from tests.serving import ThreadedServer
+from tests.serving import ServeModule
 
 # What a server may answer a client's mistake; INTERNAL and UNKNOWN are server bugs.
 CLIENT_ERRORS = frozenset(
@@ -54,20 +51,14 @@ FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCh
 
 
 @pytest.fixture(scope="module")
-def target(trained_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    data_dir = tmp_path_factory.mktemp("grpc-fuzz") / "data"
-    shutil.copytree(trained_data_dir, data_dir)
-    settings = Settings(
-        host="127.0.0.1",
-        http_port=0,
-        grpc_port=0,
-        data_dir=data_dir,
+def target(serve_module: ServeModule) -> str:
+    server = serve_module(
+        EchoModel(),
+        SumModel("sum"),
         limits={"max_text_chars": 200, "max_batch_items": 16},
         events={"metrics_interval_s": 0.05},
     )
-    server = ThreadedServer(settings, EchoModel(), SumModel("sum")).start()
-    yield server.grpc_url.removeprefix("grpc://")
-    server.stop()
+    return server.grpc_url.removeprefix("grpc://")
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,8 @@ listener. SIGHUP reload is in test_tls_reload.py.
 
 from __future__ import annotations
 
-import shutil
 import ssl
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -24,26 +21,19 @@ from modelwire.errors import ConfigurationError, UnavailableError
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2, predictor_pb2_grpc
 from modelwire.security.certs import CertificateFiles
 from modelwire.security.tls import TLSMaterial
-from modelwire.settings import Settings, TLSSettings
+from modelwire.settings import TLSSettings
 from tests.security.tls_files import openssl, stranger_files, tls_files  # noqa: F401 (fixtures)
-from tests.serving import ThreadedServer
+from tests.serving import ServeModule, ThreadedServer
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def server(
+    serve_module: ServeModule,
     tls_files: CertificateFiles,  # noqa: F811
-    trained_data_dir: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[ThreadedServer]:
-    data_dir = tmp_path_factory.mktemp("tls-data") / "data"
-    shutil.copytree(trained_data_dir, data_dir)
-    settings = Settings(
-        host="127.0.0.1",
-        http_port=0,
-        grpc_port=0,
-        data_dir=data_dir,
+) -> ThreadedServer:
+    return serve_module(
         tls=TLSSettings(
             cert=tls_files.server_cert,
             key=tls_files.server_key,
@@ -53,9 +43,6 @@ def server(
         ),
         events={"sse_heartbeat_s": 0.2},
     )
-    running = ThreadedServer(settings).start()
-    yield running
-    running.stop()
 
 
 @pytest.fixture(scope="module")

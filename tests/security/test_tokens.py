@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,21 +69,30 @@ def test_hs256_with_the_secret(signing_keys: SigningKeys) -> None:
     assert principal.scopes == {Scope.PREDICT}
 
 
+@dataclass(frozen=True)
+class FromNow:
+    """A time claim ``seconds`` from when the test runs (a token minted at collection would age)."""
+
+    seconds: int
+
+
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [
-        ({"exp": int(time.time()) - 120}, "expired"),
-        ({"nbf": int(time.time()) + 600}, "not valid yet"),
-        ({"iss": "https://evil.test"}, "issuer"),
-        ({"aud": "someone-else"}, "audience"),
-        ({"exp": None}, "'exp'"),
-        ({"sub": None}, "'sub'"),
+        pytest.param({"exp": FromNow(-120)}, "expired", id="exp 2 min ago"),
+        pytest.param({"nbf": FromNow(600)}, "not valid yet", id="nbf in 10 min"),
+        pytest.param({"iss": "https://evil.test"}, "issuer", id="another issuer"),
+        pytest.param({"aud": "someone-else"}, "audience", id="another audience"),
+        pytest.param({"exp": None}, "'exp'", id="no exp"),
+        pytest.param({"sub": None}, "'sub'", id="no sub"),
     ],
 )
 def test_bad_claims_are_refused(
     signing_keys: SigningKeys, jwks_file: Path, overrides: dict[str, Any], reason: str
 ) -> None:
-    assert reason in refused(verifier(jwks_file), mint(signing_keys, **overrides))
+    now = int(time.time())
+    claims = {k: now + v.seconds if isinstance(v, FromNow) else v for k, v in overrides.items()}
+    assert reason in refused(verifier(jwks_file), mint(signing_keys, **claims))
 
 
 def test_leeway_tolerates_a_little_clock_skew(signing_keys: SigningKeys, jwks_file: Path) -> None:

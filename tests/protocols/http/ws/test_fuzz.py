@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -21,10 +20,10 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from modelwire.settings import LimitsSettings, Settings, WebSocketSettings
+from modelwire.settings import LimitsSettings, WebSocketSettings
 from tests.models import EchoModel
 from tests.protocols.http.ws.conftest import ws_url
-from tests.serving import ThreadedServer
+from tests.serving import ServeModule, ThreadedServer
 
 MAX_EXAMPLES = 150
 CLIENT_CLOSE_CODES = {1002, 1003, 1007, 1008, 1009}
@@ -33,18 +32,13 @@ SUBPROTOCOLS = [None, "modelwire.v1.json", "modelwire.v1.msgpack"]
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
-    settings = Settings(
-        host="127.0.0.1",
-        http_port=0,
-        grpc_port=0,
-        data_dir=tmp_path_factory.mktemp("wsfuzz"),
+def server(serve_module: ServeModule) -> ThreadedServer:
+    return serve_module(
+        EchoModel(),
+        trained=False,
         limits=LimitsSettings(max_text_chars=2000),
         ws=WebSocketSettings(max_message_bytes=64 * 1024),
     )
-    running = ThreadedServer(settings, EchoModel()).start()
-    yield running
-    running.stop()
 
 
 scalars = (

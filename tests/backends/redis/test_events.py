@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 import redis.asyncio as aioredis
 
+from modelwire.backends.redis.connection import RedisTarget
 from modelwire.backends.redis.events import RedisEventBus
-from modelwire.backends.redis.jobs import RedisTarget
 from modelwire.errors import UnavailableError
 from modelwire.events.bus import Event, Subscription
 from modelwire.security.principal import Principal

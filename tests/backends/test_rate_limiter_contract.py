@@ -1,27 +1,19 @@
-"""One contract for both bucket stores (memory, Redis), and what only Redis does: sharing, failing open."""
+"""One contract for both bucket stores, run against each (``[memory]``, ``[redis]``). What only Redis does
+(replicas share a bucket, a lost Redis fails open) is in ``redis/test_ratelimit.py``."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import socket
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-import redis
 
-from modelwire.backends.redis.jobs import RedisTarget
+from modelwire.backends.redis.connection import RedisTarget
 from modelwire.backends.redis.ratelimit import RedisRateLimiter
 from modelwire.security.principal import Scope
 from modelwire.security.ratelimit import MemoryRateLimiter, RateLimiter
 from modelwire.settings import RateLimitRule
-
-RATE = 0.5  # a token every 2 s: slow enough that a stalled test machine does not refill the bucket
-RULES = (
-    RateLimitRule(scope="*", rate_per_s=RATE, burst=3),
-    RateLimitRule(scope="jobs:write", rate_per_s=RATE, burst=1),
-)
-
+from tests.backends.conftest import RATE, RULES
 
 MakeLimiter = Callable[..., RateLimiter]
 
@@ -86,41 +78,3 @@ async def test_no_rule_no_count(make_limiter: MakeLimiter) -> None:
     only_writes = make_limiter((RateLimitRule(scope="jobs:write", rate_per_s=RATE, burst=1),))
     assert await only_writes.acquire("alice", Scope.PREDICT, None) is None
     assert await only_writes.acquire("alice", Scope.JOBS_WRITE, None) is not None
-
-
-async def test_replicas_share_one_bucket(redis_backend: str) -> None:
-    target = RedisTarget.parse(redis_backend)
-    replicas = [RedisRateLimiter(target, RULES), RedisRateLimiter(target, RULES)]
-    try:
-        decisions = [await replicas[i % 2].acquire("key:k1", Scope.PREDICT, None) for i in range(4)]
-        assert [d.allowed for d in decisions if d] == [True, True, True, False]
-        rule = replicas[0].rules.select(Scope.PREDICT, None)
-        assert rule is not None
-        client = redis.Redis.from_url(target.url)
-        ttl = client.pttl(replicas[0].key("key:k1", rule))
-        client.close()
-        assert 0 < ttl <= 3 / RATE * 1000 + 1000  # the key goes once the bucket would be full
-    finally:
-        for replica in replicas:
-            await replica.close()
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-async def test_redis_down_fails_open_to_local_buckets_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
-    limiter = RedisRateLimiter(RedisTarget.parse(f"redis://127.0.0.1:{_closed_port()}/0"), RULES)
-    try:
-        with caplog.at_level(logging.WARNING, logger="modelwire.security"):
-            decisions = [await limiter.acquire("alice", Scope.PREDICT, None) for _ in range(4)]
-            limiter._down_until = 0.0  # the retry interval passed: Redis is tried (and fails) again
-            decisions.append(await limiter.acquire("alice", Scope.PREDICT, None))
-        assert [d.allowed for d in decisions if d] == [True, True, True, False, False]
-        warnings = [r for r in caplog.records if r.name == "modelwire.security"]
-        assert len(warnings) == 1
-        assert "counts on its own" in warnings[0].getMessage()
-    finally:
-        await limiter.close()
