@@ -80,7 +80,7 @@ def check_exposure(settings: Settings) -> bool:
 
 
 class SecurityPolicy:
-    """Authentication, authorization and rate limits for every transport. Built once, in ``Services``.
+    """Authentication, authorization and rate limits for every transport. Built once, by ``app/builder.py``.
 
     >>> policy = SecurityPolicy.build(settings)
     >>> principal = policy.authenticate(Credentials(bearer="mw_...", peer="10.0.0.7"))
