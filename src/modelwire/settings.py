@@ -113,6 +113,9 @@ class EventsSettings(_Section):
 
     queue_size: int = Field(default=1024, ge=1)
     replay_size: int = Field(default=4096, ge=0)
+    replay_max_bytes: int = Field(default=8 * 1024 * 1024, ge=0)
+    """The replay ring's size in bytes (each event's JSON data plus its topic and type): whichever of this
+    and ``replay_size`` is reached first evicts the oldest events. 0: nothing is kept for replay."""
     metrics_interval_s: float = Field(default=1.0, gt=0)
     sse_heartbeat_s: float = Field(default=15.0, gt=0)
     sse_retry_ms: int = Field(default=3000, ge=0)
@@ -137,6 +140,8 @@ class JobsSettings(_Section):
     """Queued plus running jobs; a submit past it is refused (503, Retry-After)."""
     max_upload_bytes: int = Field(default=1024**3, ge=1024)
     max_rows: int = Field(default=10_000_000, ge=1)
+    max_metadata_bytes: int = Field(default=8 * 1024, ge=64, le=1024 * 1024)
+    """A job's ``metadata``, as compact JSON; larger: 413 (gRPC ``RESOURCE_EXHAUSTED``), nothing stored."""
     retention_s: float = Field(default=7 * 86400.0, gt=0)
     """Finished jobs and their results are removed this long after they finished."""
     progress_interval_ms: int = Field(default=500, ge=0)

@@ -146,7 +146,11 @@ async def test_ipv6_forms_embedding_a_private_ipv4_are_judged_as_it(url: str, em
 
 
 async def test_ipv6_forms_embedding_a_public_ipv4_are_public() -> None:
-    for url in ("http://[64:ff9b::5db8:d822]/", "http://[2002:5db8:d822::1]/", "http://[::ffff:93.184.216.34]/"):
+    for url in (
+        "http://[64:ff9b::5db8:d822]/",
+        "http://[2002:5db8:d822::1]/",
+        "http://[::ffff:93.184.216.34]/",
+    ):
         await check_callback_url(url, ("public",), resolve=fake_resolve)
     with pytest.raises(InvalidInputError, match="64:ff9b:1::5db8:d822"):  # a site's own NAT64 (RFC 8215)
         await check_callback_url("http://[64:ff9b:1::5db8:d822]/", ("public",), resolve=fake_resolve)
@@ -172,6 +176,7 @@ async def test_ipv6_forms_embedding_a_public_ipv4_are_public() -> None:
         ("http://nowhere.example.test/", ("public",), "resolve"),
         ("http://[::1", ("public",), "not a valid URL"),  # found by tests/security/test_grpc_fuzz.py
         ("http://[zz]/", ("public",), "not a valid URL"),
+        ("https://93.184.216.34/" + "p" * 2048, ("public",), "longer than 2048"),
     ],
 )
 async def test_callback_urls_refused(url: str, allow: tuple[str, ...], why: str) -> None:

@@ -56,6 +56,7 @@ __all__ = [
 logger = logging.getLogger("modelwire.jobs")
 
 SIGNATURE_HEADER = "Modelwire-Signature"
+MAX_CALLBACK_URL_CHARS = 2048  # what browsers and most proxies accept; it is copied into every job read
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -170,6 +171,8 @@ async def check_callback_url(url: str, allow: Sequence[str], *, resolve: Resolve
     def refuse(why: str) -> InvalidInputError:
         return InvalidInputError(f"callback_url {url[:200]!r} is not allowed: {why}", field="$.callback_url")
 
+    if len(url) > MAX_CALLBACK_URL_CHARS:
+        raise refuse(f"it is longer than {MAX_CALLBACK_URL_CHARS} characters")
     try:
         parts = urllib.parse.urlsplit(url)  # raises on a broken [IPv6] host
     except ValueError:
