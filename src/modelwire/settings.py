@@ -93,8 +93,16 @@ class LimitsSettings(_Section):
     """Requests of one model waiting for a slot; past it: 503 with ``Retry-After`` at once."""
     header_read_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     """HTTP/1.1: a client must send its request headers within this (slow-loris guard)."""
+    body_read_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    """A request body must arrive within this, plus as long again per ``max_body_bytes`` received (a
+    steady large upload is not cut; a trickle is): else 408 (``protocols/http/body_timeout.py``)."""
     max_header_bytes: int = Field(default=64 * 1024, ge=8192, le=16 * 1024 * 1024)
     """Request headers larger than this are refused with 431 (HTTP/1.1 and HTTP/2)."""
+    h2_ping_interval_s: float = Field(default=20.0, ge=0.001, le=60)
+    """HTTP/2: the server sends a PING after this long without a frame from the client..."""
+    h2_ping_timeout_s: int = Field(default=20, ge=1, le=3600)
+    """...and closes the connection when no PING acknowledgement comes within this (a dead peer, or a
+    client that never completed the connection preface)."""
 
 
 class WebSocketSettings(_Section):
