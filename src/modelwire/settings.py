@@ -93,8 +93,16 @@ class LimitsSettings(_Section):
     """Requests of one model waiting for a slot; past it: 503 with ``Retry-After`` at once."""
     header_read_timeout_s: float = Field(default=30.0, gt=0, le=3600)
     """HTTP/1.1: a client must send its request headers within this (slow-loris guard)."""
+    body_read_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    """A request body must arrive within this, plus as long again per ``max_body_bytes`` received (a
+    steady large upload is not cut; a trickle is): else 408 (``protocols/http/body_timeout.py``)."""
     max_header_bytes: int = Field(default=64 * 1024, ge=8192, le=16 * 1024 * 1024)
     """Request headers larger than this are refused with 431 (HTTP/1.1 and HTTP/2)."""
+    h2_ping_interval_s: float = Field(default=20.0, ge=0.001, le=60)
+    """HTTP/2: the server sends a PING after this long without a frame from the client..."""
+    h2_ping_timeout_s: int = Field(default=20, ge=1, le=3600)
+    """...and closes the connection when no PING acknowledgement comes within this (a dead peer, or a
+    client that never completed the connection preface)."""
 
 
 class WebSocketSettings(_Section):
@@ -113,6 +121,9 @@ class EventsSettings(_Section):
 
     queue_size: int = Field(default=1024, ge=1)
     replay_size: int = Field(default=4096, ge=0)
+    replay_max_bytes: int = Field(default=8 * 1024 * 1024, ge=0)
+    """The replay ring's size in bytes (each event's JSON data plus its topic and type): whichever of this
+    and ``replay_size`` is reached first evicts the oldest events. 0: nothing is kept for replay."""
     metrics_interval_s: float = Field(default=1.0, gt=0)
     sse_heartbeat_s: float = Field(default=15.0, gt=0)
     sse_retry_ms: int = Field(default=3000, ge=0)
@@ -137,6 +148,8 @@ class JobsSettings(_Section):
     """Queued plus running jobs; a submit past it is refused (503, Retry-After)."""
     max_upload_bytes: int = Field(default=1024**3, ge=1024)
     max_rows: int = Field(default=10_000_000, ge=1)
+    max_metadata_bytes: int = Field(default=8 * 1024, ge=64, le=1024 * 1024)
+    """A job's ``metadata``, as compact JSON; larger: 413 (gRPC ``RESOURCE_EXHAUSTED``), nothing stored."""
     retention_s: float = Field(default=7 * 86400.0, gt=0)
     """Finished jobs and their results are removed this long after they finished."""
     progress_interval_ms: int = Field(default=500, ge=0)

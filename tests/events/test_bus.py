@@ -245,3 +245,25 @@ async def test_bus_close_ends_every_subscription_and_later_ones_at_once(bus: Loc
 
 def test_the_local_bus_is_an_event_bus() -> None:
     assert isinstance(LocalEventBus(), EventBus)
+
+
+async def test_the_replay_ring_is_bounded_in_bytes_too() -> None:
+    from modelwire.events.bus import event_size
+
+    bus = LocalEventBus(replay_size=1000, replay_max_bytes=4096)
+    start = bus.last_id
+    for n in range(50):
+        await bus.publish("jobs/a", "job.progress", {"id": "a", "blob": "x" * 200, "n": n})
+    assert 0 < bus.replay_bytes <= 4096
+    kept = bus.subscribe(["jobs/*"], last_event_id=bus.last_id - 10)  # the newest ten fit
+    replayed = await drain(kept)
+    assert [e.data["n"] for e in replayed] == list(range(40, 50))
+    assert sum(event_size(e) for e in replayed) <= 4096
+    assert bus.subscribe(["jobs/*"], last_event_id=start).reset  # the oldest were evicted for bytes
+    # one event larger than the whole budget is delivered live but never kept
+    live = bus.subscribe(["jobs/*"])
+    huge = await bus.publish("jobs/a", "job.progress", {"id": "a", "blob": "x" * 8192})
+    assert huge is not None
+    assert [e.id for e in await drain(live)] == [huge.id]
+    assert bus.replay_bytes <= 4096
+    assert bus.subscribe(["jobs/*"], last_event_id=huge.id - 1).reset

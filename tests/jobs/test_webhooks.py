@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import random
+import re
 import stat
 import threading
 from collections.abc import Callable, Iterator
@@ -126,6 +127,36 @@ async def fake_resolve(host: str, port: int) -> list[str]:
 
 
 @pytest.mark.parametrize(
+    ("url", "embedded"),
+    [
+        ("http://[64:ff9b::7f00:1]/", "127.0.0.1"),  # NAT64 well-known prefix
+        ("http://[64:ff9b::a00:7]/", "10.0.0.7"),
+        ("http://[2002:7f00:1::]/", "127.0.0.1"),  # 6to4
+        ("http://[2002:c0a8:101::1]/", "192.168.1.1"),
+        ("http://[::127.0.0.1]/", "127.0.0.1"),  # IPv4-compatible
+        ("http://[::a9fe:a9fe]/", "169.254.169.254"),
+        ("http://[::ffff:10.1.2.3]/", "10.1.2.3"),  # IPv4-mapped
+        ("http://[::ffff:0:7f00:1]/", "127.0.0.1"),  # IPv4-translated (SIIT)
+    ],
+)
+async def test_ipv6_forms_embedding_a_private_ipv4_are_judged_as_it(url: str, embedded: str) -> None:
+    with pytest.raises(InvalidInputError, match=rf"\(IPv4 {re.escape(embedded)}\)"):
+        await check_callback_url(url, ("public",), resolve=fake_resolve)
+    await check_callback_url(url, (embedded,), resolve=fake_resolve)  # the IPv4 rule lets it through
+
+
+async def test_ipv6_forms_embedding_a_public_ipv4_are_public() -> None:
+    for url in (
+        "http://[64:ff9b::5db8:d822]/",
+        "http://[2002:5db8:d822::1]/",
+        "http://[::ffff:93.184.216.34]/",
+    ):
+        await check_callback_url(url, ("public",), resolve=fake_resolve)
+    with pytest.raises(InvalidInputError, match="64:ff9b:1::5db8:d822"):  # a site's own NAT64 (RFC 8215)
+        await check_callback_url("http://[64:ff9b:1::5db8:d822]/", ("public",), resolve=fake_resolve)
+
+
+@pytest.mark.parametrize(
     ("url", "allow", "why"),
     [
         ("ftp://93.184.216.34/x", ("public",), "http and https"),
@@ -145,6 +176,7 @@ async def fake_resolve(host: str, port: int) -> list[str]:
         ("http://nowhere.example.test/", ("public",), "resolve"),
         ("http://[::1", ("public",), "not a valid URL"),  # found by tests/security/test_grpc_fuzz.py
         ("http://[zz]/", ("public",), "not a valid URL"),
+        ("https://93.184.216.34/" + "p" * 2048, ("public",), "longer than 2048"),
     ],
 )
 async def test_callback_urls_refused(url: str, allow: tuple[str, ...], why: str) -> None:

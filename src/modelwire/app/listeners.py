@@ -146,7 +146,10 @@ class RestPort:
                 max_buffer_size=settings.limits.max_header_bytes,
             ),
             http2_settings=HTTP2Settings(
-                max_concurrent_streams=1000, max_headers_size=settings.limits.max_header_bytes
+                max_concurrent_streams=1000,
+                max_headers_size=settings.limits.max_header_bytes,
+                keep_alive_interval=max(1, round(settings.limits.h2_ping_interval_s * 1000)),
+                keep_alive_timeout=settings.limits.h2_ping_timeout_s,
             ),
             log_enabled=False,
             log_access=False,

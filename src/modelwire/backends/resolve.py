@@ -43,12 +43,18 @@ def open_job_store(settings: Settings) -> JobStore:
 def open_event_bus(settings: Settings) -> EventBus:
     """In-process, or over Redis pub/sub when jobs are in Redis (every gateway sees every job's events)."""
     size, replay = settings.events.queue_size, settings.events.replay_size
+    replay_bytes = settings.events.replay_max_bytes
     if is_redis_url(settings.jobs.backend):
         from modelwire.backends.redis.connection import RedisTarget
         from modelwire.backends.redis.events import RedisEventBus
 
-        return RedisEventBus(RedisTarget.parse(settings.jobs.backend), queue_size=size, replay_size=replay)
-    return LocalEventBus(queue_size=size, replay_size=replay)
+        return RedisEventBus(
+            RedisTarget.parse(settings.jobs.backend),
+            queue_size=size,
+            replay_size=replay,
+            replay_max_bytes=replay_bytes,
+        )
+    return LocalEventBus(queue_size=size, replay_size=replay, replay_max_bytes=replay_bytes)
 
 
 def open_rate_limiter(settings: Settings, *, auth_on: bool) -> RateLimiter:

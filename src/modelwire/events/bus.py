@@ -6,6 +6,10 @@ patterns match, without waiting. Each subscription owns a bounded queue; when it
 dropped at once (its queue freed, its next ``get()`` raising ``SlowConsumerError``), so a reader that stops
 reading can neither grow memory nor slow the publisher or the other readers.
 
+The ring is bounded twice: at most ``replay_size`` events and at most ``replay_max_bytes`` bytes (each
+event counted as its JSON data plus topic and type, ``event_size``); the oldest go first, and an event
+larger than the whole byte budget is delivered live but never kept.
+
 ``subscribe(topics, last_event_id=N)`` first replays the retained events after ``N`` (the replayed events
 do not count against the queue bound, so a reader catching up is not dropped by the next live event). When
 ``N`` is older than the ring (events after it were evicted, or replay is off) or comes from before this bus
@@ -34,11 +38,24 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from modelwire.errors import SlowConsumerError
 from modelwire.events.topics import matches, validate_topic
 from modelwire.security.principal import Principal, current_principal
 
-__all__ = ["Event", "EventBus", "LocalEventBus", "Subscription"]
+__all__ = ["Event", "EventBus", "LocalEventBus", "Subscription", "event_size"]
+
+_EVENT_OVERHEAD = 64  # id, time, the envelope's keys: what every event costs besides its data
+
+
+def event_size(event: Event) -> int:
+    """The bytes ``event`` counts against the replay ring: about its size as sent (JSON)."""
+    try:
+        data = len(msgspec.json.encode(event.data))
+    except (TypeError, ValueError, OverflowError):  # not JSON-able (an in-process listener's own types)
+        data = len(repr(event.data))
+    return data + len(event.topic) + len(event.type) + _EVENT_OVERHEAD
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,10 +223,15 @@ class EventBus(abc.ABC):
 class LocalEventBus(EventBus):
     """In-process fan-out with bounded per-subscriber queues and a bounded replay ring."""
 
-    def __init__(self, *, queue_size: int = 1024, replay_size: int = 4096) -> None:
+    def __init__(
+        self, *, queue_size: int = 1024, replay_size: int = 4096, replay_max_bytes: int = 8 * 1024 * 1024
+    ) -> None:
         self.queue_size = queue_size
-        self._ring: collections.deque[Event] = collections.deque(maxlen=replay_size or None)
+        self._ring: collections.deque[tuple[Event, int]] = collections.deque()
         self._replay_size = replay_size
+        self._replay_max_bytes = replay_max_bytes
+        self.replay_bytes = 0
+        """What the events kept for replay count now (``event_size``), never over ``replay_max_bytes``."""
         self._evicted_upto = 0
         # Ids start at the boot time in ms, so an id a client kept from an earlier run of the server is
         # (almost always) recognised as foreign and answered with a reset rather than a wrong replay.
@@ -247,15 +269,24 @@ class LocalEventBus(EventBus):
         self._last_id = max(self._last_id, event.id)
         self.published += 1
         if not ephemeral:
-            if not self._replay_size:
-                self._evicted_upto = event.id  # nothing is kept: resuming from before it needs a reset
-            else:
-                if len(self._ring) == self._ring.maxlen:
-                    self._evicted_upto = self._ring[0].id
-                self._ring.append(event)
+            self._keep(event)
         for sub in list(self._subs):
             if sub.accepts(event):
                 sub.offer(event)
+
+    def _keep(self, event: Event) -> None:
+        size = event_size(event) if self._replay_size and self._replay_max_bytes else 0
+        if not size or size > self._replay_max_bytes:
+            self._evicted_upto = event.id  # not kept: resuming from before it needs a reset
+            return
+        while self._ring and (
+            len(self._ring) >= self._replay_size or self.replay_bytes + size > self._replay_max_bytes
+        ):
+            evicted, evicted_size = self._ring.popleft()
+            self.replay_bytes -= evicted_size
+            self._evicted_upto = evicted.id
+        self._ring.append((event, size))
+        self.replay_bytes += size
 
     def subscribe(
         self,
@@ -275,7 +306,7 @@ class LocalEventBus(EventBus):
             if foreign or last_event_id < self._evicted_upto:
                 sub.reset = True
             else:
-                for event in self._ring:
+                for event, _ in self._ring:
                     if event.id > last_event_id and sub.accepts(event):
                         sub.offer(event, force=True)
                 sub._limit += sub.pending

@@ -24,7 +24,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,9 +176,11 @@ class JobManager:
         """Store a new job; ``(job, True)``, or ``(the existing job, False)`` for a repeated Idempotency-Key.
 
         Raises ``ModelNotFoundError`` (404), ``InvalidInputError`` (bad callback, no rows: 400),
-        ``PayloadTooLargeError`` (413), ``OverloadedError`` (queue full: 503), ``IdempotencyKeyReusedError``,
-        ``PermissionDeniedError`` (a credential restricted to other models: 403).
+        ``PayloadTooLargeError`` (413: rows, upload or ``metadata`` over its limit), ``OverloadedError``
+        (queue full: 503), ``IdempotencyKeyReusedError``, ``PermissionDeniedError`` (a credential restricted
+        to other models: 403).
         """
+        self._check_metadata(request.metadata)
         principal = current_principal()
         principal.require_model(request.model)
         model = self.dataplane.model(request.model, request.version)
@@ -242,9 +244,20 @@ class JobManager:
         if not created:
             assert key is not None
             return self._replay(job.request_hash, digest.hexdigest(), job.to_dict(), key)
-        await publish_job(self.events, "job.queued", job.to_dict(), job.owner)
+        await publish_job(self.events, "job.queued", job.to_event(), job.owner)
         self.wakeup.set()
         return job.to_dict(), True
+
+    def _check_metadata(self, metadata: Mapping[str, Any]) -> None:
+        limit = self.settings.max_metadata_bytes
+        size = len(msgspec.json.encode(metadata))
+        if size > limit:
+            raise PayloadTooLargeError(
+                f"the job's metadata is {size} bytes as JSON; the limit is {limit} "
+                "(jobs.max_metadata_bytes): keep large data in the rows or behind a reference",
+                field="$.metadata",
+                details={"size": size, "limit": limit},
+            )
 
     @staticmethod
     def _replay(stored: str | None, given: str, job: dict[str, Any], key: str) -> tuple[dict[str, Any], bool]:
@@ -308,7 +321,7 @@ class JobManager:
         """Cancel a queued or running job (a running one stops at its next batch); 409 when final."""
         await self._visible(job_id)
         job = await self.store.cancel(job_id)
-        await publish_job(self.events, "job.cancelled", job.to_dict(), job.owner)
+        await publish_job(self.events, "job.cancelled", job.to_event(), job.owner)
         self.webhooks.deliver_later(job)
         return job.to_dict()
 
@@ -316,7 +329,7 @@ class JobManager:
         """Queue a failed job again with fresh attempts; rows that have a result are not re-run."""
         await self._visible(job_id)
         job = await self.store.retry(job_id)
-        await publish_job(self.events, "job.queued", job.to_dict(), job.owner)
+        await publish_job(self.events, "job.queued", job.to_event(), job.owner)
         self.wakeup.set()
         return job.to_dict()
 

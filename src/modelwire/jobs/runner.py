@@ -158,7 +158,7 @@ class JobRunner:
             )
             await self._ended(await self.store.fail(job.id, owner, error, permanent=True))
             return
-        await self._publish(job, "job.running", job.to_dict())
+        await self._publish(job, "job.running", job.to_event())
         stop = threading.Event()
         work = asyncio.create_task(self._work(job, owner, stop))
         heartbeat = asyncio.create_task(self._heartbeat(job, owner, work, stop))
@@ -205,7 +205,7 @@ class JobRunner:
     async def _ended(self, job: Job | None) -> None:
         if job is None:
             return  # another worker or the user acted first
-        await self._publish(job, f"job.{job.status.value}", job.to_dict())
+        await self._publish(job, f"job.{job.status.value}", job.to_event())
         if job.status.final:
             self.webhooks.deliver_later(job)
         else:

@@ -185,6 +185,15 @@ class Job:
             }
         return out
 
+    def to_event(self) -> dict[str, Any]:
+        """What a ``jobs/<id>`` state event carries: ``to_dict()`` without what the client sent
+        (``metadata``, ``callback_url``) nor the webhook log, so events stay small however large those are
+        (``GET /v1/jobs/<id>`` shows them; watchers merge events into that)."""
+        out = self.to_dict()
+        for key in ("metadata", "callback_url", "webhook"):
+            out.pop(key, None)
+        return out
+
 
 @dataclass(frozen=True, slots=True)
 class JobPage:

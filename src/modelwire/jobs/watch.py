@@ -38,7 +38,8 @@ JobUpdate = tuple[str, float, dict[str, Any]]
 def apply_event(current: Mapping[str, Any], type_: str, data: Mapping[str, Any]) -> dict[str, Any] | None:
     """The job after the event ``type_`` carrying ``data``; ``None`` if the event tells nothing new.
 
-    A state event carries the whole job: it is older than ``current`` when its ``updated_at`` is. A
+    A state event carries the job without what the client sent (``Job.to_event``): it is merged over
+    ``current`` (which keeps ``metadata`` and ``callback_url``), and is older when its ``updated_at`` is. A
     ``job.progress`` event carries the progress only: it counts while the job is running and its count
     did not go back.
     """
@@ -57,7 +58,7 @@ def apply_event(current: Mapping[str, Any], type_: str, data: Mapping[str, Any])
     stamp, seen = _number(data.get("updated_at")), _number(current.get("updated_at"))
     if stamp < seen or (stamp == seen and data.get("status") == current.get("status")):
         return None
-    return dict(data)
+    return {**current, **data}
 
 
 def _number(value: Any) -> float:

@@ -11,8 +11,10 @@ capped) until ``jobs.webhook_max_attempts``; redirects are not followed. Deliver
 at-least-once, like the jobs themselves (receivers deduplicate on the job id).
 
 Allow-list. ``check_callback_url`` refuses non-http(s) URLs and hosts that resolve to private, loopback,
-link-local, reserved or multicast addresses unless ``jobs.webhook_allow`` names them; it runs at submit
-(400) and again before each delivery, since DNS can change in between.
+link-local, reserved or multicast addresses unless ``jobs.webhook_allow`` names them; an IPv6 address that
+embeds an IPv4 one (``::ffff:a.b.c.d``, ``::a.b.c.d``, NAT64 ``64:ff9b::/96``, 6to4 ``2002::/16``) is judged
+as that IPv4 address. It runs at submit (400) and again before each delivery, since DNS can change in
+between.
 
 The HTTP client is injected (``WebhookPoster``): the core imports no HTTP stack; ``outbound/webhooks.py``
 holds the httpx one.
@@ -54,6 +56,7 @@ __all__ = [
 logger = logging.getLogger("modelwire.jobs")
 
 SIGNATURE_HEADER = "Modelwire-Signature"
+MAX_CALLBACK_URL_CHARS = 2048  # what browsers and most proxies accept; it is copied into every job read
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -117,18 +120,49 @@ def _host_allowed(host: str, allow: Sequence[str]) -> bool:
     return False
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix: the IPv4 is the low 32 bits
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215 local-use: a site's own translator
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # RFC 2765 (SIIT) ::ffff:0:a.b.c.d
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 form carries (mapped, compatible, translated, NAT64, 6to4), if any.
+
+    A host that reaches these forms (a dual-stack kernel, a NAT64 gateway, a 6to4 relay) ends up at that
+    IPv4 address, so the allow-list judges it as that address: ``[64:ff9b::7f00:1]`` is loopback.
+    """
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    value = int(address)
+    if address in _NAT64 or address in _IPV4_TRANSLATED or (value >> 32 == 0 and value > 1):
+        return ipaddress.IPv4Address(value & 0xFFFFFFFF)  # the last is ::a.b.c.d; :: and ::1 are IPv6's own
+    return None
+
+
 def _address_allowed(address: IPAddress, allow: Sequence[str]) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    candidates: list[IPAddress] = [address]
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            candidates = [embedded, address]  # "public" judges the IPv4; a listed network may name either
     for entry in allow:
         if entry == "public":
-            if address.is_global and not address.is_multicast:
+            first = candidates[0]
+            if first.is_global and not first.is_multicast and first not in _NAT64_LOCAL:
                 return True
             continue
         with contextlib.suppress(ValueError):
-            if address in ipaddress.ip_network(entry, strict=False):
+            network = ipaddress.ip_network(entry, strict=False)
+            if any(candidate in network for candidate in candidates):
                 return True
     return False
+
+
+def _describe(address: IPAddress) -> str:
+    embedded = _embedded_ipv4(address) if isinstance(address, ipaddress.IPv6Address) else None
+    return f"{address} (IPv4 {embedded})" if embedded is not None else str(address)
 
 
 async def check_callback_url(url: str, allow: Sequence[str], *, resolve: Resolver = _resolve) -> None:
@@ -137,6 +171,8 @@ async def check_callback_url(url: str, allow: Sequence[str], *, resolve: Resolve
     def refuse(why: str) -> InvalidInputError:
         return InvalidInputError(f"callback_url {url[:200]!r} is not allowed: {why}", field="$.callback_url")
 
+    if len(url) > MAX_CALLBACK_URL_CHARS:
+        raise refuse(f"it is longer than {MAX_CALLBACK_URL_CHARS} characters")
     try:
         parts = urllib.parse.urlsplit(url)  # raises on a broken [IPv6] host
     except ValueError:
@@ -161,7 +197,7 @@ async def check_callback_url(url: str, allow: Sequence[str], *, resolve: Resolve
             raise refuse(f"its host does not resolve ({exc})") from None
         except UnicodeError:  # IDNA: an empty or over-long label
             raise refuse("its host is not a valid name") from None
-    denied = [str(a) for a in addresses if not _address_allowed(a, allow)]
+    denied = [_describe(a) for a in addresses if not _address_allowed(a, allow)]
     if denied or not addresses:
         raise refuse(
             f"{', '.join(denied) or host} is private, loopback, link-local or reserved, or outside "

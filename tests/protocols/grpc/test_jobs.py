@@ -462,3 +462,23 @@ async def test_grpcurl_submits_a_job_by_reflection(listener: GrpcListener) -> No
     answer = json.loads(out)
     assert answer["created"] is True
     assert answer["job"]["status"] in ("JOB_STATUS_QUEUED", "JOB_STATUS_RUNNING", "JOB_STATUS_SUCCEEDED")
+
+
+async def test_metadata_over_its_limit_is_refused_on_both_submits(stub: pb_grpc.JobsStub) -> None:
+    metadata = struct_pb2.Struct()
+    metadata.update({"blob": "m" * (8 * 1024)})  # over jobs.max_metadata_bytes (8 KiB by default)
+    details = await expect_error(
+        stub.Submit(pb.SubmitJobRequest(model="echo", texts=["a"], metadata=metadata), timeout=10),
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "PAYLOAD_TOO_LARGE",
+    )
+    assert details["BadRequest"].field_violations[0].field == "$.metadata"
+    assert "jobs.max_metadata_bytes" in details["BadRequest"].field_violations[0].description
+
+    async def chunks() -> AsyncIterator[pb.SubmitJobChunk]:
+        yield pb.SubmitJobChunk(spec=pb.SubmitJobRequest(model="echo", metadata=metadata), texts=["a"])
+
+    await expect_error(
+        stub.SubmitStream(chunks(), timeout=10), grpc.StatusCode.RESOURCE_EXHAUSTED, "PAYLOAD_TOO_LARGE"
+    )
+    assert not (await stub.List(pb.ListJobsRequest(), timeout=10)).jobs

@@ -88,9 +88,10 @@ class RedisEventBus(LocalEventBus):
         *,
         queue_size: int = 1024,
         replay_size: int = 4096,
+        replay_max_bytes: int = 8 * 1024 * 1024,
         shared: Iterable[str] = SHARED_TOPICS,
     ) -> None:
-        super().__init__(queue_size=queue_size, replay_size=replay_size)
+        super().__init__(queue_size=queue_size, replay_size=replay_size, replay_max_bytes=replay_max_bytes)
         self.target = target
         self.replica = uuid.uuid4().hex[:12]
         self.shared_topics = tuple(shared)

@@ -151,7 +151,7 @@ function apply(current, type, data) {
   const stamp = data.updated_at ?? 0;
   const seen = current.updated_at ?? 0;
   if (stamp < seen || (stamp === seen && data.status === current.status)) return null;
-  return data;
+  return { ...current, ...data }; // events leave out metadata and callback_url: keep what was shown
 }
 
 async function refresh(id) {

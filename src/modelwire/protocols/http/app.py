@@ -23,6 +23,7 @@ from modelwire.errors import ModelwireError
 from modelwire.observability.metrics import CONTENT_TYPE
 from modelwire.protocols.facades import Facades
 from modelwire.protocols.http.auth import SecurityMiddleware
+from modelwire.protocols.http.body_timeout import BodyTimeoutMiddleware
 from modelwire.protocols.http.errors import handle_http_exception, handle_modelwire_error, handle_unexpected
 from modelwire.protocols.http.openapi import body, merge_components, responses, v2_body
 from modelwire.protocols.http.rest.dashboard import add_dashboard_routes
@@ -148,6 +149,10 @@ def create_app(services: Facades) -> FastAPI:
             include_in_schema=True,
         )
     merge_components(app)
+    limits = services.settings.limits  # innermost: its 408 passes the trace middleware (x-request-id)
+    app.add_middleware(
+        BodyTimeoutMiddleware, timeout_s=limits.body_read_timeout_s, bytes_per_timeout=limits.max_body_bytes
+    )
     auth = services.settings.auth  # inside the trace middleware: refusals carry the request id too
     app.add_middleware(SecurityMiddleware, policy=services.security, api_key_header=auth.api_key_header)
     app.add_middleware(TraceMiddleware)  # traceparent, x-request-id, Request-Timeout (rest/tracing.py)

@@ -12,7 +12,8 @@ import pytest
 
 from modelwire.app.lifecycle import Server
 from modelwire.app.services import Services
-from modelwire.settings import JobsSettings, LimitsSettings, Settings
+from modelwire.events.bus import LocalEventBus, event_size
+from modelwire.settings import EventsSettings, JobsSettings, LimitsSettings, Settings
 from tests.models import EchoModel, SlowModel
 
 FINAL = ("succeeded", "failed", "cancelled")
@@ -286,3 +287,70 @@ async def test_a_client_that_hangs_up_mid_upload_leaves_nothing_stored(
             while staged() or (await client.get("/v1/jobs")).json()["jobs"]:
                 await asyncio.sleep(0.05)
         del reader
+
+
+async def test_metadata_over_its_limit_is_refused_with_413(start: Callable[..., Any]) -> None:
+    async with await start(max_metadata_bytes=1024) as client:
+        big = {"note": "m" * 1024}
+        for response in (
+            await client.post("/v1/jobs", json={"model": "echo", "inputs": ["a"], "metadata": big}),
+            await client.post(
+                "/v1/jobs",
+                params={"model": "echo", "metadata": msgspec.json.encode(big).decode()},
+                content=b'"a"\n',
+                headers={"content-type": "application/x-ndjson"},
+            ),
+        ):
+            assert response.status_code == 413, response.text
+            error = response.json()["error"]
+            assert (error["code"], error["field"]) == ("PAYLOAD_TOO_LARGE", "$.metadata")
+            assert "jobs.max_metadata_bytes" in error["message"]
+            assert error["details"] == {"size": 1035, "limit": 1024}
+        assert (await client.get("/v1/jobs")).json()["jobs"] == []  # nothing stored
+        fits = {"note": "m" * 1000}
+        accepted = await client.post("/v1/jobs", json={"model": "echo", "inputs": ["a"], "metadata": fits})
+        assert accepted.status_code == 202
+        assert (await wait(client, accepted.json()["id"]))["metadata"] == fits
+
+
+async def test_job_events_leave_metadata_out_and_the_replay_ring_stays_within_its_bytes(
+    make_services: Callable[..., Services], make_settings: Callable[..., Settings]
+) -> None:
+    budget = 32 * 1024
+    settings = make_settings(
+        jobs=JobsSettings(lease_s=5.0, max_metadata_bytes=16 * 1024),
+        events=EventsSettings(replay_size=100_000, replay_max_bytes=budget),
+    )
+    server = Server(settings, services=make_services(EchoModel(), settings=settings))
+    await server.start()
+    try:
+        assert server.services is not None
+        bus = server.services.events
+        assert isinstance(bus, LocalEventBus)
+        live = bus.subscribe(["jobs/*"], queue_size=10_000)  # sees every event, to know their ids
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.http_port}", timeout=60) as client:
+            ids = []
+            for n in range(40):  # 40 jobs with 15 KiB metadata each: 600 KiB if events carried it
+                body = {"model": "echo", "inputs": ["a", "b"], "metadata": {"n": n, "blob": "m" * 15_000}}
+                response = await client.post("/v1/jobs", json=body)
+                assert response.status_code == 202, response.text
+                ids.append(response.json()["id"])
+            for job_id in ids:
+                assert (await wait(client, job_id))["status"] == "succeeded"
+        assert 0 < bus.replay_bytes <= budget
+        seen = []
+        while (event := live.get_nowait()) is not None:
+            seen.append(event)
+        live.close()
+        assert all("metadata" not in event.data for event in seen)
+        # small events: the ring still holds every event of the last 10 jobs (each: queued .. succeeded)
+        since = min(e.id for e in seen if e.type == "job.queued" and e.data["id"] in ids[-10:]) - 1
+        async with bus.subscribe(["jobs/*"], last_event_id=since) as sub:
+            assert not sub.reset, "the replay ring no longer holds the last 10 jobs' events"
+            replayed = []
+            while (event := sub.get_nowait()) is not None:
+                replayed.append(event)
+        assert sum(event_size(event) for event in replayed) <= budget
+        assert {event.data["id"] for event in replayed if event.type == "job.succeeded"} >= set(ids[-10:])
+    finally:
+        await server.stop()

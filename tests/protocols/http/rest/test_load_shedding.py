@@ -110,3 +110,27 @@ def test_oversized_headers_get_431(start: Callable[..., ThreadedServer], http2: 
         assert too_big.status_code == 431
         if http2:
             assert client.get("/v2/health/live", headers={"X-Pad": "a" * 17_000}).status_code == 431
+
+
+def h2_frame_types(data: bytes) -> list[int]:
+    types, at = [], 0
+    while at + 9 <= len(data):
+        length = int.from_bytes(data[at : at + 3], "big")
+        types.append(data[at + 3])
+        at += 9 + length
+    return types
+
+
+def test_an_h2c_connection_that_does_not_answer_pings_is_closed(start: Callable[..., ThreadedServer]) -> None:
+    server = start(limits=LimitsSettings(h2_ping_interval_s=0.2, h2_ping_timeout_s=1))
+    port = int(server.http_url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as idle:
+        # the HTTP/2 connection preface and an empty SETTINGS frame, then silence: no request, no PING ack
+        idle.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        idle.settimeout(60)  # a guard against hanging the test, far above interval + timeout
+        received = b""
+        while chunk := idle.recv(65536):
+            received += chunk
+    types = h2_frame_types(received)
+    assert 0x6 in types, "the server sent no PING"
+    assert types[-1] == 0x7, "the server closed without a GOAWAY"
