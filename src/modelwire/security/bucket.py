@@ -14,8 +14,8 @@ The numbers a client sees come from the state after the request (``decide``):
 - ``retry_after_s`` (refused only): seconds until one whole token is there. Headers round it UP to whole
   seconds, so a client that waits that long finds a token (unless someone else with its key took it).
 
-The Redis limiter runs the same arithmetic in Lua (``backends/redis/ratelimit.py``) and hands the resulting token
-count back to ``decide``, so both backends answer with the same numbers.
+The Redis limiter runs the same arithmetic in Lua (``backends/redis/ratelimit.py``) and hands the resulting
+token count back to ``decide``, so both backends answer with the same numbers.
 """
 
 from __future__ import annotations
