@@ -35,6 +35,7 @@ __all__ = ["SAFE_METHODS", "CrossSitePolicy", "normalize_origin"]
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _BROWSER_INITIATED = frozenset({"cross-site", "same-site"})
 _DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+_PASSED_CACHE = 1024
 
 
 def normalize_origin(origin: str) -> str:
@@ -62,6 +63,9 @@ class CrossSitePolicy:
         self.any_host = any_host
         """Whether any ``Host`` makes the server's own origin (authentication on), or only an IP address
         and ``localhost`` (authentication off: the DNS-rebinding guard)."""
+        self._passed: set[tuple[str, str, str | None]] = set()
+        """``(origin, scheme, host)`` already allowed: a page sends the same few thousands of times, and
+        deciding costs ~15 us (``ipaddress``), remembering ~0.3 us. Refusals are not remembered."""
 
     @staticmethod
     def applies(method: str, websocket: bool) -> bool:
@@ -76,8 +80,14 @@ class CrossSitePolicy:
         ``scheme`` is the request's (``http``, ``https``, ``ws``, ``wss``), ``host`` its ``Host`` header.
         """
         if origin is not None:
+            key = (origin, scheme, host)
+            if key in self._passed:
+                return
             given = origin.strip().lower()
             if given in self.allowed or self._own(given, scheme, host):
+                if len(self._passed) >= _PASSED_CACHE:
+                    self._passed.clear()
+                self._passed.add(key)
                 return
             raise PermissionDeniedError(
                 f"cross-site request refused: a page at {origin[:200]!r} may not send {method} requests "
