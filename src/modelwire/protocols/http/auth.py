@@ -27,7 +27,7 @@ from modelwire.errors import (
     UnauthenticatedError,
 )
 from modelwire.protocols.http.errors import error_response
-from modelwire.security.crosssite import CrossSitePolicy
+from modelwire.security.crosssite import SAFE_METHODS
 from modelwire.security.policy import Credentials, SecurityPolicy, rest_scope
 from modelwire.security.principal import Principal, Scope, reset_principal, use_principal
 from modelwire.security.ratelimit import RateDecision, rate_limit_headers, rate_limited_error
@@ -68,7 +68,7 @@ class SecurityMiddleware:
         policy = self.policy
         client = scope.get("client")
         peer = client[0] if client else None
-        if CrossSitePolicy.applies(scope.get("method", "GET"), websocket):
+        if websocket or scope["method"] not in SAFE_METHODS:
             try:  # before authentication: a forged request is refused even with auth off
                 self._check_cross_site(scope, websocket)
             except PermissionDeniedError as exc:
