@@ -67,6 +67,23 @@ class HTTPSettings(_Section):
     http2: bool = True
     backlog: int = Field(default=1024, ge=16)
     dashboard: bool = True  # the live web page at ``/`` (static files shipped in the package)
+    allowed_origins: tuple[str, ...] = ()
+    """Web origins (``https://app.example.com``) besides the server's own whose pages may send
+    state-changing requests (POST, DELETE...) and open WebSockets; every other page is refused (403)."""
+    cors_origins: tuple[str, ...] = ()
+    """Origins whose pages may read answers (CORS). Empty: CORS off. Listed origins are allowed as by
+    ``allowed_origins`` too. ``*`` is not accepted: name each origin."""
+    cors_methods: tuple[str, ...] = ("GET", "POST", "DELETE")
+    cors_headers: tuple[str, ...] = (
+        "authorization",
+        "content-type",
+        "x-api-key",
+        "idempotency-key",
+        "last-event-id",
+        "traceparent",
+    )
+    cors_max_age_s: int = Field(default=600, ge=0, le=86400)
+    """How long a browser may cache a preflight answer."""
 
 
 class GRPCSettings(_Section):

@@ -241,3 +241,30 @@ def test_every_twin_named_in_the_help_is_read(
 def test_config_twin_is_read(runner: CliRunner, served: list[Settings], config_file: Path) -> None:
     serve(runner, env={"MODELWIRE_CONFIG": str(config_file)})
     assert served[0].http_port == 9300
+
+
+def test_origin_flags_and_their_run_twins(
+    runner: CliRunner, served: list[Settings], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MODELWIRE_HTTP__CORS_ORIGINS", '["https://env.example"]')
+    result = runner.invoke(
+        app,
+        [
+            "serve",
+            "--allowed-origin",
+            "http://localhost:3000",
+            "--allowed-origin",
+            "https://tools.example",
+            "--cors-origin",
+            "https://app.example",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    modelwire.run(allowed_origins=["https://one.example"])
+    flags, function = served
+    assert flags.http.allowed_origins == ("http://localhost:3000", "https://tools.example")
+    assert flags.http.cors_origins == ("https://app.example",)  # the flag beats the environment
+    assert function.http.allowed_origins == ("https://one.example",)
+    assert function.http.cors_origins == ("https://env.example",)
+    assert function.http.dashboard  # the rest of the section keeps its defaults

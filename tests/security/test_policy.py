@@ -22,6 +22,7 @@ from modelwire.security.policy import (
     rest_scope,
 )
 from modelwire.security.principal import Principal, Scope
+from modelwire.security.scopes import job_scope, require_topics
 from modelwire.settings import RateLimitRule, Settings
 from tests.security.conftest import HS_SECRET, SigningKeys, mint
 
@@ -184,3 +185,45 @@ def test_rest_scope(method: str, path: str, scope: Scope | None, model: str | No
 )
 def test_grpc_scope(method: str, scope: Scope | None) -> None:
     assert grpc_scope(method) == scope
+
+
+# -- scopes decided where the action happens (security/scopes.py) ----------------------------------------
+
+
+def test_a_training_job_needs_models_admin_and_a_prediction_job_jobs_write() -> None:
+    assert job_scope("train") is Scope.MODELS_ADMIN
+    assert job_scope("predict") is Scope.JOBS_WRITE
+
+
+def test_models_admin_includes_reading_jobs_only() -> None:
+    admin = Principal(id="key:a", kind="key", scopes=frozenset({Scope.MODELS_ADMIN}), authenticated=True)
+    assert admin.has(Scope.JOBS_READ)
+    admin.require(Scope.JOBS_READ)
+    for scope in (Scope.JOBS_WRITE, Scope.PREDICT, Scope.EVENTS):
+        assert not admin.has(scope)
+        with pytest.raises(PermissionDeniedError):
+            admin.require(scope)
+
+
+@pytest.mark.parametrize(
+    ("scopes", "topic", "allowed"),
+    [
+        ({Scope.EVENTS}, "metrics", True),
+        ({Scope.EVENTS}, "*", True),
+        ({Scope.PREDICT}, "metrics", False),
+        ({Scope.PREDICT}, "models", False),
+        ({Scope.JOBS_READ}, "jobs/*", False),
+        ({Scope.JOBS_READ}, "jobs/j-1", True),
+        ({Scope.MODELS_ADMIN}, "jobs/j-1", True),
+        ({Scope.PREDICT}, "jobs/j-1", False),
+    ],
+)
+def test_topics_need_the_events_scope(scopes: set[Scope], topic: str, allowed: bool) -> None:
+    principal = Principal(id="key:k", kind="key", scopes=frozenset(scopes), authenticated=True)
+    if allowed:
+        require_topics(principal, [topic])
+    else:
+        with pytest.raises(PermissionDeniedError) as caught:
+            require_topics(principal, [topic])
+        assert caught.value.details["required_scope"] == "events"
+        assert caught.value.details["topic"] == topic

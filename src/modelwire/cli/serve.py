@@ -96,6 +96,29 @@ def serve(
             rich_help_panel=_AUTH_PANEL,
         ),
     ] = None,
+    allowed_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            help=_help(
+                "A web origin (https://app.example.com) whose pages may POST and open WebSockets here; "
+                "repeat for more",
+                "http.allowed_origins",
+                "only the server's own",
+            ),
+            rich_help_panel=_AUTH_PANEL,
+        ),
+    ] = None,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            help=_help(
+                "A web origin whose pages may also read answers (CORS); repeat for more",
+                "http.cors_origins",
+                "CORS off",
+            ),
+            rich_help_panel=_AUTH_PANEL,
+        ),
+    ] = None,
     insecure: Annotated[
         bool | None,
         typer.Option(
@@ -212,6 +235,8 @@ def serve(
             ws_echo=ws_echo,
             auth=auth.value if auth is not None else None,
             insecure=insecure,
+            allowed_origins=tuple(allowed_origin) if allowed_origin else None,
+            cors_origins=tuple(cors_origin) if cors_origin else None,
             jwt_secret=jwt_secret,
             jwt_jwks=jwt_jwks,
             jwt_issuer=jwt_issuer,

@@ -22,6 +22,8 @@ published with an ``owner`` (every ``jobs/<id>`` event carries its job's submitt
 replayed, only to subscriptions whose principal ``owns`` it: ``jobs/*`` brings a caller their own jobs, and
 ``jobs/<someone else's id>`` brings nothing, as for an id that does not exist. The owner is not part of
 the payload, so it is never shown to anyone. Every transport subscribes here, so this is the one check.
+Subscribing (and ``Subscription.add``) also checks the topic's scope (``security.scopes.require_topics``:
+``events``, or ``jobs:read`` for one job's topic) and raises ``PermissionDeniedError`` naming it.
 
 Backends. ``EventBus`` is the interface adapters see. ``LocalEventBus`` fans out in process. A multi-replica
 backend (Redis pub/sub) subclasses it: ``publish`` sends to the shared channel, and a reader task hands each
@@ -43,6 +45,7 @@ import msgspec
 from modelwire.errors import SlowConsumerError
 from modelwire.events.topics import matches, validate_topic
 from modelwire.security.principal import Principal, current_principal
+from modelwire.security.scopes import require_topics
 
 __all__ = ["Event", "EventBus", "LocalEventBus", "Subscription", "event_size"]
 
@@ -108,8 +111,10 @@ class Subscription:
         return self.wants(event.topic) and (event.owner is None or self.principal.owns(event.owner))
 
     def add(self, topic: str) -> None:
-        """Start receiving ``topic`` (a topic or pattern) too."""
-        self.patterns.add(validate_topic(topic))
+        """Start receiving ``topic`` (a topic or pattern) too, if the principal may (``require_topics``)."""
+        validate_topic(topic)
+        require_topics(self.principal, (topic,))
+        self.patterns.add(topic)
 
     def remove(self, topic: str) -> None:
         self.patterns.discard(topic)
@@ -296,7 +301,8 @@ class LocalEventBus(EventBus):
         queue_size: int | None = None,
         principal: Principal | None = None,
     ) -> Subscription:
-        patterns = (validate_topic(t) for t in topics)
+        patterns = [validate_topic(t) for t in topics]
+        require_topics(current_principal() if principal is None else principal, patterns)
         sub = Subscription(self, patterns, queue_size or self.queue_size, principal)
         if self._closed:
             sub.close()

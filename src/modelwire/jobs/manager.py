@@ -15,6 +15,10 @@ caller's jobs. Anonymous callers (authentication off) and ``models:admin`` see e
 Idempotency-Key is scoped to its owner. Job events carry the owner outside their payload, and the event
 bus delivers them to their owner's subscriptions only (``events/bus.py``). This is the one place: the
 transports (REST, gRPC, WebSocket, SSE) do not check ownership themselves.
+
+Scope of a job's kind. ``submit`` requires the scope ``security.scopes.job_scope`` names for the kind:
+``models:admin`` for a training job (it changes the model everyone is served), ``jobs:write`` for a
+prediction job, on top of the route's own scope checked at the edge.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from modelwire.jobs.training import Trainer, training_row
 from modelwire.jobs.uploads import parser_for
 from modelwire.jobs.webhooks import WebhookDispatcher, check_callback_url
 from modelwire.security.principal import Principal, current_principal
+from modelwire.security.scopes import job_scope
 from modelwire.settings import JobsSettings
 
 __all__ = ["JobManager", "JobRequest"]
@@ -177,11 +182,13 @@ class JobManager:
 
         Raises ``ModelNotFoundError`` (404), ``InvalidInputError`` (bad callback, no rows: 400),
         ``PayloadTooLargeError`` (413: rows, upload or ``metadata`` over its limit), ``OverloadedError``
-        (queue full: 503), ``IdempotencyKeyReusedError``, ``PermissionDeniedError`` (a credential restricted
-        to other models: 403).
+        (queue full: 503), ``IdempotencyKeyReusedError``, ``PermissionDeniedError`` (403: a training job
+        without ``models:admin``, a prediction job without ``jobs:write``, a credential restricted to other
+        models).
         """
         self._check_metadata(request.metadata)
         principal = current_principal()
+        principal.require(job_scope(request.kind))  # train needs models:admin, whichever wire asked
         principal.require_model(request.model)
         model = self.dataplane.model(request.model, request.version)
         if request.kind == "train":

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from modelwire.errors import ConfigurationError, UnauthenticatedError
+from modelwire.security.crosssite import CrossSitePolicy
 from modelwire.security.keys import KeyStore, looks_like_key
 from modelwire.security.principal import ALL_SCOPES, Principal, Scope, is_loopback
 from modelwire.security.ratelimit import (
@@ -95,8 +96,11 @@ class SecurityPolicy:
         keys: KeyStore,
         jwt: JWTVerifier,
         ws_tokens: WsTokens,
+        cross_site: CrossSitePolicy | None = None,
     ) -> None:
         self.auth_on = auth_on
+        self.cross_site = cross_site or CrossSitePolicy(any_host=auth_on)
+        """Which browser requests are refused as forged by a foreign page (``security/crosssite.py``)."""
         self.limiter = limiter
         self.keys = keys
         self.jwt = jwt
@@ -129,6 +133,12 @@ class SecurityPolicy:
             )
         verifier = JWTVerifier(auth)
         verifier.load()
+        try:
+            cross_site = CrossSitePolicy(
+                (*settings.http.allowed_origins, *settings.http.cors_origins), any_host=auth_on
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"http.allowed_origins / http.cors_origins: {exc}") from None
         keys = KeyStore.in_data_dir(settings.data_dir)
         policy = cls(
             auth_on=auth_on,
@@ -136,6 +146,7 @@ class SecurityPolicy:
             keys=keys,
             jwt=verifier,
             ws_tokens=WsTokens(settings.data_dir / "ws_token_key", auth.ws_token_ttl_s),
+            cross_site=cross_site,
         )
         if auth_on and not verifier.configured and keys.active_count() == 0:
             logger.warning(

@@ -19,6 +19,7 @@ from modelwire.errors import PermissionDeniedError
 
 __all__ = [
     "ANONYMOUS",
+    "IMPLIED",
     "Principal",
     "Scope",
     "current_principal",
@@ -39,6 +40,10 @@ class Scope(enum.StrEnum):
 
 
 ALL_SCOPES: frozenset[Scope] = frozenset(Scope)
+
+IMPLIED: dict[Scope, frozenset[Scope]] = {Scope.MODELS_ADMIN: frozenset({Scope.JOBS_READ})}
+"""Scopes a scope includes. ``models:admin`` sees every job (``Principal.owns``), so it may read them:
+a key that may only train can follow its training job through the 202's ``Location``."""
 
 
 def parse_scopes(values: Iterable[str]) -> frozenset[Scope]:
@@ -70,11 +75,12 @@ class Principal:
     authenticated: bool = False
 
     def has(self, scope: Scope) -> bool:
-        return scope in self.scopes
+        """Whether the principal holds ``scope``, or a scope that includes it (``IMPLIED``)."""
+        return scope in self.scopes or any(scope in IMPLIED.get(held, ()) for held in self.scopes)
 
     def require(self, scope: Scope) -> None:
         """Raise ``PermissionDeniedError`` naming the missing scope."""
-        if scope not in self.scopes:
+        if not self.has(scope):
             raise PermissionDeniedError(
                 f"this credential lacks the {scope.value!r} scope",
                 details={"required_scope": scope.value, "granted": sorted(s.value for s in self.scopes)},

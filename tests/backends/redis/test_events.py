@@ -12,7 +12,7 @@ from modelwire.backends.redis.connection import RedisTarget
 from modelwire.backends.redis.events import RedisEventBus
 from modelwire.errors import UnavailableError
 from modelwire.events.bus import Event, Subscription
-from modelwire.security.principal import Principal
+from modelwire.security.principal import Principal, Scope
 
 MakeBus = Callable[..., Awaitable[RedisEventBus]]
 
@@ -152,8 +152,8 @@ async def test_an_unreachable_redis_fails_the_start_not_later() -> None:
 
 async def test_a_job_events_owner_crosses_processes_and_filters_there(make_bus: MakeBus) -> None:
     gateway, worker = await make_bus(), await make_bus()
-    bob = Principal(id="jwt:|bob", kind="jwt", authenticated=True, scopes=frozenset())
-    alice = Principal(id="jwt:|alice", kind="jwt", authenticated=True, scopes=frozenset())
+    bob = Principal(id="jwt:|bob", kind="jwt", authenticated=True, scopes=frozenset({Scope.EVENTS}))
+    alice = Principal(id="jwt:|alice", kind="jwt", authenticated=True, scopes=frozenset({Scope.EVENTS}))
     async with (
         gateway.subscribe(["jobs/*"], principal=bob) as bobs,
         gateway.subscribe(["jobs/*"], principal=alice) as alices,

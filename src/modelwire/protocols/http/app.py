@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import request_response
@@ -35,8 +36,20 @@ from modelwire.protocols.http.schemas import ModelList, Prediction, Predictions,
 from modelwire.protocols.http.sse import add_sse_routes
 from modelwire.protocols.http.tracing import TraceMiddleware
 from modelwire.protocols.http.ws import add_ws_routes
+from modelwire.security.crosssite import normalize_origin
 
 __all__ = ["DirectRoute", "create_app"]
+
+# What a page allowed by CORS may read besides the simple response headers.
+_CORS_EXPOSED = (
+    "location",
+    "retry-after",
+    "ratelimit-limit",
+    "ratelimit-remaining",
+    "ratelimit-reset",
+    "x-request-id",
+    "www-authenticate",
+)
 
 
 class DirectRoute(APIRoute):
@@ -155,6 +168,16 @@ def create_app(services: Facades) -> FastAPI:
     )
     auth = services.settings.auth  # inside the trace middleware: refusals carry the request id too
     app.add_middleware(SecurityMiddleware, policy=services.security, api_key_header=auth.api_key_header)
+    http = services.settings.http
+    if http.cors_origins:  # outside the security middleware: a preflight carries no credential
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=[normalize_origin(o) for o in http.cors_origins],
+            allow_methods=list(http.cors_methods),
+            allow_headers=list(http.cors_headers),
+            expose_headers=list(_CORS_EXPOSED),
+            max_age=http.cors_max_age_s,
+        )
     app.add_middleware(TraceMiddleware)  # traceparent, x-request-id, Request-Timeout (rest/tracing.py)
     return app
 

@@ -1,5 +1,9 @@
 """``SecurityMiddleware``: the one place REST, SSE and WebSocket calls are authenticated and admitted.
 
+First, a WebSocket handshake or a state-changing request (not GET, HEAD, OPTIONS) that a browser sent on
+a foreign page's behalf (its ``Origin`` or ``Sec-Fetch-Site`` say so) is refused with 403, even with
+authentication off (``security/crosssite.py`` decides).
+
 Per call: the route's scope (``rest_scope``), the credentials (``Authorization: Bearer``, the API-key
 header, and on a WebSocket handshake the browser token from a ``modelwire.token.<token>`` subprotocol entry
 or the ``modelwire_ws_token`` cookie), then ``SecurityPolicy.authenticate`` and ``decide``. The principal is
@@ -23,6 +27,7 @@ from modelwire.errors import (
     UnauthenticatedError,
 )
 from modelwire.protocols.http.errors import error_response
+from modelwire.security.crosssite import SAFE_METHODS
 from modelwire.security.policy import Credentials, SecurityPolicy, rest_scope
 from modelwire.security.principal import Principal, Scope, reset_principal, use_principal
 from modelwire.security.ratelimit import RateDecision, rate_limit_headers, rate_limited_error
@@ -63,6 +68,12 @@ class SecurityMiddleware:
         policy = self.policy
         client = scope.get("client")
         peer = client[0] if client else None
+        if websocket or scope["method"] not in SAFE_METHODS:
+            try:  # before authentication: a forged request is refused even with auth off
+                self._check_cross_site(scope, websocket)
+            except PermissionDeniedError as exc:
+                await self._refuse(scope, receive, send, exc, [], peer)
+                return
         if not policy.enforcing:  # auth off, no rate limits: nothing to refuse, only who is calling
             token = use_principal(policy.public(peer))
             try:
@@ -81,18 +92,44 @@ class SecurityMiddleware:
             if decision is not None and not decision.allowed:
                 raise rate_limited_error(decision)
         except ModelwireError as exc:
-            # An audit line without the credential: who (address), what (path quoted: it is the
-            # client's text), why. Rate-limit refusals, which come in floods, only at debug.
-            level = logging.DEBUG if isinstance(exc, ResourceExhaustedError) else logging.INFO
-            method = scope.get("method", "WS")
-            logger.log(level, "refused %s %r from %s: %s", method, scope["path"], peer, exc.code.value)
-            headers = self._refusal_headers(exc, decision)
-            if websocket:
-                await _refuse_websocket(scope, receive, send, exc, headers)
-            else:
-                await _refuse_http(scope, send, exc, headers)
+            await self._refuse(scope, receive, send, exc, self._refusal_headers(exc, decision), peer)
             return
         await self._call(scope, receive, send, principal, decision)
+
+    def _check_cross_site(self, scope: MutableMapping[str, Any], websocket: bool) -> None:
+        origin = fetch_site = host = None
+        for name, value in scope.get("headers", ()):
+            if name == b"origin":
+                origin = value.decode("latin-1")
+            elif name == b"sec-fetch-site":
+                fetch_site = value.decode("latin-1")
+            elif name == b"host":
+                host = value.decode("latin-1")
+        if origin is None and fetch_site is None:
+            return  # not a browser (curl, the SDKs): the common case, decided without the policy
+        method = "WebSocket" if websocket else scope["method"]
+        self.policy.cross_site.check(
+            method, scope.get("scheme", "http"), host, origin=origin, fetch_site=fetch_site
+        )
+
+    async def _refuse(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Receive,
+        send: Send,
+        exc: ModelwireError,
+        headers: list[tuple[str, str]],
+        peer: str | None,
+    ) -> None:
+        # An audit line without the credential: who (address), what (path quoted: it is the
+        # client's text), why. Rate-limit refusals, which come in floods, only at debug.
+        level = logging.DEBUG if isinstance(exc, ResourceExhaustedError) else logging.INFO
+        method = scope.get("method", "WS")
+        logger.log(level, "refused %s %r from %s: %s", method, scope["path"], peer, exc.code.value)
+        if scope["type"] == "websocket":
+            await _refuse_websocket(scope, receive, send, exc, headers)
+        else:
+            await _refuse_http(scope, send, exc, headers)
 
     def _route(self, method: str, path: str) -> tuple[Scope | None, str | None]:
         """``rest_scope``, remembered: a handful of paths make up nearly all traffic."""

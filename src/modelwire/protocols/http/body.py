@@ -28,18 +28,28 @@ _PATH = re.compile(r"^(?P<message>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.DOTALL)
 
 
 async def read_body(
-    request: Request, limit: int, *, media_types: tuple[str, ...] = ("application/json",)
+    request: Request,
+    limit: int,
+    *,
+    media_types: tuple[str, ...] = ("application/json",),
+    untyped: bool = False,
 ) -> bytes:
-    """The whole body, refusing (413) as soon as it passes ``limit`` bytes and (415) a foreign media type."""
+    """The whole body, refusing (413) as soon as it passes ``limit`` bytes and (415) a foreign media type.
+
+    A body without ``Content-Type`` is refused too (415) unless ``untyped`` (the Open Inference Protocol,
+    whose clients send none): with the form types (``application/x-www-form-urlencoded``,
+    ``multipart/form-data``, ``text/plain``), it is what a page can send cross-site without a preflight.
+    """
     stream = request.stream()
     declared = request.headers.get("content-length")
     content_type = request.headers.get("content-type")
-    if content_type is not None:
-        media = content_type.split(";", 1)[0].strip().lower()
+    if content_type is not None or not untyped:
+        media = (content_type or "").split(";", 1)[0].strip().lower()
         if media not in media_types and not media.endswith("+json"):
             await discard(stream, discard_budget(request, limit))
+            given = f"content type {media!r} is" if media else "a body without Content-Type is"
             raise UnsupportedMediaTypeError(
-                f"content type {media!r} is not supported here; send {' or '.join(media_types)}"
+                f"{given} not supported here; send Content-Type: {' or '.join(media_types)}"
             )
     if declared is not None and declared.isdigit() and int(declared) > limit:
         await discard(stream, discard_budget(request, limit))

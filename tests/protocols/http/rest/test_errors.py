@@ -16,11 +16,14 @@ def error_of(response: httpx.Response) -> dict[str, object]:
     return error
 
 
+JSON = {"content-type": "application/json"}  # untyped bodies are 415 (test_crosssite_server.py)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "status", "code", "field"),
     [
-        ({"content": b"{not json"}, 400, "INVALID_ARGUMENT", None),
-        ({"content": b""}, 400, "INVALID_ARGUMENT", None),
+        ({"content": b"{not json", "headers": JSON}, 400, "INVALID_ARGUMENT", None),
+        ({"content": b"", "headers": JSON}, 400, "INVALID_ARGUMENT", None),
         ({"json": {"text": 3}}, 400, "INVALID_ARGUMENT", "$.text"),
         ({"json": {"texts": ["ok", 5]}}, 400, "INVALID_ARGUMENT", "$.texts[1]"),
         ({"json": {"text": ""}}, 400, "INVALID_ARGUMENT", "$.text"),

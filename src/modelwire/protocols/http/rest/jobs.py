@@ -15,7 +15,12 @@ from python_multipart.multipart import parse_options_header
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 
-from modelwire.errors import InvalidInputError, ModelwireError, PayloadTooLargeError
+from modelwire.errors import (
+    InvalidInputError,
+    ModelwireError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
 from modelwire.jobs.manager import JobRequest
 from modelwire.jobs.store import JobKind, render_result
 from modelwire.protocols.facades import Facades
@@ -79,7 +84,7 @@ class JobRoutes:
         return await self._submit(request, "train", request.path_params["name"])
 
     async def _submit(self, request: Request, kind: JobKind, model: str | None) -> Response:
-        media, options = parse_options_header(request.headers.get("content-type", "application/json"))
+        media, options = parse_options_header(request.headers.get("content-type", ""))
         media_type = media.decode("latin-1").lower()
         try:
             return await self._submit_as(request, kind, model, media_type, options)
@@ -92,6 +97,11 @@ class JobRoutes:
     async def _submit_as(
         self, request: Request, kind: JobKind, model: str | None, media_type: str, options: dict[bytes, bytes]
     ) -> Response:
+        if not media_type:  # what a page can send cross-site without a preflight: refused, as by read_body
+            raise UnsupportedMediaTypeError(
+                "a job without Content-Type is not accepted: send application/json, application/x-ndjson, "
+                "text/csv or multipart/form-data"
+            )
         key = request.headers.get("idempotency-key") or None
         if key is not None and len(key) > 255:
             raise InvalidInputError("Idempotency-Key is longer than 255 characters", field="Idempotency-Key")

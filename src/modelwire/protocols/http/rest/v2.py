@@ -56,7 +56,7 @@ class V2Routes:
     async def infer(self, request: Request) -> Response:
         name = request.path_params["name"]
         version = request.path_params.get("version")
-        body = await read_body(request, self.limit, media_types=_MEDIA)
+        body = await read_body(request, self.limit, media_types=_MEDIA, untyped=True)
         infer_request = decode_request(body, request.headers.get(HEADER_LENGTH), max_depth=self.max_depth)
         deadline = None
         timeout_us = infer_request.parameters.get("timeout")

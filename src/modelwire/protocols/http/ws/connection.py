@@ -221,11 +221,15 @@ class Connection:
             error = InvalidInputError(f"at most {MAX_TOPICS} topics per socket", field="$.topic")
             await self._send(framing.error(op.id, error))
             return
-        if self._subscription is None:
-            self._subscription = self.services.events.subscribe([op.topic])
-            self._pump = self._spawn(self._push(self._subscription))
-        else:
-            self._subscription.add(op.topic)
+        try:  # the bus checks the topic's scope (security/scopes.py), for every wire
+            if self._subscription is None:
+                self._subscription = self.services.events.subscribe([op.topic])
+                self._pump = self._spawn(self._push(self._subscription))
+            else:
+                self._subscription.add(op.topic)
+        except ModelwireError as exc:
+            await self._send(framing.error(op.id, exc))
+            return
         await self._send(framing.ack("subscribed", op.topic, op.id))
 
     async def _reply(self) -> None:
