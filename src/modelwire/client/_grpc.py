@@ -71,6 +71,8 @@ def _rich_details(metadata: Any) -> dict[str, Any]:
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
             found["code"] = info.reason
+            if info.metadata.get("reason"):
+                found["reason"] = info.metadata["reason"]
             if info.metadata.get("error_id"):
                 found["error_id"] = info.metadata["error_id"]
         elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
@@ -99,6 +101,7 @@ def error_from_status(code: grpc.StatusCode, message: str, metadata: Any, target
     return error_from_code(
         wire_code,
         message or code.name,
+        reason=rich.get("reason"),
         field=rich.get("field"),
         retry_after_s=rich.get("retry_after_s"),
         details=details,
@@ -127,6 +130,7 @@ def _stream_error(error: Any) -> ModelwireError:
     return error_from_code(
         error.code or ErrorCode.INTERNAL.value,
         error.message,
+        reason=error.reason or None,
         field=error.field or None,
         details={"error_id": error.error_id} if error.error_id else None,
     )

@@ -67,9 +67,11 @@ def error_from_wire(raw: Mapping[str, Any]) -> ModelwireError:
     """Rebuild an error from modelwire's JSON shape ``{"code", "message", "field"?, ...}``."""
     details = raw.get("details")
     retry = raw.get("retry_after_s")
+    reason = raw.get("reason")
     return error_from_code(
         str(raw.get("code", ErrorCode.INTERNAL.value)),
         str(raw.get("message", "")),
+        reason=reason if isinstance(reason, str) else None,
         field=raw.get("field") if isinstance(raw.get("field"), str) else None,
         retry_after_s=float(retry) if isinstance(retry, int | float) else None,
         details=dict(details) if isinstance(details, Mapping) else None,
