@@ -20,6 +20,7 @@ from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-unty
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from modelwire.client.results import Health
+from modelwire.client.tls import untrusted_hint
 from modelwire.client.transport import Endpoint, Output
 from modelwire.errors import (
     DeadlineExceededError,
@@ -92,7 +93,8 @@ def error_from_status(code: grpc.StatusCode, message: str, metadata: Any, target
     rich = _rich_details(metadata)
     if "code" not in rich and code is grpc.StatusCode.UNAVAILABLE:
         # No ErrorInfo: the channel itself failed (refused, reset), not the server's answer.
-        return UnavailableError(f"cannot reach {target}: {message}")
+        reason = f"cannot reach {target}: {message}"
+        return UnavailableError(untrusted_hint(reason) or reason)
     wire_code = rich.get("code") or _STATUS_CODES.get(code, ErrorCode.INTERNAL).value
     details = None
     if "error_id" in rich:
