@@ -85,6 +85,10 @@ def test_installed_script_serves_a_model_from_the_app_dir(tmp_path: Path, where:
         args += ["--app-dir", "project"]
     proc, port = _serve(cwd, tmp_path / "serve.log", *args)
     try:
+        log = (tmp_path / "serve.log").read_text().splitlines()
+        ready = next(line for line in log if "modelwire ready" in line)
+        base = f"http://127.0.0.1:{port}"  # the ready line says where a person looks next
+        assert f"dashboard {base}/  API docs {base}/docs  metrics {base}/metrics" in ready, ready
         url = f"http://127.0.0.1:{port}/v1/models/shout/predict"
         answer = httpx.post(url, json={"text": "hi"}, timeout=10)
         assert answer.status_code == 200, answer.text
