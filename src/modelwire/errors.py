@@ -11,8 +11,8 @@ Every error modelwire raises on purpose is a ``ModelwireError`` and carries a tr
     │   └── MethodNotAllowedError   a route called with the wrong method         METHOD_NOT_ALLOWED
     ├── UnsupportedMediaTypeError   a body the endpoint cannot read              UNSUPPORTED_MEDIA_TYPE
     ├── NotFoundError               unknown route                                NOT_FOUND
-    │   ├── ModelNotFoundError      unknown model or version                     NOT_FOUND
-    │   └── JobNotFoundError        unknown (or purged) job id                   NOT_FOUND
+    │   ├── ModelNotFoundError      unknown model or version                     NOT_FOUND (MODEL_NOT_FOUND)
+    │   └── JobNotFoundError        unknown (or purged) job id                   NOT_FOUND (JOB_NOT_FOUND)
     ├── FailedPreconditionError     the target's state forbids it (cancel a     FAILED_PRECONDITION
     │                               finished job, retry one that did not fail)
     ├── IdempotencyKeyReusedError   an Idempotency-Key sent with another body    ALREADY_EXISTS
@@ -22,10 +22,14 @@ Every error modelwire raises on purpose is a ``ModelwireError`` and carries a tr
     │   └── SlowConsumerError       an event subscriber fell too far behind      RESOURCE_EXHAUSTED
     ├── DeadlineExceededError       the time budget ran out                      DEADLINE_EXCEEDED
     ├── UnavailableError            not ready, shutting down                     UNAVAILABLE
-    │   ├── ModelNotReadyError      model known but not loaded                   UNAVAILABLE
-    │   └── OverloadedError         too much in flight (load shedding)           UNAVAILABLE
+    │   ├── ModelNotReadyError      model known but not loaded                   UNAVAILABLE (MODEL_NOT_READY)
+    │   └── OverloadedError         too much in flight (load shedding)           UNAVAILABLE (OVERLOADED)
     └── InternalError               anything unexpected, with an ``error_id``    INTERNAL
         └── ModelError              the model itself raised                      INTERNAL
+
+A subclass a client should tell from its parent has a ``reason`` (in brackets above): the REST error body's
+``reason``, the ``reason`` in gRPC's ``google.rpc.ErrorInfo`` metadata and in WebSocket error replies.
+``error_from_code`` rebuilds the subclass from it, so ``ModelNotFoundError`` reaches the client on every wire.
 """
 
 from __future__ import annotations
@@ -87,6 +91,8 @@ class ModelwireError(Exception):
     """
 
     code: ErrorCode = ErrorCode.INTERNAL
+    reason: str | None = None
+    """Which error of its ``code`` this is, for clients (``MODEL_NOT_FOUND``); ``None`` for the base ones."""
 
     def __init__(
         self,
@@ -105,6 +111,8 @@ class ModelwireError(Exception):
     def to_dict(self) -> dict[str, Any]:
         """The transport-neutral description every adapter renders."""
         out: dict[str, Any] = {"code": self.code.value, "message": self.message}
+        if self.reason is not None:
+            out["reason"] = self.reason
         if self.field is not None:
             out["field"] = self.field
         if self.retry_after_s is not None:
@@ -141,9 +149,13 @@ class NotFoundError(ModelwireError):
 class ModelNotFoundError(NotFoundError):
     """Unknown model name, or a version the model does not have."""
 
+    reason = "MODEL_NOT_FOUND"
+
 
 class JobNotFoundError(NotFoundError):
     """No job with that id (never submitted, or removed after its retention)."""
+
+    reason = "JOB_NOT_FOUND"
 
 
 class FailedPreconditionError(ModelwireError):
@@ -185,9 +197,13 @@ class UnavailableError(ModelwireError):
 class ModelNotReadyError(UnavailableError):
     """The model exists but is not loaded (yet, or any more)."""
 
+    reason = "MODEL_NOT_READY"
+
 
 class OverloadedError(UnavailableError):
     """More work in flight than the server accepts; try again after ``retry_after_s``."""
+
+    reason = "OVERLOADED"
 
 
 class InternalError(ModelwireError):
@@ -220,8 +236,15 @@ _BY_CODE: dict[ErrorCode, type[ModelwireError]] = {
 }
 
 
-def error_from_code(code: str, message: str, **kwargs: Any) -> ModelwireError:
-    """Rebuild an error from its wire description (used by the client)."""
+_BY_REASON: dict[str, type[ModelwireError]] = {
+    cls.reason: cls  # type: ignore[misc]
+    for cls in (ModelNotFoundError, JobNotFoundError, ModelNotReadyError, OverloadedError)
+}
+
+
+def error_from_code(code: str, message: str, *, reason: str | None = None, **kwargs: Any) -> ModelwireError:
+    """Rebuild an error from its wire description (used by the client): the subclass ``reason`` names
+    when it has that ``code``, else the class of the code."""
     try:
         err_code = ErrorCode(code)
     except ValueError:
@@ -229,4 +252,7 @@ def error_from_code(code: str, message: str, **kwargs: Any) -> ModelwireError:
     if err_code is ErrorCode.INTERNAL:
         details = kwargs.get("details") or {}
         return InternalError(message, error_id=details.get("error_id"))
-    return _BY_CODE[err_code](message, **kwargs)
+    cls = _BY_REASON.get(reason or "")
+    if cls is None or cls.code is not err_code:
+        cls = _BY_CODE[err_code]
+    return cls(message, **kwargs)

@@ -325,6 +325,7 @@ class Settings(BaseSettings):
     grpc_port: int = Field(default=8001, ge=0, le=65535)
     data_dir: Path = Field(default_factory=default_data_dir)
     config: Path | None = None
+    app_dir: Path = Path(".")
     workers: int = Field(default=1, ge=1, le=64)
     log_level: LogLevel = "info"
     models: tuple[ModelSettings, ...] = ()

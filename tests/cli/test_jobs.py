@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelwire.cli import app
-from modelwire.cli.jobs import job_line
+from modelwire.cli.jobs import job_line, job_table
 from modelwire.client.job_results import JobInfo
 from tests.models import EchoModel
 from tests.serving import ServeModule, ThreadedServer
@@ -191,3 +191,57 @@ def test_job_line_renders_errors_and_results() -> None:
         {"id": "t", "status": "running", "kind": "train", "progress": {"stage": "fitting", "fraction": 0.5}}
     )
     assert "fitting 50%" in job_line(training)
+
+
+def test_job_table_never_cuts_an_id() -> None:
+    """Ids are copied into other commands: whole on one line however narrow the terminal."""
+    from rich.console import Console
+
+    jobs = [
+        JobInfo.from_dict(
+            {
+                "id": f"{i:x}" * 32,
+                "status": "succeeded",
+                "model": "sentiment",
+                "progress": {"done": 9, "total": 9},
+            }
+        )
+        for i in range(3)
+    ]
+    for width in (60, 80):
+        console = Console(width=width, record=True, force_terminal=False, color_system=None)
+        console.print(job_table(jobs))
+        text = console.export_text()
+        for job in jobs:
+            assert job.id in text, f"width {width}:\n{text}"
+
+
+def test_status_results_and_cancel_take_a_unique_prefix(runner: CliRunner, url: str, rows_csv: Path) -> None:
+    submitted = runner.invoke(
+        app, ["jobs", "submit", str(rows_csv), "--model", "echo", "--url", url, "--wait", "--json"]
+    )
+    job_id = json.loads(submitted.stdout)["id"]
+    status = runner.invoke(app, ["jobs", "status", job_id[:12], "--url", url, "--json"])
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.stdout)["id"] == job_id
+    results = runner.invoke(app, ["jobs", "results", job_id[:12], "--url", url])
+    assert results.exit_code == 0, results.output
+    assert len(results.stdout.splitlines()) == 3
+    # cancel resolves it too: the job has finished, so the refusal names its state, not an unknown id
+    one_error_line(runner.invoke(app, ["jobs", "cancel", job_id[:12], "--url", url]), "FAILED_PRECONDITION")
+
+
+def test_an_ambiguous_prefix_lists_the_matches(runner: CliRunner, url: str, rows_csv: Path) -> None:
+    by_first: dict[str, list[str]] = {}
+    for _ in range(17):  # ids are 32 hex digits: 17 jobs surely share a first digit
+        out = runner.invoke(app, ["jobs", "submit", str(rows_csv), "--model", "echo", "--url", url, "--json"])
+        job_id = json.loads(out.stdout)["id"]
+        by_first.setdefault(job_id[0], []).append(job_id)
+        if len(by_first[job_id[0]]) > 1:
+            break
+    prefix, ids = next((k, v) for k, v in by_first.items() if len(v) > 1)
+    result = runner.invoke(app, ["jobs", "status", prefix, "--url", url])
+    one_error_line(result, "INVALID_ARGUMENT")
+    assert f"job id prefix {prefix!r} matches" in result.stderr
+    for job_id in ids:
+        assert job_id in result.stderr

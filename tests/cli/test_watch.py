@@ -8,14 +8,17 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from modelwire import Event
+from modelwire import Client, Event
 from modelwire.cli import app
 from modelwire.cli.watch import render_event, render_metrics
 from tests.serving import ServeModule, ThreadedServer
@@ -111,6 +114,31 @@ def test_watch_unreachable_server_exits_1_with_a_message(runner: CliRunner, dead
     assert "cannot reach" in result.stderr
     assert "UNAVAILABLE" in result.stderr
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("via", ["sse", "ws", "grpc"])
+def test_watch_jobs_means_every_job(runner: CliRunner, server: ThreadedServer, via: str) -> None:
+    """``modelwire watch jobs`` is ``jobs/*``: a job submitted while it watches shows up."""
+    url = server.grpc_url if via == "grpc" else server.http_url
+    result: list[Any] = []
+
+    def watch() -> None:
+        result.append(
+            runner.invoke(app, ["watch", "jobs", "--json", "--url", url, "--via", via, "--count", "1"])
+        )
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    with Client(server.http_url) as client:
+        deadline = time.monotonic() + 30
+        while watcher.is_alive() and time.monotonic() < deadline:
+            client.submit_job(["hello"]).wait(timeout=30)
+            watcher.join(0.2)
+    watcher.join(30)
+    assert not watcher.is_alive(), "no job event reached `modelwire watch jobs`"
+    assert result[0].exit_code == 0, result[0].output
+    event = json.loads(result[0].stdout.splitlines()[0])
+    assert event["topic"].startswith("jobs/")
 
 
 def test_watch_unknown_topic_exits_1(runner: CliRunner, server: ThreadedServer) -> None:

@@ -13,6 +13,7 @@ from modelwire import (
     Health,
     InternalError,
     InvalidInputError,
+    ModelNotFoundError,
     ModelwireError,
     NotFoundError,
     Prediction,
@@ -97,6 +98,20 @@ async def test_unknown_model_or_version_is_not_found(url: str, model: str, versi
             await client.predict("hello", model=model, version=version)
         with pytest.raises(NotFoundError):
             await client.predict_batch(["hello"], model=model, version=version)
+
+
+@pytest.mark.parametrize(("model", "version"), [("no-such-model", None), ("sentiment", "999")])
+async def test_unknown_model_or_version_raises_model_not_found(
+    url: str, model: str, version: str | None
+) -> None:
+    """The documented subclass, not only its NotFoundError parent, on REST and gRPC alike."""
+    async with AsyncClient(url) as client:
+        with pytest.raises(ModelNotFoundError):
+            await client.predict("hello", model=model, version=version)
+        with pytest.raises(ModelNotFoundError):
+            await client.predict_batch(["hello"], model=model, version=version)
+    with Client(url) as sync, pytest.raises(ModelNotFoundError):
+        sync.predict("hello", model=model, version=version)
 
 
 async def test_model_failure_is_internal_with_an_error_id_and_no_secret(url: str) -> None:

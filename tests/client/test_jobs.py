@@ -26,12 +26,14 @@ from modelwire import (
     JobHandle,
     JobInfo,
     Model,
+    ModelNotFoundError,
     NotFoundError,
     Prediction,
     TensorSpec,
     UnavailableError,
 )
 from modelwire.client.job_inputs import FILE_CHUNK_BYTES, read_file
+from modelwire.errors import JobNotFoundError
 from tests.models import EchoModel
 from tests.serving import ServeModule, ThreadedServer
 
@@ -303,6 +305,13 @@ async def test_unknown_model_and_job_are_not_found(client: AsyncClient) -> None:
     with pytest.raises(NotFoundError):
         await client.submit_job(["x"], model="nope")
     with pytest.raises(NotFoundError):
+        await client.job("no-such-job")
+
+
+async def test_unknown_model_and_job_raise_their_subclasses(client: AsyncClient) -> None:
+    with pytest.raises(ModelNotFoundError):
+        await client.submit_job(["x"], model="nope")
+    with pytest.raises(JobNotFoundError):
         await client.job("no-such-job")
 
 

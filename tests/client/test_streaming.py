@@ -21,6 +21,7 @@ from modelwire import (
     ErrorCode,
     Event,
     InvalidInputError,
+    ModelNotFoundError,
     ModelwireError,
     NotFoundError,
     Prediction,
@@ -131,6 +132,21 @@ async def test_stream_predict_unknown_model_fails_the_stream(server: ThreadedSer
     async with AsyncClient(url_for(server, wire)) as client:
         with pytest.raises(NotFoundError):
             await collect(client.stream_predict(["hello"], model="nope"))
+
+
+@pytest.mark.parametrize("wire", PREDICT_WIRES)
+@pytest.mark.parametrize(("model", "version"), [("nope", None), ("echo", "999")])
+async def test_stream_predict_unknown_model_or_version_is_model_not_found(
+    server: ThreadedServer, wire: str, model: str, version: str | None
+) -> None:
+    """gRPC fails the whole stream (the model is read from its first input); a WebSocket message names its
+    own model, so there it is that item's error. Either way, the documented subclass."""
+    async with AsyncClient(url_for(server, wire)) as client:
+        try:
+            found = await collect(client.stream_predict(["hello"], model=model, version=version))
+        except ModelNotFoundError:
+            return
+    assert isinstance(found[0], ModelNotFoundError), found
 
 
 @pytest.mark.parametrize("wire", PREDICT_WIRES)

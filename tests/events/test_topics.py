@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from modelwire.errors import InvalidInputError
-from modelwire.events.topics import MAX_TOPICS, matches, parse_topics, validate_topic
+from modelwire.events.topics import MAX_TOPICS, expand_families, matches, parse_topics, validate_topic
 
 
 @pytest.mark.parametrize(
@@ -98,3 +98,8 @@ def test_parse_topics_refuses_the_whole_list_for_one_bad_topic() -> None:
 )
 def test_matches(pattern: str, topic: str, expected: bool) -> None:
     assert matches(pattern, topic) is expected
+
+
+def test_a_family_named_alone_means_all_of_it_on_the_client_side() -> None:
+    assert expand_families(["jobs", "models", "jobs/abc", "*"]) == ["jobs/*", "models", "jobs/abc", "*"]
+    assert parse_topics(expand_families(["jobs"])) == {"jobs/*"}

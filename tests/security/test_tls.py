@@ -21,7 +21,7 @@ from modelwire.errors import ConfigurationError, UnavailableError
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2, predictor_pb2_grpc
 from modelwire.security.certs import CertificateFiles
 from modelwire.security.tls import TLSMaterial
-from modelwire.settings import TLSSettings
+from modelwire.settings import TLSSettings, default_data_dir
 from tests.security.tls_files import openssl, stranger_files, tls_files  # noqa: F401 (fixtures)
 from tests.serving import ServeModule, ThreadedServer
 
@@ -130,6 +130,55 @@ def test_the_client_speaks_https_with_ca_cert(https_url: str, tls_files: Certifi
         assert client.predict("I love this product").sentiment == "positive"
     with Client(https_url) as client, pytest.raises(UnavailableError, match="CERTIFICATE_VERIFY_FAILED"):
         client.predict("no CA given")
+
+
+@pytest.mark.parametrize("wire", ["rest", "ws", "grpc"])
+async def test_an_untrusted_certificate_says_to_pass_the_ca(
+    https_url: str,
+    grpc_port: int,
+    wire: str,
+    tls_files: CertificateFiles,  # noqa: F811
+) -> None:
+    """CERTIFICATE_VERIFY_FAILED on any wire comes with what to do: --ca-cert / ca_cert= and where
+    `modelwire certs init` put its CA."""
+    url = f"grpcs://127.0.0.1:{grpc_port}" if wire == "grpc" else https_url
+    extra = (
+        {"client_cert": tls_files.client_cert, "client_key": tls_files.client_key} if wire == "grpc" else {}
+    )
+    async with AsyncClient(url, timeout=10, **extra) as client:  # type: ignore[arg-type]
+
+        async def call() -> object:
+            if wire == "ws":
+                return [item async for item in client.stream_predict(["hi"], transport="ws")]
+            return await client.predict("no CA given")
+
+        with pytest.raises(UnavailableError) as caught:
+            await call()
+    message = str(caught.value)
+    assert "CERTIFICATE_VERIFY_FAILED" in message.upper().replace(" ", "_")
+    assert "--ca-cert" in message
+    assert "ca_cert=" in message
+    assert str(default_data_dir() / "tls" / "ca.pem") in message
+
+
+def test_plain_http_on_the_https_port_says_to_use_https(https_url: str) -> None:
+    cleartext = https_url.replace("https://", "http://")
+    with Client(cleartext) as client, pytest.raises(UnavailableError) as caught:
+        client.predict("cleartext")
+    assert "use an https:// URL" in str(caught.value)
+
+
+def test_the_cli_says_to_pass_the_ca(https_url: str) -> None:
+    from typer.testing import CliRunner
+
+    from modelwire.cli import app
+
+    result = CliRunner(env={"COLUMNS": "300", "NO_COLOR": "1"}).invoke(
+        app, ["predict", "hi", "--url", https_url]
+    )
+    assert result.exit_code == 1
+    assert "--ca-cert" in result.stderr
+    assert "[UNAVAILABLE]" in result.stderr
 
 
 def test_a_ca_cert_on_a_cleartext_url_is_a_mistake(tls_files: CertificateFiles) -> None:  # noqa: F811

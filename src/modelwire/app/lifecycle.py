@@ -184,7 +184,7 @@ class Server:
             for sock in reserved:
                 sock.close()
         if self._rest is not None or self._grpc is not None:
-            logger.info("modelwire ready: %s  (pid %d)", self.describe(), os.getpid())
+            logger.info("modelwire ready: %s  (pid %d)%s", self.describe(), os.getpid(), self.pages())
 
     def describe(self) -> str:
         """The listeners, as the ready line says them."""
@@ -192,6 +192,17 @@ class Server:
             return f"gRPC {fmt_host(self.settings.host)}:{self.grpc_port} (REST off)" if self._grpc else ""
         ports = "  ".join(p.describe() for p in (self._rest, self._grpc) if p is not None)
         return ports + self._rest.describe_extras()
+
+    def pages(self) -> str:
+        """Where a person looks next, as the ready line ends: the dashboard, ``/docs`` and ``/metrics``."""
+        if self._rest is None:
+            return ""
+        scheme = "https" if self._tls is not None else "http"
+        host = self.settings.host
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else fmt_host(host))
+        base = f"{scheme}://{shown}:{self.http_port}"
+        dashboard = f"  dashboard {base}/" if self.settings.http.dashboard else ""
+        return f"{dashboard}  API docs {base}/docs  metrics {base}/metrics"
 
     @property
     def redirect_port(self) -> int | None:

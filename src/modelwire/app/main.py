@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import Coroutine
 from typing import Any
 
@@ -17,8 +18,18 @@ from modelwire.settings import Settings
 __all__ = ["run", "run_gateway", "run_worker"]
 
 
+def use_app_dir(settings: Settings) -> None:
+    """Put ``settings.app_dir`` (default: the working directory) first on ``sys.path``, as uvicorn's
+    ``--app-dir`` does, so ``mypackage.models:Shout`` imports from there with the installed script too."""
+    path = str(settings.app_dir.resolve())
+    if path in sys.path:
+        sys.path.remove(path)
+    sys.path.insert(0, path)
+
+
 def _main(settings: Settings, work: Coroutine[Any, Any, None]) -> None:
     configure_logging(settings.log_level)
+    use_app_dir(settings)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(work)
 
@@ -27,6 +38,7 @@ def run(settings: Settings, *, rest: bool = True) -> None:
     """``modelwire serve`` (and ``modelwire.run()``); ``rest=False`` is ``modelwire model-service``."""
     if rest and settings.workers > 1:
         configure_logging(settings.log_level)
+        use_app_dir(settings)
         run_workers(settings)
         return
     _main(settings, roles.serve(settings, rest=rest))

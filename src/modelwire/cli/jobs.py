@@ -4,6 +4,9 @@ Everything goes through the client (``Client.submit_job`` and its ``JobHandle``)
 URL says. ``--wait`` draws a live progress bar on stderr fed by the job's pushed events (SSE or gRPC
 ``Jobs/Watch``), not by polling. Rendering is pure (``job_line``, ``job_table``), tested without a server.
 
+A job id may be shortened to any prefix only one of the caller's jobs has (``modelwire jobs status 5f0c``);
+``jobs list`` always prints ids whole.
+
 Exit codes: 0 done; 1 an error (unknown job, unreachable server, ...) or, with ``--wait``, a job that
 failed or was cancelled; 2 bad usage; 130 interrupted (the job goes on on the server).
 """
@@ -16,7 +19,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Annotated
+from typing import IO, TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -26,8 +29,12 @@ from modelwire.cli.client import ApiKeyOption, CaCertOption, UrlOption
 from modelwire.cli.main import DEFAULT_CLIENT_URL, _reported, app
 from modelwire.client.job_results import JobEvent, JobInfo
 from modelwire.client.jobs import JobHandle
+from modelwire.errors import InvalidInputError, JobNotFoundError
 
-__all__ = ["job_line", "job_table", "jobs_app", "submit_training_job"]
+if TYPE_CHECKING:
+    from modelwire.client import Client
+
+__all__ = ["job_line", "job_table", "jobs_app", "resolve_job", "submit_training_job"]
 
 jobs_app = typer.Typer(
     name="jobs",
@@ -47,7 +54,10 @@ _STATUS_STYLE = {
 
 TimeoutOption = Annotated[float, typer.Option(help="Seconds to wait for each answer.", min=0.001)]
 JsonOption = Annotated[bool, typer.Option("--json", help="Plain JSON, no colour (for scripts).")]
-JobId = Annotated[str, typer.Argument(metavar="ID", help="The job id (as submit printed it).")]
+JobId = Annotated[
+    str, typer.Argument(metavar="ID", help="The job id (as submit printed it), or a prefix only one job has.")
+]
+_SHOWN_MATCHES = 10
 
 
 class Status(enum.StrEnum):
@@ -83,9 +93,13 @@ def job_line(job: JobInfo) -> str:
 
 
 def job_table(jobs: Sequence[JobInfo]) -> Table:
+    """The jobs as a table whose id column is never cut or wrapped (ids are copied into other commands):
+    on a narrow terminal the other columns give way."""
     table = Table(title="jobs", title_justify="left")
-    for column in ("id", "status", "kind", "model", "progress", "created"):
-        table.add_column(column, style="bold" if column == "id" else None)
+    widest = max((len(job.id) for job in jobs), default=2)
+    table.add_column("id", style="bold", no_wrap=True, min_width=widest, overflow="ignore")
+    for column in ("status", "kind", "model", "progress", "created"):
+        table.add_column(column)
     for job in jobs:
         created = (
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.created_at)) if job.created_at else "-"
@@ -95,6 +109,33 @@ def job_table(jobs: Sequence[JobInfo]) -> Table:
             escape(job.id), f"[{style}]{job.status}[/]", job.kind, escape(job.model), _progress(job), created
         )
     return table
+
+
+def resolve_job(client: Client, job_id: str) -> JobHandle:
+    """The job ``job_id`` names, whole or as a prefix only one of the caller's jobs has.
+
+    The exact id is asked first; otherwise the caller's jobs are listed (newest first, page by page) and
+    an id starting with ``job_id`` is the one. Several: ``InvalidInputError`` listing them.
+    """
+    try:
+        return client.job(job_id)
+    except JobNotFoundError as missing:
+        found: list[str] = []
+        cursor: str | None = None
+        while True:
+            page = client.list_jobs(limit=1000, cursor=cursor)
+            found += [job.id for job in page.jobs if job.id.startswith(job_id)]
+            cursor = page.next_cursor
+            if cursor is None or not page.jobs:
+                break
+        if not found:
+            raise missing from None
+        if len(found) > 1:
+            shown = ", ".join(found[:_SHOWN_MATCHES]) + (", ..." if len(found) > _SHOWN_MATCHES else "")
+            raise InvalidInputError(
+                f"job id prefix {job_id!r} matches {len(found)} jobs: {shown}; give more of the id"
+            ) from None
+        return client.job(found[0])
 
 
 def _print(job: JobInfo, as_json: bool) -> None:
@@ -214,7 +255,7 @@ def status(
     from modelwire.client import Client
 
     with _reported(), Client(url, timeout=timeout, api_key=api_key, ca_cert=ca_cert) as client:
-        info = client.job(job_id).info
+        info = resolve_job(client, job_id).info
     _print(info, as_json)
 
 
@@ -239,7 +280,7 @@ def results(
     from modelwire.console import err_console
 
     with _reported(), Client(url, timeout=timeout, api_key=api_key, ca_cert=ca_cert) as client:
-        handle = client.job(job_id)
+        handle = resolve_job(client, job_id)
         target: IO[str]
         with open(output, "w", encoding="utf-8") if output is not None else _stdout() as target:
             count = _write_results(handle, target)
@@ -281,7 +322,7 @@ def cancel(
     from modelwire.client import Client
 
     with _reported(), Client(url, timeout=timeout, api_key=api_key, ca_cert=ca_cert) as client:
-        info = client.job(job_id).cancel()
+        info = resolve_job(client, job_id).cancel()
     _print(info, as_json)
 
 

@@ -80,6 +80,7 @@ def build_settings(
     grpc_port: int | None = None,
     data_dir: Path | str | None = None,
     config: Path | str | None = None,
+    app_dir: Path | str | None = None,
     workers: int | None = None,
     log_level: str | None = None,
     max_batch_size: int | None = None,
@@ -115,6 +116,7 @@ def build_settings(
         "grpc_port": grpc_port,
         "data_dir": data_dir,
         "config": config,
+        "app_dir": app_dir,
         "workers": workers,
         "log_level": log_level,
     }
@@ -158,6 +160,7 @@ def run(
     grpc_port: int | None = None,
     data_dir: Path | str | None = None,
     config: Path | str | None = None,
+    app_dir: Path | str | None = None,
     workers: int | None = None,
     log_level: str | None = None,
     max_batch_size: int | None = None,
@@ -186,6 +189,9 @@ def run(
         import modelwire
         modelwire.run("reverse=mypackage.models:Reverse", http_port=9000, max_batch_size=16)
 
+    ``app_dir`` (default ``.``, the working directory) goes first on ``sys.path`` before models are
+    imported, as ``--app-dir`` does.
+
     Any other ``Settings`` field may be given too (``limits={"max_body_bytes": 1_000_000}``), except
     that ``batching`` is the ``--batching/--no-batching`` switch and ``auth`` the ``--auth on|off|auto``
     mode, as on the command line.
@@ -200,6 +206,7 @@ def run(
             grpc_port=grpc_port,
             data_dir=data_dir,
             config=config,
+            app_dir=app_dir,
             workers=workers,
             log_level=log_level,
             max_batch_size=max_batch_size,
@@ -315,6 +322,19 @@ def config_option(panel: str) -> Any:
         help=_help("TOML config file", "config", "./modelwire.toml if present"),
         exists=True,
         dir_okay=False,
+        rich_help_panel=panel,
+    )
+
+
+def app_dir_option(panel: str) -> Any:
+    return typer.Option(
+        help=_help(
+            "Folder put first on sys.path before models are imported (package.module:Class is looked up "
+            "there)",
+            "app_dir",
+            ". (the working directory)",
+        ),
+        file_okay=False,
         rich_help_panel=panel,
     )
 

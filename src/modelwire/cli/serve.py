@@ -13,6 +13,7 @@ from modelwire.cli.main import (
     _help,
     _reported,
     app,
+    app_dir_option,
     batching_option,
     build_settings,
     config_option,
@@ -55,6 +56,7 @@ def serve(
     grpc_port: Annotated[int | None, grpc_port_option(_SERVE_PANEL)] = None,
     data_dir: Annotated[Path | None, data_dir_option(_SERVE_PANEL)] = None,
     config: Annotated[Path | None, config_option(_SERVE_PANEL)] = None,
+    app_dir: Annotated[Path | None, app_dir_option(_SERVE_PANEL)] = None,
     workers: Annotated[
         int | None,
         typer.Option(help=_help("Processes sharing the ports", "workers"), rich_help_panel=_SERVE_PANEL),
@@ -225,6 +227,7 @@ def serve(
             grpc_port=grpc_port,
             data_dir=data_dir,
             config=config,
+            app_dir=app_dir,
             workers=workers,
             log_level=log_level.value if log_level is not None else None,
             max_batch_size=max_batch_size,

@@ -101,7 +101,8 @@ def watch(
         list[str] | None,
         typer.Argument(
             metavar="[TOPIC]...",
-            help="metrics, models, server, jobs/<id>, jobs/* or * (default: metrics models server).",
+            help="metrics, models, server, jobs (every job; also jobs/*), jobs/<id> or * "
+            "(default: metrics models server).",
             show_default=False,
         ),
     ] = None,

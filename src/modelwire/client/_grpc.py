@@ -20,6 +20,7 @@ from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-unty
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from modelwire.client.results import Health
+from modelwire.client.tls import untrusted_hint
 from modelwire.client.transport import Endpoint, Output
 from modelwire.errors import (
     DeadlineExceededError,
@@ -71,6 +72,8 @@ def _rich_details(metadata: Any) -> dict[str, Any]:
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
             found["code"] = info.reason
+            if info.metadata.get("reason"):
+                found["reason"] = info.metadata["reason"]
             if info.metadata.get("error_id"):
                 found["error_id"] = info.metadata["error_id"]
         elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
@@ -90,7 +93,8 @@ def error_from_status(code: grpc.StatusCode, message: str, metadata: Any, target
     rich = _rich_details(metadata)
     if "code" not in rich and code is grpc.StatusCode.UNAVAILABLE:
         # No ErrorInfo: the channel itself failed (refused, reset), not the server's answer.
-        return UnavailableError(f"cannot reach {target}: {message}")
+        reason = f"cannot reach {target}: {message}"
+        return UnavailableError(untrusted_hint(reason) or reason)
     wire_code = rich.get("code") or _STATUS_CODES.get(code, ErrorCode.INTERNAL).value
     details = None
     if "error_id" in rich:
@@ -99,6 +103,7 @@ def error_from_status(code: grpc.StatusCode, message: str, metadata: Any, target
     return error_from_code(
         wire_code,
         message or code.name,
+        reason=rich.get("reason"),
         field=rich.get("field"),
         retry_after_s=rich.get("retry_after_s"),
         details=details,
@@ -127,6 +132,7 @@ def _stream_error(error: Any) -> ModelwireError:
     return error_from_code(
         error.code or ErrorCode.INTERNAL.value,
         error.message,
+        reason=error.reason or None,
         field=error.field or None,
         details={"error_id": error.error_id} if error.error_id else None,
     )

@@ -18,6 +18,7 @@ import httpx
 from httpx_sse import SSEError, aconnect_sse
 
 from modelwire.client.results import Health
+from modelwire.client.tls import untrusted_hint
 from modelwire.client.transport import Endpoint, Output
 from modelwire.errors import (
     DeadlineExceededError,
@@ -58,7 +59,11 @@ def map_httpx_exceptions(url: str) -> Iterator[None]:
     except httpx.TimeoutException:
         raise DeadlineExceededError(f"{url} did not answer in time") from None
     except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-        raise UnavailableError(f"cannot reach {url}: {exc or type(exc).__name__}") from None
+        reason = f"cannot reach {url}: {exc or type(exc).__name__}"
+        if isinstance(exc, httpx.RemoteProtocolError) and url.startswith("http://") and "illegal" in str(exc):
+            # granian answers a cleartext request on its TLS port with a TLS alert, not HTTP
+            reason += " (the server did not answer in HTTP: if it serves HTTPS, use an https:// URL)"
+        raise UnavailableError(untrusted_hint(reason) or reason) from None
     except httpx.HTTPError as exc:
         raise UnavailableError(f"request to {url} failed: {exc or type(exc).__name__}") from None
 
@@ -67,9 +72,11 @@ def error_from_wire(raw: Mapping[str, Any]) -> ModelwireError:
     """Rebuild an error from modelwire's JSON shape ``{"code", "message", "field"?, ...}``."""
     details = raw.get("details")
     retry = raw.get("retry_after_s")
+    reason = raw.get("reason")
     return error_from_code(
         str(raw.get("code", ErrorCode.INTERNAL.value)),
         str(raw.get("message", "")),
+        reason=reason if isinstance(reason, str) else None,
         field=raw.get("field") if isinstance(raw.get("field"), str) else None,
         retry_after_s=float(retry) if isinstance(retry, int | float) else None,
         details=dict(details) if isinstance(details, Mapping) else None,

@@ -20,6 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
 from modelwire.client._rest import error_from_response, error_from_wire
+from modelwire.client.tls import untrusted_hint
 from modelwire.client.transport import Endpoint, Output
 from modelwire.errors import (
     ConfigurationError,
@@ -84,7 +85,8 @@ def map_ws_exceptions(url: str) -> Iterator[None]:
     except TimeoutError:
         raise UnavailableError(f"could not open a WebSocket to {url} in time") from None
     except (OSError, WebSocketException) as exc:
-        raise UnavailableError(f"cannot reach {url}: {exc or type(exc).__name__}") from None
+        reason = f"cannot reach {url}: {exc or type(exc).__name__}"
+        raise UnavailableError(untrusted_hint(reason) or reason) from None
 
 
 class WebSocketWire:

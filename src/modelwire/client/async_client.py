@@ -27,7 +27,7 @@ from modelwire.client.transport import (
 )
 from modelwire.client.wires import open_job_wire, open_transport, open_websocket
 from modelwire.errors import InvalidInputError, ModelwireError
-from modelwire.events.topics import parse_topics
+from modelwire.events.topics import expand_families, parse_topics
 
 __all__ = ["DEFAULT_TIMEOUT", "DEFAULT_URL", "AsyncClient"]
 
@@ -164,7 +164,8 @@ class AsyncClient:
         last_event_id: int | str | None = None,
         transport: EventWire | None = None,
     ) -> AsyncIterator[Event]:
-        """Follow event-bus topics: ``metrics``, ``models``, ``server``, ``jobs/<id>``, ``jobs/*``, ``*``.
+        """Follow event-bus topics: ``metrics``, ``models``, ``server``, ``jobs/<id>``, ``jobs`` (every job,
+        also spelt ``jobs/*``), ``*``.
 
         Over Server-Sent Events (the default on ``http(s)://``), WebSocket (``transport="ws"``) or gRPC
         ``Events/Subscribe`` (on ``grpc(s)://``). ``last_event_id`` (SSE and gRPC) resumes after that
@@ -174,7 +175,8 @@ class AsyncClient:
             async for event in client.events(["models", "server"]):
                 print(event.type, event.data)
         """
-        chosen = sorted(parse_topics(topics))
+        named = topics.split(",") if isinstance(topics, str) else topics
+        chosen = sorted(parse_topics(expand_families(t.strip() for t in named)))
         wire = choose_wire(self._endpoint, transport, ("sse", "ws", "grpc"), "sse")
         resume = _event_id(last_event_id)
         streamer = cast(EventStreamer, self._websocket() if wire == "ws" else self._wire())

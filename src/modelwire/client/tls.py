@@ -12,13 +12,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelwire.errors import ConfigurationError
+from modelwire.settings import default_data_dir
 
 if TYPE_CHECKING:
     import grpc
 
-__all__ = ["CA_CERT_ENV", "ClientTLS"]
+__all__ = ["CA_CERT_ENV", "ClientTLS", "untrusted_hint"]
 
 CA_CERT_ENV = "MODELWIRE_CA_CERT"
+
+
+_VERIFY_FAILED = ("certificate_verify_failed", "certificate verify failed")
+
+
+def untrusted_hint(message: str) -> str:
+    """What to do when ``message`` (a TLS failure, from any wire) says the server's certificate was not
+    trusted; ``""`` for any other failure."""
+    if not any(mark in message.lower() for mark in _VERIFY_FAILED):
+        return ""
+    ca = default_data_dir() / "tls" / "ca.pem"
+    return (
+        f"{message} (the server's certificate is not signed by a CA this client trusts: pass its CA with "
+        f"--ca-cert FILE, ca_cert=FILE in Python, or {CA_CERT_ENV}=FILE; `modelwire certs init` wrote "
+        f"its CA to {ca} unless given --dir)"
+    )
 
 
 def _read(path: str | Path, what: str) -> bytes:

@@ -16,7 +16,7 @@ import hashlib
 import importlib.resources
 from dataclasses import dataclass
 
-__all__ = ["Asset", "load_assets"]
+__all__ = ["Asset", "load_assets", "make_asset"]
 
 _CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -63,3 +63,9 @@ def load_assets() -> dict[str, Asset]:
 
 def _asset(name: str, body: bytes, content_type: str) -> Asset:
     return Asset(name, body, content_type, '"' + hashlib.sha256(body).hexdigest()[:16] + '"')
+
+
+def make_asset(name: str, body: bytes) -> Asset:
+    """An ``Asset`` whose content type follows its name's suffix (``/docs`` serves Swagger UI's this way)."""
+    suffix = "." + name.rsplit(".", 1)[-1] if "." in name else ""
+    return _asset(name, body, _CONTENT_TYPES.get(suffix, "application/octet-stream"))

@@ -2,7 +2,8 @@
 
 Topics are ``metrics`` (a live snapshot every second), ``models`` (loaded, unloaded, registered),
 ``server`` (ready, stopping) and ``jobs/<id>`` (one job's status and progress). A pattern is a topic, or a
-prefix ending in ``/*`` (``jobs/*``: every job), or ``*`` (everything).
+prefix ending in ``/*`` (``jobs/*``: every job), or ``*`` (everything). The client side also takes a
+family named alone (``jobs``) as all of it (``expand_families``).
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from collections.abc import Iterable
 
 from modelwire.errors import InvalidInputError
 
-__all__ = ["FAMILIES", "MAX_TOPICS", "matches", "parse_topics", "validate_topic"]
+__all__ = ["FAMILIES", "MAX_TOPICS", "expand_families", "matches", "parse_topics", "validate_topic"]
 
 FAMILIES = ("metrics", "models", "server", "jobs")
 MAX_TOPICS = 64
+_WITH_SUBTOPICS = frozenset({"jobs"})
 _TOPIC = re.compile(r"^(metrics|models|server|jobs/(\*|[A-Za-z0-9_.:-]{1,128})|\*)$")
 
 
@@ -41,6 +43,12 @@ def parse_topics(topics: Iterable[str] | str) -> frozenset[str]:
     if len(cleaned) > MAX_TOPICS:
         raise InvalidInputError(f"at most {MAX_TOPICS} topics per subscription", field="topics")
     return frozenset(validate_topic(t) for t in cleaned)
+
+
+def expand_families(topics: Iterable[str]) -> list[str]:
+    """What a person means by a family named alone: ``jobs`` is every job, ``jobs/*``. The client and
+    ``modelwire watch`` accept it; the wire keeps one spelling (a server refuses a bare ``jobs``)."""
+    return [f"{topic}/*" if topic in _WITH_SUBTOPICS else topic for topic in topics]
 
 
 def matches(pattern: str, topic: str) -> bool:

@@ -246,10 +246,11 @@ _READ = frozenset({"GET", "HEAD"})
 def rest_scope(method: str, path: str) -> tuple[Scope | None, str | None]:
     """``(scope, model named in the path)`` a REST/SSE/WebSocket route needs; ``None`` scope = public.
 
-    Public: health, metadata, the model list, the dashboard's files, ``/docs``, ``/openapi.json``.
+    Public: health, metadata, the model list, the dashboard's files, ``/docs`` and its assets,
+    ``/openapi.json``.
     ``/metrics`` needs ``models:admin`` (Prometheus can send a bearer token). Unknown: ``models:admin``.
     """
-    if path in _PUBLIC or path.startswith("/static/"):
+    if path in _PUBLIC or path.startswith(("/static/", "/docs/assets/")):
         return None, None
     if path == "/predict":
         return Scope.PREDICT, None

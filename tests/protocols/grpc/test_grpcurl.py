@@ -56,3 +56,26 @@ async def test_grpcurl_sees_the_error_code(listener: GrpcListener) -> None:
     )
     assert code != 0
     assert "NotFound" in err
+
+
+async def test_grpcurl_decodes_the_rich_error_details(listener: GrpcListener) -> None:
+    """ErrorInfo resolves by reflection: shown as fields, not "not recognized" and base64."""
+    code, _out, err = await grpcurl(
+        "-d",
+        '{"text": "hi", "model": "nope"}',
+        f"127.0.0.1:{listener.port}",
+        "modelwire.v1.Predictor/Predict",
+    )
+    assert code != 0
+    assert "not recognized" not in err
+    assert '"@type":"type.googleapis.com/google.rpc.ErrorInfo"' in err
+    assert '"metadata":{"reason":"MODEL_NOT_FOUND"},"reason":"NOT_FOUND"' in err
+
+
+@pytest.mark.parametrize(
+    "symbol", ["google.rpc.ErrorInfo", "google.rpc.BadRequest", "google.rpc.RetryInfo", "google.rpc.Status"]
+)
+async def test_grpcurl_describes_the_error_detail_messages(listener: GrpcListener, symbol: str) -> None:
+    code, out, err = await grpcurl(f"127.0.0.1:{listener.port}", "describe", symbol)
+    assert code == 0, err
+    assert f"{symbol} is a message" in out

@@ -87,6 +87,14 @@ async def test_unknown_version_is_not_found(stub: Any) -> None:
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+@pytest.mark.parametrize(("model", "version"), [("nope", ""), ("", "99")])
+async def test_unknown_model_or_version_says_so_in_error_info(stub: Any, model: str, version: str) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Predict(pb.Input(text="hi", model=model, version=version))
+    info = rich_details(caught.value)["ErrorInfo"]
+    assert (info.reason, info.metadata["reason"]) == ("NOT_FOUND", "MODEL_NOT_FOUND")
+
+
 @pytest.mark.parametrize("text", ["", "   "])
 async def test_empty_text_is_invalid_argument(stub: Any, text: str) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:

@@ -111,7 +111,9 @@ class PredictConverter:
 
     @staticmethod
     def error_from_domain(exc: ModelwireError) -> Any:
-        error = pb.Error(code=exc.code.value, message=exc.message, field=exc.field or "")
+        error = pb.Error(
+            code=exc.code.value, message=exc.message, field=exc.field or "", reason=exc.reason or ""
+        )
         if isinstance(exc, InternalError):
             error.error_id = exc.error_id
         return error

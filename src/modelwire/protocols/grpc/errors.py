@@ -2,7 +2,8 @@
 
 Every error status carries rich details (``grpc-status-details-bin``, read with ``grpc_status.rpc_status``):
 ``google.rpc.ErrorInfo`` always (``reason`` is modelwire's ``ErrorCode``, so a client can rebuild the exact
-error; ``metadata`` holds ``error_id`` for INTERNAL), ``BadRequest`` when the error names a field, and
+error; ``metadata`` holds ``error_id`` for INTERNAL and ``reason`` for the errors that have one, such as
+``MODEL_NOT_FOUND``), ``BadRequest`` when the error names a field, and
 ``RetryInfo`` when trying again later makes sense.
 """
 
@@ -62,6 +63,8 @@ def to_status(exc: ModelwireError) -> grpc.Status:
     """The status (code, message, rich details as trailing metadata) that renders ``exc``."""
     code = GRPC_STATUS[exc.code]
     metadata = {str(k): str(v) for k, v in exc.details.items() if isinstance(v, str | int | float)}
+    if exc.reason is not None:
+        metadata["reason"] = exc.reason
     details = [
         _pack(error_details_pb2.ErrorInfo(reason=exc.code.value, domain=ERROR_DOMAIN, metadata=metadata))
     ]

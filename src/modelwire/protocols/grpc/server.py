@@ -14,6 +14,7 @@ import contextlib
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import FileDescriptor
+from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
@@ -90,10 +91,13 @@ def _add_file(pool: descriptor_pool.DescriptorPool, file: FileDescriptor) -> Non
 
 def _reflection_pool() -> descriptor_pool.DescriptorPool:
     # The Open Inference Protocol's messages live in a private pool (see scripts/generate), so reflection
-    # gets one pool holding a copy of every file it describes.
+    # gets one pool holding a copy of every file it describes. google/rpc/status.proto and
+    # error_details.proto are in it too: every error carries ErrorInfo, BadRequest or RetryInfo, and a
+    # reflection client (grpcurl) decodes them only if it can ask for their descriptors.
     pool = descriptor_pool.DescriptorPool()
     files = (pb.DESCRIPTOR, oip.DESCRIPTOR, events_pb2.DESCRIPTOR, jobs_pb2.DESCRIPTOR, health_pb2.DESCRIPTOR)
-    for file in (*files, reflection_pb2.DESCRIPTOR):
+    rich = (status_pb2.DESCRIPTOR, error_details_pb2.DESCRIPTOR)
+    for file in (*files, *rich, reflection_pb2.DESCRIPTOR):
         _add_file(pool, file)
     return pool
 

@@ -27,6 +27,7 @@ from modelwire.protocols.http.auth import SecurityMiddleware
 from modelwire.protocols.http.body_timeout import BodyTimeoutMiddleware
 from modelwire.protocols.http.errors import handle_http_exception, handle_modelwire_error, handle_unexpected
 from modelwire.protocols.http.openapi import body, merge_components, responses, v2_body
+from modelwire.protocols.http.rest.apidocs import add_api_docs_routes
 from modelwire.protocols.http.rest.dashboard import add_dashboard_routes
 from modelwire.protocols.http.rest.jobs import add_jobs_routes
 from modelwire.protocols.http.rest.v1 import ClientDisconnectedError, V1Routes
@@ -73,6 +74,11 @@ def create_app(services: Facades) -> FastAPI:
         # FastAPI's built-in OpenTelemetry wrapper costs ~60 us a request even with no exporter; modelwire
         # records its own metrics (observability/), so it stays off.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+        # FastAPI's /docs and /redoc load their scripts from a CDN: /docs is served from the package instead
+        # (rest/apidocs.py), under the dashboard's Content-Security-Policy.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
         exception_handlers={
             ModelwireError: handle_modelwire_error,
             HTTPException: handle_http_exception,
@@ -139,6 +145,7 @@ def create_app(services: Facades) -> FastAPI:
 
     # Streaming adapters, jobs and the dashboard register their own routes below, one line each.
     add_dashboard_routes(app, services)
+    add_api_docs_routes(app)
     add_ws_routes(app, services)
     add_sse_routes(app, services)
     add_jobs_routes(app, services)

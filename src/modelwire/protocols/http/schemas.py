@@ -40,6 +40,8 @@ class Prediction(msgspec.Struct):
 class ErrorDetail(msgspec.Struct, omit_defaults=True):
     code: str
     message: str
+    reason: str | None = None
+    """Which error of its code: MODEL_NOT_FOUND, JOB_NOT_FOUND, MODEL_NOT_READY, OVERLOADED."""
     field: str | None = None
     retry_after_s: float | None = None
     details: dict[str, Any] | None = None

@@ -72,6 +72,14 @@ async def test_unknown_model_version_and_route_are_404(client: httpx.AsyncClient
     assert error_of(missing)["code"] == "NOT_FOUND"
 
 
+async def test_not_found_says_which_in_its_reason(client: httpx.AsyncClient) -> None:
+    """A client tells an unknown model or version from an unknown route or job without reading the text."""
+    for path in ("/v1/models/nope/predict", "/v1/models/sentiment/versions/99/predict"):
+        assert error_of(await client.post(path, json={"text": "hello"}))["reason"] == "MODEL_NOT_FOUND"
+    assert error_of(await client.get("/v1/jobs/no-such-job"))["reason"] == "JOB_NOT_FOUND"
+    assert "reason" not in error_of(await client.get("/no/such/route"))
+
+
 async def test_wrong_method_is_405(client: httpx.AsyncClient) -> None:
     response = await client.get("/predict")
     assert response.status_code == 405

@@ -109,7 +109,7 @@ def test_server_messages() -> None:
     assert framing.error(5, err) == {
         "op": "error",
         "id": 5,
-        "error": {"code": "NOT_FOUND", "message": "no model 'x'"},
+        "error": {"code": "NOT_FOUND", "message": "no model 'x'", "reason": "MODEL_NOT_FOUND"},
     }
     assert framing.ack("subscribed", "metrics", None) == {"op": "subscribed", "topic": "metrics"}
     assert framing.ack("unsubscribed", "models", 3) == {"op": "unsubscribed", "topic": "models", "id": 3}

@@ -16,7 +16,7 @@ from modelwire.dashboard import Asset, load_assets
 from modelwire.errors import NotFoundError
 from modelwire.protocols.facades import Facades
 
-__all__ = ["CONTENT_SECURITY_POLICY", "add_dashboard_routes"]
+__all__ = ["CONTENT_SECURITY_POLICY", "add_dashboard_routes", "serve_asset"]
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -30,7 +30,8 @@ _SECURITY_HEADERS = {
 _IMMUTABLE = "public, max-age=31536000, immutable"
 
 
-def _serve(request: Request, asset: Asset, cache_control: str) -> Response:
+def serve_asset(request: Request, asset: Asset, cache_control: str) -> Response:
+    """``asset`` with its ETag (``304`` when the browser has it) and the page security headers."""
     headers = {"ETag": asset.etag, "Cache-Control": cache_control, **_SECURITY_HEADERS}
     if asset.etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
@@ -49,7 +50,7 @@ def add_dashboard_routes(app: FastAPI, services: Facades) -> None:
     index = assets["index.html"]
 
     async def dashboard(request: Request) -> Response:
-        return _serve(request, index, "no-cache")
+        return serve_asset(request, index, "no-cache")
 
     async def static(request: Request) -> Response:
         name = request.path_params["name"]
@@ -57,7 +58,7 @@ def add_dashboard_routes(app: FastAPI, services: Facades) -> None:
         if asset is None or name == "index.html":
             raise NotFoundError(f"no dashboard file {name!r:.80}")
         current = request.query_params.get("v") == asset.etag.strip('"')
-        return _serve(request, asset, _IMMUTABLE if current else "no-cache")
+        return serve_asset(request, asset, _IMMUTABLE if current else "no-cache")
 
     for path, endpoint in (("/", dashboard), ("/static/{name}", static)):
         app.add_api_route(path, endpoint, methods=["GET", "HEAD"], include_in_schema=False)
