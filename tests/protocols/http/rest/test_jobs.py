@@ -286,3 +286,12 @@ async def test_a_client_that_hangs_up_mid_upload_leaves_nothing_stored(
             while staged() or (await client.get("/v1/jobs")).json()["jobs"]:
                 await asyncio.sleep(0.05)
         del reader
+
+
+@pytest.mark.parametrize("cursor", ["abc", "-1", "1.5", "٣", "9" * 40])
+async def test_a_cursor_this_server_did_not_give_is_a_400(client: httpx.AsyncClient, cursor: str) -> None:
+    response = await client.get("/v1/jobs", params={"cursor": cursor})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == ("INVALID_ARGUMENT", "cursor")
+    assert (await client.get("/v1/jobs", params={"cursor": "12"})).status_code == 200
