@@ -70,3 +70,10 @@ class SlowModel(Model):
     async def predict(self, batch: Sequence[Any]) -> list[Any]:
         await asyncio.sleep(float(self.options.get("delay_s", 0.5)))
         return [{"echo": item} for item in batch]
+
+
+class IdentityModel(Model):
+    """Answers each instance with itself and the Python type it arrived as (what crossed the wire)."""
+
+    def predict(self, batch: Sequence[Any]) -> list[Any]:
+        return [{"value": item, "type": type(item).__name__} for item in batch]

@@ -157,6 +157,9 @@ class JobsSettings(_Section):
     other gateways and ``modelwire worker``s, job events over Redis pub/sub (docs/jobs.md)."""
     workers: int = Field(default=2, ge=0, le=256)
     """Jobs processed at once in this process (0: accept jobs here, process them elsewhere)."""
+    integrity_check: bool = True
+    """At start, SQLite's ``PRAGMA quick_check`` over the whole jobs file (about 7 s per GB): a corrupt file
+    stops the start, naming the file, instead of failing requests later. Off: start at once, unchecked."""
     batch_size: int = Field(default=256, ge=1, le=4096)
     lease_s: float = Field(default=30.0, gt=0)
     """Visibility timeout: a job whose worker stopped renewing for this long is picked up again."""

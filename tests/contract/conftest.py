@@ -10,6 +10,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import grpc
@@ -19,11 +20,13 @@ from google.protobuf import json_format
 from httpx_sse import EventSource
 from websockets.asyncio.client import ClientConnection, connect
 
+from modelwire.app.builder import build_services
+from modelwire.app.components import UpstreamRouter
 from modelwire.app.lifecycle import Server
 from modelwire.app.services import Services
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2, predictor_pb2_grpc
-from modelwire.settings import BatchingSettings, LimitsSettings, Settings
-from tests.models import EchoModel, ErrorModel, SlowModel
+from modelwire.settings import BatchingSettings, GatewaySettings, LimitsSettings, Settings
+from tests.models import EchoModel, ErrorModel, IdentityModel, SlowModel
 
 # The one status vocabulary the contract speaks; each transport maps to it below.
 HTTP_TO_CODE = {
@@ -153,25 +156,71 @@ class SseDriver:
         return data
 
 
-@pytest.fixture
+@dataclass
+class Deployment:
+    """What a client reaches (``front``: one server, or a gateway) and where the models run (``models``)."""
+
+    front: Server
+    models: Services
+
+    @property
+    def http_port(self) -> int:
+        assert self.front.http_port is not None
+        return self.front.http_port
+
+    @property
+    def grpc_port(self) -> int:
+        assert self.front.grpc_port is not None
+        return self.front.grpc_port
+
+
+@pytest.fixture(params=["server", "gateway"])
 async def live(
-    make_services: Callable[..., Services], make_settings: Callable[..., Settings]
-) -> AsyncIterator[Server]:
-    settings = make_settings(
-        limits=LimitsSettings(request_timeout_s=0.5, max_text_chars=2000),
-        batching=BatchingSettings(max_batch_size=64, max_delay_ms=50),
-    )
+    request: pytest.FixtureRequest,
+    make_services: Callable[..., Services],
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+) -> AsyncIterator[Deployment]:
+    """Every contract case runs against one server, and again through a gateway (``modelwire gateway``'s
+    services and router, in process) in front of a model service: the answers must be the same."""
+    limits = LimitsSettings(request_timeout_s=0.5, max_text_chars=2000)
+    settings = make_settings(limits=limits, batching=BatchingSettings(max_batch_size=64, max_delay_ms=50))
     services = make_services(
-        EchoModel(), ErrorModel("broken"), SlowModel("slow", delay_s=3.0), settings=settings
+        EchoModel(),
+        ErrorModel("broken"),
+        SlowModel("slow", delay_s=3.0),
+        IdentityModel("identity"),
+        settings=settings,
     )
-    server = Server(settings, services=services)
-    await server.start()
-    yield server
-    await server.stop()
+    if request.param == "server":
+        server = Server(settings, services=services)
+        await server.start()
+        yield Deployment(server, services)
+        await server.stop()
+        return
+    model_service = Server(settings, services=services, rest=False)
+    await model_service.start()
+    gateway_settings = make_settings(
+        limits=limits,
+        data_dir=tmp_path / "gateway",
+        gateway=GatewaySettings(
+            upstreams=(f"127.0.0.1:{model_service.grpc_port}",), discovery_interval_s=0.5
+        ),
+    )
+    gateway_services = build_services(gateway_settings, models=[])
+    gateway = Server(
+        gateway_settings, services=gateway_services, components=[UpstreamRouter(gateway_settings)]
+    )
+    await gateway.start()
+    try:
+        yield Deployment(gateway, services)
+    finally:
+        await gateway.stop()
+        await model_service.stop()
 
 
 @pytest.fixture(params=["rest", "grpc", "ws", "sse"])
-async def driver(request: pytest.FixtureRequest, live: Server) -> AsyncIterator[Driver]:
+async def driver(request: pytest.FixtureRequest, live: Deployment) -> AsyncIterator[Driver]:
     if request.param == "ws":
         async with connect(f"ws://127.0.0.1:{live.http_port}/v1/ws") as ws:
             ws_driver = WsDriver(ws)

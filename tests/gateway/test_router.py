@@ -10,14 +10,16 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from modelwire.app.builder import build_services
 from modelwire.app.lifecycle import Server
 from modelwire.core.dataplane import CallContext
 from modelwire.errors import UnauthenticatedError, UnavailableError
+from modelwire.gateway.remote import RemoteModel, UpstreamGroup
 from modelwire.gateway.router import Router
-from modelwire.model.base import Model
+from modelwire.model.base import Datatype, Model, ModelInfo, TensorSpec
 from modelwire.security.keys import KeyStore
 from modelwire.security.principal import Scope
 from modelwire.settings import Settings
@@ -222,3 +224,33 @@ async def test_a_model_service_draining_on_sigterm_loses_no_call(tmp_path: Path)
         await a.stop()
     assert failures == []
     assert set(answers[drained:]) == {"a"}
+
+
+async def test_an_unreachable_model_service_is_a_503_to_retry_that_names_no_address(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{dead}")
+    group = UpstreamGroup(channel, f"the model services at 127.0.0.1:{dead}")
+    info = ModelInfo("tag", "1", "python", (TensorSpec("text", Datatype.BYTES),), ())
+    remote = RemoteModel(info, lambda _name, _version: group)
+    try:
+        for batch in (["one"], ["one", "two"], [5]):
+            with pytest.raises(UnavailableError) as refused:
+                await remote.predict(batch)
+            assert refused.value.retry_after_s == 1.0
+            assert "127.0.0.1" not in refused.value.message
+            assert str(dead) not in refused.value.message
+            assert "'tag'" in refused.value.message
+    finally:
+        await channel.close(None)
+
+
+def test_a_version_without_a_model_service_is_a_503_that_names_no_address(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "gw", gateway={"upstreams": ("127.0.0.1:50051",)})
+    services = build_services(settings, models=[])
+    router = Router(settings, services.registry, services.metrics)  # nothing discovered: no members
+    with pytest.raises(UnavailableError) as refused:
+        router.group("tag", "1")
+    assert refused.value.retry_after_s == 1.0
+    assert "50051" not in refused.value.message

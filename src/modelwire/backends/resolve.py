@@ -30,7 +30,8 @@ def open_job_store(settings: Settings) -> JobStore:
     if is_sqlite_url(backend):
         from modelwire.backends.sqlite.jobs import SqliteJobStore
 
-        return SqliteJobStore(sqlite_path(backend, settings.data_dir, JOBS_FILE))
+        path = sqlite_path(backend, settings.data_dir, JOBS_FILE)
+        return SqliteJobStore(path, integrity_check=settings.jobs.integrity_check)
     if is_redis_url(backend):
         from modelwire.backends.redis.jobs import RedisJobStore
 

@@ -88,6 +88,11 @@ def _rich_details(metadata: Any) -> dict[str, Any]:
     return found
 
 
+def channel_failed(code: grpc.StatusCode, metadata: Any) -> bool:
+    """The status is the channel's own failure (refused, reset), not an answer of the server."""
+    return code is grpc.StatusCode.UNAVAILABLE and "code" not in _rich_details(metadata)
+
+
 def error_from_status(code: grpc.StatusCode, message: str, metadata: Any, target: str) -> ModelwireError:
     """The error a non-OK gRPC status stands for."""
     rich = _rich_details(metadata)

@@ -5,10 +5,10 @@ adapter (REST, WebSocket, SSE, jobs, its own gRPC port) serve it unchanged. ``pr
 with the remaining time budget (``core/deadline.py``) as the gRPC timeout and the trace context as
 metadata:
 
-- text instances go to ``modelwire.v1.Predictor``: ``Predict`` for one, ``PredictStream`` for a batch (its
-  per-item errors stay per item);
-- anything else goes to the Open Inference Protocol's ``ModelInfer`` as raw tensors, built from the model's
-  metadata with the core's own tensor codec (a failed item fails the whole batch there).
+every instance goes to ``modelwire.v1.Predictor``: ``Predict`` for one, ``PredictStream`` for a batch (its
+per-item errors stay per item). A text crosses as ``text``, any other value unchanged as ``instance``
+(MessagePack, ``core/instance_codec.py``): the gateway validates nothing itself, so the model service's
+model refuses ``5`` or ``null`` with the same item error a single server gives, in the same place.
 
 An upstream status becomes the same ``ModelwireError`` again (``client._grpc.map_grpc_errors`` reads the
 ``ErrorInfo`` the model service sent), so the REST table maps it as if the model ran here.
@@ -16,21 +16,20 @@ An upstream status becomes the same ``ModelwireError`` again (``client._grpc.map
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
-from modelwire.client._grpc import _output, _stream_error, map_grpc_errors
+from modelwire.client._grpc import _output, _stream_error, channel_failed, error_from_status
 from modelwire.core.deadline import remaining_s
-from modelwire.core.tensors import Tensor, decode_raw, encode_raw, instances_to_tensors, tensors_to_instances
-from modelwire.errors import DeadlineExceededError, ErrorCode, InternalError, ModelwireError
+from modelwire.core.instance_codec import encode_instance
+from modelwire.errors import DeadlineExceededError, ErrorCode, InternalError, ModelwireError, UnavailableError
 from modelwire.model.base import Datatype, Model, ModelInfo, TensorSpec
 from modelwire.observability.tracing import trace_metadata
-from modelwire.protocols.grpc._generated.inference import grpc_service_pb2 as oip
-from modelwire.protocols.grpc._generated.inference import grpc_service_pb2_grpc as oip_grpc
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2 as pb
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2_grpc as pb_grpc
 
@@ -50,6 +49,8 @@ CALL_ERRORS = frozenset(
         ErrorCode.UNAVAILABLE,
     }
 )
+RETRY_AFTER_S = 1.0
+"""What a caller is told to wait when the model services cannot be reached (a reconnect takes about that)."""
 _INTEGERS = {d.value for d in Datatype if d.value.startswith(("INT", "UINT"))}
 
 
@@ -62,7 +63,6 @@ class UpstreamGroup:
         self.auth = auth
         """``authorization`` metadata for model services whose auth is on (``gateway.upstream_key``)."""
         self.predictor = pb_grpc.PredictorStub(channel)
-        self.inference = oip_grpc.GRPCInferenceServiceStub(channel)
 
 
 Groups = Callable[[str, str], UpstreamGroup]
@@ -74,6 +74,22 @@ class _Call:
     group: UpstreamGroup
     timeout_s: float | None
     metadata: tuple[tuple[str, str], ...]
+
+
+@contextlib.contextmanager
+def _upstream_errors(name: str, where: str) -> Iterator[None]:
+    """An upstream status as the ``ModelwireError`` it stands for. A channel that fails (refused, reset)
+    is a 503 with ``Retry-After`` naming the model, never the internal address (that goes to the log)."""
+    try:
+        yield
+    except grpc.aio.AioRpcError as exc:
+        if channel_failed(exc.code(), exc.trailing_metadata()):
+            logger.warning("cannot reach %s for %r: %s", where, name, exc.details())
+            raise UnavailableError(
+                f"the model services for {name!r} cannot be reached now; try again shortly",
+                retry_after_s=RETRY_AFTER_S,
+            ) from None
+        raise error_from_status(exc.code(), exc.details() or "", exc.trailing_metadata(), where) from None
 
 
 def _log_internal(name: str, exc: InternalError) -> None:
@@ -108,15 +124,22 @@ class RemoteModel(Model):
             raise DeadlineExceededError(f"no time left to call the model services for {self.name!r}")
         group = self._groups(self.name, self.version)
         call = _Call(group, timeout, group.auth + trace_metadata())
+        inputs: list[pb.StreamInput | None] = []
+        results: list[Any] = [None] * len(batch)
+        for i, item in enumerate(batch):
+            try:
+                inputs.append(self._input(i, item))
+            except ModelwireError as exc:  # a value MessagePack cannot hold: that item's error
+                inputs.append(None)
+                results[i] = exc
+        sent = [message for message in inputs if message is not None]
         try:
-            with map_grpc_errors(group.where):
-                if all(isinstance(item, str) for item in batch):
-                    if len(batch) == 1:
-                        results = [await self._predict(call, batch[0])]
-                    else:
-                        results = await self._predict_stream(call, batch)
-                else:
-                    results = await self._infer(call, batch)
+            with _upstream_errors(self.name, group.where):
+                if len(sent) == 1:
+                    (message,) = sent
+                    results[int(message.id)] = await self._predict(call, message)
+                elif sent:
+                    await self._predict_stream(call, sent, results)
         except InternalError as exc:
             _log_internal(self.name, exc)
             raise
@@ -125,16 +148,28 @@ class RemoteModel(Model):
                 _log_internal(self.name, result)
         return results
 
+    def _input(self, index: int, item: Any) -> pb.StreamInput:
+        """A text crosses as ``text``; any other value unchanged, as ``instance`` (core/instance_codec.py),
+        so the model service's model validates it as a single server's would."""
+        message = pb.StreamInput(id=str(index), model=self.name, version=self.version)
+        if isinstance(item, str):
+            message.text = item
+        else:
+            message.instance = encode_instance(item)
+        return message
+
     async def predict_stream(self, instance: Any) -> AsyncIterator[Any]:
         (result,) = await self.predict([instance])
         if isinstance(result, ModelwireError):
             raise result
         yield result
 
-    async def _predict(self, call: _Call, text: str) -> Any:
-        request = pb.Input(text=text, model=self.name, version=self.version)
+    async def _predict(self, call: _Call, message: pb.StreamInput) -> Any:
+        request = pb.Input(
+            text=message.text, instance=message.instance, model=self.name, version=self.version
+        )
         try:
-            with map_grpc_errors(call.group.where):
+            with _upstream_errors(self.name, call.group.where):
                 reply = await call.group.predictor.Predict(
                     request, timeout=call.timeout_s, metadata=call.metadata
                 )
@@ -144,46 +179,27 @@ class RemoteModel(Model):
             return exc
         return self._result(_output(reply))
 
-    async def _predict_stream(self, call: _Call, texts: Sequence[str]) -> list[Any]:
-        inputs = [
-            pb.StreamInput(id=str(i), text=text, model=self.name, version=self.version)
-            for i, text in enumerate(texts)
-        ]
-        results: list[Any] = [None] * len(texts)
+    async def _predict_stream(
+        self, call: _Call, inputs: Sequence[pb.StreamInput], results: list[Any]
+    ) -> None:
+        """Fill ``results`` at the index each input's id names (the rest were filled before the call)."""
+        expected = {message.id for message in inputs}
         stream = call.group.predictor.PredictStream(
             iter(inputs), timeout=call.timeout_s, metadata=call.metadata
         )
         try:
             async for reply in stream:
-                index = int(reply.id) if reply.id.isdigit() else -1
-                if not 0 <= index < len(texts):
+                if reply.id not in expected:
                     raise InternalError(f"a model service answered an unknown input ({reply.id!r:.20})")
+                expected.discard(reply.id)
                 if reply.WhichOneof("result") == "error":
-                    results[index] = _stream_error(reply.error)
+                    results[int(reply.id)] = _stream_error(reply.error)
                 else:
-                    results[index] = self._result(_output(reply.output))
+                    results[int(reply.id)] = self._result(_output(reply.output))
         finally:
             stream.cancel()
-        answered = sum(result is not None for result in results)
-        if answered != len(texts):
-            raise InternalError(f"a model service answered {answered} of {len(texts)} inputs")
-        return results
-
-    async def _infer(self, call: _Call, batch: Sequence[Any]) -> list[Any]:
-        info = self.remote_info
-        as_outputs = ModelInfo(info.name, info.version, info.platform, (), info.inputs)
-        request = oip.ModelInferRequest(model_name=self.name, model_version=self.version)
-        for tensor in instances_to_tensors(as_outputs, batch):
-            request.inputs.add(name=tensor.name, datatype=tensor.datatype, shape=tensor.shape)
-            request.raw_input_contents.append(encode_raw(tensor.datatype, tensor.data))
-        reply = await call.group.inference.ModelInfer(request, timeout=call.timeout_s, metadata=call.metadata)
-        raw = list(reply.raw_output_contents)  # a raw request is answered raw
-        tensors = [
-            Tensor(out.name, out.datatype, list(out.shape), decode_raw(out.datatype, raw[i], list(out.shape)))
-            for i, out in enumerate(reply.outputs)
-        ]
-        as_inputs = ModelInfo(info.name, info.version, info.platform, info.outputs, ())
-        return tensors_to_instances(as_inputs, tensors)
+        if expected:
+            raise InternalError(f"a model service left {len(expected)} of {len(inputs)} inputs unanswered")
 
     def _result(self, reply: Mapping[str, Any]) -> Any:
         """Undo what the Struct did: a bare value comes back from ``{"output": value}``, declared outputs

@@ -117,9 +117,15 @@ class Router:
         """The channel (and stubs) of the model services serving ``name`` ``version`` now."""
         members = self._members.get((name, version))
         if not members:
+            # The caller is told to retry; the internal addresses go to the log only.
+            logger.debug(
+                "no model service serves %r version %s now (upstreams: %s)",
+                name,
+                version,
+                self.spec.describe(),
+            )
             raise UnavailableError(
-                f"no model service serves {name!r} version {version} now "
-                f"(upstreams: {self.spec.describe()}); try again when one is back",
+                f"no model service serves {name!r} version {version} now; try again shortly",
                 retry_after_s=1.0,
             )
         group = self._groups.get(members)

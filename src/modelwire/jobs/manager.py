@@ -310,6 +310,11 @@ class JobManager:
             ) from None
         if not 1 <= limit <= 1000:
             raise InvalidInputError("limit must be from 1 to 1000", field="limit")
+        if cursor is not None and not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 19):
+            # every store's cursor is a job's sequence number: anything else was not given by this server
+            raise InvalidInputError(
+                "cursor is not one this server gave: pass a list's next_cursor as it is", field="cursor"
+            )
         principal = current_principal()
         # owns(None) holds for the principals who see every job (anonymous, models:admin)
         owner = None if principal.owns(None) else principal.id

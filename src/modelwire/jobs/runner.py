@@ -51,14 +51,20 @@ from modelwire.jobs.training import Trainer, TrainingStoppedError
 from modelwire.jobs.webhooks import WebhookDispatcher
 from modelwire.settings import JobsSettings
 
-__all__ = ["JobRunner", "JobStoppedError", "publish_job"]
+__all__ = ["JobRunner", "JobStoppedError", "claim_backoff_s", "publish_job"]
 
 logger = logging.getLogger("modelwire.jobs")
 
 _POLL_S = 1.0
+_CLAIM_BACKOFF_MAX_S = 30.0
 _TRANSIENT = frozenset({ErrorCode.UNAVAILABLE, ErrorCode.DEADLINE_EXCEEDED, ErrorCode.RESOURCE_EXHAUSTED})
 _PERMANENT = frozenset({ErrorCode.NOT_FOUND, ErrorCode.INVALID_ARGUMENT, ErrorCode.PAYLOAD_TOO_LARGE})
 _BATCH_RETRIES = 3
+
+
+def claim_backoff_s(failures: int) -> float:
+    """How long a worker waits after its ``failures``-th failed claim in a row: 1, 2, 4, ... 30 s."""
+    return min(_POLL_S * (1 << min(max(failures - 1, 0), 16)), _CLAIM_BACKOFF_MAX_S)
 
 
 class JobStoppedError(Exception):
@@ -124,12 +130,28 @@ class JobRunner:
         return (lease_owner or "").startswith(self._prefix + ":")
 
     async def _worker(self, owner: str) -> None:
+        failures = 0
         while True:
             try:
                 job = await self.store.claim(owner, self.settings.lease_s)
             except ModelwireError as exc:
-                logger.warning("claiming a job failed (%s); retrying", exc.message)
-                job = None
+                # A store that fails (disk full, gone) is retried with a growing wait, and logged on the
+                # first failure and then once per longest wait, not on every poll.
+                failures += 1
+                delay = claim_backoff_s(failures)
+                if failures == 1 or delay == _CLAIM_BACKOFF_MAX_S:
+                    logger.warning(
+                        "%s: claiming a job failed (%s); retrying in %g s (%d failures in a row)",
+                        owner.rsplit(":", 1)[-1],
+                        exc.message,
+                        delay,
+                        failures,
+                    )
+                await asyncio.sleep(delay)
+                continue
+            if failures:
+                logger.info("claiming jobs works again after %d failures", failures)
+                failures = 0
             if job is None:
                 self.wakeup.clear()
                 with contextlib.suppress(TimeoutError):

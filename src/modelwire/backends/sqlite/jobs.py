@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from modelwire.errors import InternalError, ModelwireError, UnavailableError
+from modelwire.errors import ConfigurationError, InternalError, ModelwireError, UnavailableError
 from modelwire.jobs.states import FINAL, JobStatus, Trigger, transition
 from modelwire.jobs.store import Job, JobPage, JobSpec, JobStore, ResultRow, Upload, job_not_found, now
 
@@ -153,6 +153,11 @@ def _job(row: sqlite3.Row) -> Job:
     )
 
 
+FULL_RETRY_AFTER_S = 30.0
+"""What a caller is told to wait when the job store's disk is full (someone has to free space)."""
+_FULL = {"SQLITE_FULL", "SQLITE_IOERR_WRITE", "SQLITE_IOERR_FSYNC"}
+
+
 @contextlib.contextmanager
 def map_sqlite_errors() -> Iterator[None]:
     """The one boundary where sqlite3's exceptions become modelwire's."""
@@ -163,6 +168,12 @@ def map_sqlite_errors() -> Iterator[None]:
     except sqlite3.OperationalError as exc:
         if "locked" in str(exc) or "busy" in str(exc):
             raise UnavailableError("the job store is busy; try again", retry_after_s=1.0) from exc
+        if getattr(exc, "sqlite_errorname", None) in _FULL:
+            logger.error("job store write failed: %s (is the disk full?)", exc)
+            raise UnavailableError(
+                "the job store cannot write (its disk is full); try again later",
+                retry_after_s=FULL_RETRY_AFTER_S,
+            ) from exc
         err = InternalError("the job store failed")
         logger.error("job store error [error_id=%s]: %s", err.error_id, exc)
         raise err from exc
@@ -172,12 +183,27 @@ def map_sqlite_errors() -> Iterator[None]:
         raise err from exc
 
 
+def _cause(exc: sqlite3.DatabaseError) -> str:
+    name = getattr(exc, "sqlite_errorname", "")
+    return f"{exc} ({name})" if name else str(exc)
+
+
+def _remedy(exc: sqlite3.DatabaseError) -> str:
+    name = getattr(exc, "sqlite_errorname", "")
+    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")):
+        return "make the file and its directory writable by this process"
+    if name.startswith("SQLITE_FULL"):
+        return "free space on its disk"
+    return "restore it from a backup, or move it away to start with an empty job store"
+
+
 class SqliteJobStore(JobStore):
     """Jobs in one SQLite file (``<data_dir>/jobs.sqlite3`` by default)."""
 
-    def __init__(self, path: Path, *, busy_timeout_s: float = 10.0) -> None:
+    def __init__(self, path: Path, *, busy_timeout_s: float = 10.0, integrity_check: bool = True) -> None:
         self.path = path
         self.busy_timeout_s = busy_timeout_s
+        self.integrity_check = integrity_check
         self._db: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
 
@@ -205,10 +231,14 @@ class SqliteJobStore(JobStore):
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
+            db.execute("COMMIT")  # may fail too (a full disk): the transaction is then rolled back below
         except BaseException:
-            db.execute("ROLLBACK")
+            # SQLite has already rolled back after some errors (SQLITE_FULL): the first error is the one
+            # to report, never a "no transaction is active" from this ROLLBACK
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
 
     def _get(self, job_id: str) -> Job:
         row = self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -236,17 +266,40 @@ class SqliteJobStore(JobStore):
             raise
 
     def _open(self) -> None:
+        """Connect, check the file (``PRAGMA quick_check``, unless ``integrity_check`` is off) and bring its
+        schema up to date. A file that cannot be used (corrupt, not a database, read-only, unreadable) is a
+        ``ConfigurationError`` naming the file and the cause: the server does not start on it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(
             self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
         )
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
-        db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
-        db.executescript(_SCHEMA)
-        _migrate(db)
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            problems = [row[0] for row in db.execute("PRAGMA quick_check(5)")] if self.integrity_check else []
+            if problems not in ([], ["ok"]):
+                raise self._unusable("it is corrupt: " + "; ".join(problems), "restore it from a backup")
+            db.executescript(_SCHEMA)
+            _migrate(db)
+            db.execute("BEGIN IMMEDIATE")  # a file opened read-only answers reads: prove it takes a write
+            try:
+                db.execute("DELETE FROM drafts WHERE seq < 0")
+            finally:
+                db.execute("ROLLBACK")
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise
+            raise self._unusable(_cause(exc), _remedy(exc)) from exc
+        except BaseException:
+            db.close()
+            raise
         self._db = db
+
+    def _unusable(self, cause: str, remedy: str) -> ConfigurationError:
+        return ConfigurationError(f"the job store {self.path} cannot be used: {cause}; {remedy}")
 
     async def close(self) -> None:
         if self._thread is None:

@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 
 from modelwire.core.dataplane import CallContext
+from modelwire.core.instance_codec import decode_instance
 from modelwire.core.tensors import (
     InferRequest,
     InferResponse,
@@ -70,7 +71,8 @@ class PredictCall:
 
     model: str
     version: str | None
-    text: str
+    instance: Any
+    """The ``text``, or the decoded ``instance`` when that is set (any value the model takes)."""
 
 
 def _jsonable(value: Any) -> Any:
@@ -89,8 +91,9 @@ class PredictConverter:
     """``Input``/``StreamInput`` to a ``PredictCall``; a model output or item error back to protobuf."""
 
     @staticmethod
-    def to_domain(message: Any) -> PredictCall:
-        return PredictCall(message.model or DEFAULT_MODEL, message.version or None, message.text)
+    def to_domain(message: Any, max_depth: int) -> PredictCall:
+        instance = decode_instance(message.instance, max_depth) if message.instance else message.text
+        return PredictCall(message.model or DEFAULT_MODEL, message.version or None, instance)
 
     @staticmethod
     def from_domain(result: Any, model: str, version: str) -> Any:

@@ -28,15 +28,16 @@ class PredictorServicer(pb_grpc.PredictorServicer):  # type: ignore[misc]
 
     def __init__(self, services: Facades) -> None:
         self._dataplane = services.dataplane
+        self._max_depth = services.settings.limits.max_json_depth
 
     def _version(self, call: PredictCall) -> str:
         return self._dataplane.resolve_version(call.model, call.version)
 
     @map_errors
     async def Predict(self, request: Any, context: Context) -> Any:
-        call = PredictConverter.to_domain(request)
+        call = PredictConverter.to_domain(request, self._max_depth)
         result = await self._dataplane.predict(
-            call.model, call.text, version=call.version, ctx=call_context(context)
+            call.model, call.instance, version=call.version, ctx=call_context(context)
         )
         return PredictConverter.from_domain(result, call.model, self._version(call))
 
@@ -51,19 +52,19 @@ class PredictorServicer(pb_grpc.PredictorServicer):  # type: ignore[misc]
         first = await anext(aiter(request_iterator), None)
         if first is None:
             return
-        call = PredictConverter.to_domain(first)
+        call = PredictConverter.to_domain(first, self._max_depth)
 
         async def items() -> AsyncIterator[tuple[str, Any]]:
-            yield first.id, call.text
+            yield first.id, call.instance
             async for message in request_iterator:
-                other = PredictConverter.to_domain(message)
+                other = PredictConverter.to_domain(message, self._max_depth)
                 named = message.model or message.version
                 if named and (other.model, other.version) != (call.model, call.version):
                     raise InvalidInputError(
                         f"one stream serves one model: {call.model!r} was chosen by its first input",
                         field="model",
                     )
-                yield message.id, other.text
+                yield message.id, other.instance
 
         version = self._version(call)
         results = self._dataplane.stream(call.model, items(), version=call.version, ctx=call_context(context))

@@ -354,3 +354,12 @@ async def test_job_events_leave_metadata_out_and_the_replay_ring_stays_within_it
         assert {event.data["id"] for event in replayed if event.type == "job.succeeded"} >= set(ids[-10:])
     finally:
         await server.stop()
+
+
+@pytest.mark.parametrize("cursor", ["abc", "-1", "1.5", "٣", "9" * 40])
+async def test_a_cursor_this_server_did_not_give_is_a_400(client: httpx.AsyncClient, cursor: str) -> None:
+    response = await client.get("/v1/jobs", params={"cursor": cursor})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == ("INVALID_ARGUMENT", "cursor")
+    assert (await client.get("/v1/jobs", params={"cursor": "12"})).status_code == 200

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmodelwire/v1/predictor.proto\x12\x0cmodelwire.v1\x1a\x1cgoogle/protobuf/struct.proto\"5\n\x05Input\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"x\n\x06Output\x12\x11\n\tsentiment\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\'\n\x06result\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"G\n\x0bStreamInput\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\"r\n\x0cStreamOutput\x12\n\n\x02id\x18\x01 \x01(\t\x12&\n\x06output\x18\x02 \x01(\x0b\x32\x14.modelwire.v1.OutputH\x00\x12$\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x13.modelwire.v1.ErrorH\x00\x42\x08\n\x06result\"W\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x10\n\x08\x65rror_id\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\x13\n\x11ListModelsRequest\"9\n\x12ListModelsResponse\x12#\n\x06models\x18\x01 \x03(\x0b\x32\x13.modelwire.v1.Model\"n\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0f\x64\x65\x66\x61ult_version\x18\x02 \x01(\t\x12,\n\x08versions\x18\x03 \x03(\x0b\x32\x1a.modelwire.v1.ModelVersion\x12\x10\n\x08platform\x18\x04 \x01(\t\".\n\x0cModelVersion\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05ready\x18\x02 \x01(\x08\x32\xde\x01\n\tPredictor\x12\x34\n\x07Predict\x12\x13.modelwire.v1.Input\x1a\x14.modelwire.v1.Output\x12J\n\rPredictStream\x12\x19.modelwire.v1.StreamInput\x1a\x1a.modelwire.v1.StreamOutput(\x01\x30\x01\x12O\n\nListModels\x12\x1f.modelwire.v1.ListModelsRequest\x1a .modelwire.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cmodelwire/v1/predictor.proto\x12\x0cmodelwire.v1\x1a\x1cgoogle/protobuf/struct.proto\"G\n\x05Input\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x10\n\x08instance\x18\x04 \x01(\x0c\"x\n\x06Output\x12\x11\n\tsentiment\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\'\n\x06result\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"Y\n\x0bStreamInput\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x10\n\x08instance\x18\x05 \x01(\x0c\"r\n\x0cStreamOutput\x12\n\n\x02id\x18\x01 \x01(\t\x12&\n\x06output\x18\x02 \x01(\x0b\x32\x14.modelwire.v1.OutputH\x00\x12$\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x13.modelwire.v1.ErrorH\x00\x42\x08\n\x06result\"W\n\x05\x45rror\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x10\n\x08\x65rror_id\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\x13\n\x11ListModelsRequest\"9\n\x12ListModelsResponse\x12#\n\x06models\x18\x01 \x03(\x0b\x32\x13.modelwire.v1.Model\"n\n\x05Model\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0f\x64\x65\x66\x61ult_version\x18\x02 \x01(\t\x12,\n\x08versions\x18\x03 \x03(\x0b\x32\x1a.modelwire.v1.ModelVersion\x12\x10\n\x08platform\x18\x04 \x01(\t\".\n\x0cModelVersion\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05ready\x18\x02 \x01(\x08\x32\xde\x01\n\tPredictor\x12\x34\n\x07Predict\x12\x13.modelwire.v1.Input\x1a\x14.modelwire.v1.Output\x12J\n\rPredictStream\x12\x19.modelwire.v1.StreamInput\x1a\x1a.modelwire.v1.StreamOutput(\x01\x30\x01\x12O\n\nListModels\x12\x1f.modelwire.v1.ListModelsRequest\x1a .modelwire.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,23 +33,23 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'modelwire.v1.predictor_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_INPUT']._serialized_start=76
-  _globals['_INPUT']._serialized_end=129
-  _globals['_OUTPUT']._serialized_start=131
-  _globals['_OUTPUT']._serialized_end=251
-  _globals['_STREAMINPUT']._serialized_start=253
-  _globals['_STREAMINPUT']._serialized_end=324
-  _globals['_STREAMOUTPUT']._serialized_start=326
-  _globals['_STREAMOUTPUT']._serialized_end=440
-  _globals['_ERROR']._serialized_start=442
-  _globals['_ERROR']._serialized_end=529
-  _globals['_LISTMODELSREQUEST']._serialized_start=531
-  _globals['_LISTMODELSREQUEST']._serialized_end=550
-  _globals['_LISTMODELSRESPONSE']._serialized_start=552
-  _globals['_LISTMODELSRESPONSE']._serialized_end=609
-  _globals['_MODEL']._serialized_start=611
-  _globals['_MODEL']._serialized_end=721
-  _globals['_MODELVERSION']._serialized_start=723
-  _globals['_MODELVERSION']._serialized_end=769
-  _globals['_PREDICTOR']._serialized_start=772
-  _globals['_PREDICTOR']._serialized_end=994
+  _globals['_INPUT']._serialized_end=147
+  _globals['_OUTPUT']._serialized_start=149
+  _globals['_OUTPUT']._serialized_end=269
+  _globals['_STREAMINPUT']._serialized_start=271
+  _globals['_STREAMINPUT']._serialized_end=360
+  _globals['_STREAMOUTPUT']._serialized_start=362
+  _globals['_STREAMOUTPUT']._serialized_end=476
+  _globals['_ERROR']._serialized_start=478
+  _globals['_ERROR']._serialized_end=565
+  _globals['_LISTMODELSREQUEST']._serialized_start=567
+  _globals['_LISTMODELSREQUEST']._serialized_end=586
+  _globals['_LISTMODELSRESPONSE']._serialized_start=588
+  _globals['_LISTMODELSRESPONSE']._serialized_end=645
+  _globals['_MODEL']._serialized_start=647
+  _globals['_MODEL']._serialized_end=757
+  _globals['_MODELVERSION']._serialized_start=759
+  _globals['_MODELVERSION']._serialized_end=805
+  _globals['_PREDICTOR']._serialized_start=808
+  _globals['_PREDICTOR']._serialized_end=1030
 # @@protoc_insertion_point(module_scope)

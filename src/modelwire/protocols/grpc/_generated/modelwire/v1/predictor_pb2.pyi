@@ -8,14 +8,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Input(_message.Message):
-    __slots__ = ("text", "model", "version")
+    __slots__ = ("text", "model", "version", "instance")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
     text: str
     model: str
     version: str
-    def __init__(self, text: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+    instance: bytes
+    def __init__(self, text: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., instance: _Optional[bytes] = ...) -> None: ...
 
 class Output(_message.Message):
     __slots__ = ("sentiment", "confidence", "model", "version", "result")
@@ -32,16 +34,18 @@ class Output(_message.Message):
     def __init__(self, sentiment: _Optional[str] = ..., confidence: _Optional[float] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., result: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
 
 class StreamInput(_message.Message):
-    __slots__ = ("id", "text", "model", "version")
+    __slots__ = ("id", "text", "model", "version", "instance")
     ID_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_FIELD_NUMBER: _ClassVar[int]
     id: str
     text: str
     model: str
     version: str
-    def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+    instance: bytes
+    def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[str] = ..., instance: _Optional[bytes] = ...) -> None: ...
 
 class StreamOutput(_message.Message):
     __slots__ = ("id", "output", "error")
