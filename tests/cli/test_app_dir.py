@@ -75,7 +75,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 @pytest.mark.skipif(
     not SCRIPT.exists() and not os.environ.get("CI"),
-    reason="no installed modelwire script next to this interpreter (scripts/test installs it; CI requires it)",
+    reason="no modelwire script next to this interpreter (scripts/test installs it; CI requires it)",
 )
 @pytest.mark.parametrize("where", ["cwd", "app-dir"])
 def test_installed_script_serves_a_model_from_the_app_dir(tmp_path: Path, where: str) -> None:
