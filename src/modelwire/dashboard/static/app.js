@@ -197,12 +197,32 @@ function renderModels() {
 
 let eventsSeen = 0;
 
-function describe(data) {
+// One readable line per event: the fields a person looks for, never raw JSON (the title keeps it all).
+function describeJob(data) {
+  const parts = [`job ${String(data.id ?? "?").slice(0, 8)}`]; // as the jobs panel shows it; the title has all
+  if (data.status) parts.push(data.status);
+  const p = data.progress ?? {};
+  if (p.stage) parts.push(`${p.stage} ${Math.round((p.fraction ?? 0) * 100)}%`);
+  else if (p.total) parts.push(`${p.done ?? 0}/${p.total} rows`);
+  else if (p.done) parts.push(`${p.done} rows`);
+  if (p.errors) parts.push(`${p.errors} errors`);
+  if (data.model) parts.push(data.version ? `${data.model} v${data.version}` : data.model);
+  if (data.error?.message) parts.push(data.error.message);
+  return parts.join(" · ");
+}
+
+function describe(type, data) {
   if (!data || typeof data !== "object") return String(data ?? "");
+  if (type.startsWith("job.")) return describeJob(data);
   if (data.name !== undefined && data.version !== undefined) {
     return `${data.name} v${data.version}${data.ready === false ? " (not ready)" : ""}`;
   }
-  return JSON.stringify(data);
+  if (type.startsWith("server.") && typeof data.ready === "boolean") return data.ready ? "ready" : "not ready";
+  const scalar = (v) => v === null || ["string", "number", "boolean"].includes(typeof v);
+  return Object.entries(data)
+    .filter(([, v]) => scalar(v))
+    .map(([k, v]) => `${k} ${v}`)
+    .join(" · ");
 }
 
 function logEvent(event, received = true) {
@@ -210,13 +230,14 @@ function logEvent(event, received = true) {
   const log = byTestId("event-log");
   $(".empty", log)?.remove();
   const time = new Date((event.time ?? Date.now() / 1000) * 1000).toLocaleTimeString([], { hour12: false });
+  const type = event.type ?? event.topic ?? "event";
   log.prepend(
     el(
       "li",
       { "data-type": event.type ?? "" },
       el("span", { class: "e-time" }, time),
-      el("span", { class: "e-type" }, event.type ?? event.topic ?? "event"),
-      el("span", { class: "e-data", title: JSON.stringify(event.data ?? {}) }, describe(event.data)),
+      el("span", { class: "e-type" }, type),
+      el("span", { class: "e-data", title: JSON.stringify(event.data ?? {}) }, describe(type, event.data)),
     ),
   );
   while (log.children.length > MAX_EVENTS) log.lastElementChild.remove();
