@@ -21,6 +21,7 @@ const STATUS_TEXT = {
   sse: "live over SSE",
   connecting: "connecting…",
   offline: "offline, retrying…",
+  signin: "sign in to go live",
 };
 const MAX_EVENTS = 50;
 const MAX_HISTORY = 8;
@@ -320,9 +321,16 @@ for (const chip of document.querySelectorAll("[data-example]")) {
 const params = new URLSearchParams(location.search);
 const feed = new LiveFeed(ws, ["metrics", "models", "server"], { via: params.get("via") === "sse" ? "sse" : "ws" });
 
+// The badge: the feed's state, or, while the server waits for a credential the page lacks, a call to sign in.
+function renderStatus() {
+  const state = document.body.dataset.live ?? "connecting";
+  const waiting = !byTestId("auth-form").hidden && state !== "ws" && state !== "sse";
+  $(".status-text").textContent = waiting ? STATUS_TEXT.signin : (STATUS_TEXT[state] ?? state);
+}
+
 feed.addEventListener("status", (e) => {
   document.body.dataset.live = e.detail;
-  $(".status-text").textContent = STATUS_TEXT[e.detail] ?? e.detail;
+  renderStatus();
   // The page's own connection changes are logged too (not counted as received events).
   if (e.detail === "ws" || e.detail === "sse") {
     logEvent({ type: "connected", time: Date.now() / 1000, data: STATUS_TEXT[e.detail] }, false);
@@ -357,6 +365,7 @@ window.modelwire = { feed, ws, panels: { jobs: $("#jobs-panel") } };
 const authForm = byTestId("auth-form");
 function askForCredential(message = "") {
   authForm.hidden = false;
+  renderStatus();
   byTestId("auth-error").textContent = message;
   byTestId("auth-credential").focus();
 }
@@ -366,6 +375,7 @@ authForm.addEventListener("submit", async (e) => {
   setCredential(byTestId("auth-credential").value.trim());
   if (!(await probe())) return askForCredential("That credential was refused (401).");
   authForm.hidden = true;
+  renderStatus();
   byTestId("auth-credential").value = "";
   if (started) {
     ws.close();
