@@ -26,7 +26,7 @@ from modelwire.settings import ModelSettings, Settings, default_data_dir
 if TYPE_CHECKING:
     from typer import _click as click  # typer 0.29 vendors click; its parameters are these
 
-__all__ = ["app", "build_settings", "parse_model_spec", "run"]
+__all__ = ["Typer", "app", "build_settings", "parse_model_spec", "run"]
 
 DEFAULT_CLIENT_URL = "http://127.0.0.1:8000"
 
