@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -49,3 +50,52 @@ def test_serve_help_names_every_environment_twin(runner: CliRunner) -> None:
     for flag, env in twins.items():
         (line,) = [line for line in lines if re.search(rf"{re.escape(flag)}\b(?!-)", line)]
         assert env in line, f"{flag} does not name {env}: {line}"
+
+
+def _command_paths() -> list[str]:
+    """Every command and command group of the CLI, as typed after ``modelwire``."""
+    import typer
+    from typer.core import TyperGroup
+
+    paths: list[str] = []
+
+    def walk(command: Any, path: list[str]) -> None:
+        paths.append(" ".join(path))
+        if isinstance(command, TyperGroup):
+            for name, sub in command.commands.items():
+                walk(sub, [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    return paths
+
+
+# typer's type markers: <bool>, <int range>, <list[str]>, <file>, <auto|on|off> (not help text's jobs/<id>).
+_TYPE_MARKER = re.compile(
+    r"<(?:(?:bool|str|int|float|file|dir|path|datetime|uuid|bytes)(?: range)?"
+    r"|list\[[^\]]*\]|[a-z]+(?:\|[a-z]+)+)>"
+)
+
+
+@pytest.mark.parametrize("command", _command_paths())
+def test_help_names_values_not_python_types(runner: CliRunner, command: str) -> None:
+    result = runner.invoke(app, [*command.split(), "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    markers = _TYPE_MARKER.findall(result.stdout)
+    assert not markers, f"modelwire {command} --help shows {markers}"
+
+
+def test_help_shows_value_names_and_nothing_after_a_flag(runner: CliRunner) -> None:
+    lines = runner.invoke(app, ["serve", "--help"], terminal_width=200).stdout.splitlines()
+
+    def row(flag: str) -> list[str]:
+        (line,) = [line for line in lines if re.search(rf"│ {re.escape(flag)}\b(?!-)", line)]
+        return line.strip("│ ").split()
+
+    assert row("--http-port")[:2] == ["--http-port", "PORT"]
+    assert row("--config")[:2] == ["--config", "FILE"]
+    assert row("--workers")[:2] == ["--workers", "N"]
+    assert row("--request-timeout")[:2] == ["--request-timeout", "SECONDS"]
+    assert row("--auth")[:2] == ["--auth", "auto|on|off"]
+    assert row("--ws-echo")[:2] == ["--ws-echo", "Serve"]  # a flag: its help follows at once
+    assert row("--batching")[:3] == ["--batching", "--no-batching", "Adaptive"]
+    assert "MODELWIRE_WS__ECHO" in " ".join(row("--ws-echo"))

@@ -85,3 +85,26 @@ def test_dashboard_asks_for_a_credential_then_serves_every_protocol(
         expect(result).to_have_attribute("data-count", str(count))
         expect(result).to_contain_text("positive")
     page.screenshot(path=save_artifact("dashboard-auth.png"), full_page=True)
+
+
+def test_status_badge_asks_to_sign_in_until_a_key_is_given(
+    secured_page: Page, secured: tuple[ThreadedServer, str], watch: PageWatch
+) -> None:
+    server, key = secured
+    page = secured_page
+    watch.expected_statuses = {401}
+    page.goto(f"{server.http_url}/")
+    badge = page.get_by_test_id("live-status")
+    form = page.get_by_test_id("auth-form")
+    expect(form).to_be_visible()
+    expect(badge).to_have_text("sign in to go live")
+
+    page.get_by_test_id("auth-credential").fill("mw_000000000000_not-a-real-key")
+    form.locator("button").click()
+    expect(page.get_by_test_id("auth-error")).to_contain_text("refused")
+    expect(badge).to_have_text("sign in to go live")
+
+    page.get_by_test_id("auth-credential").fill(key)
+    form.locator("button").click()
+    expect(form).to_be_hidden()
+    expect(badge).to_have_text("live over WebSocket")

@@ -7,6 +7,7 @@ Every test fails on a console error, an uncaught page error or a request to a no
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
@@ -136,3 +137,33 @@ def test_a_refused_batch_shows_the_servers_error(
     expect(error).to_contain_text("INVALID_ARGUMENT")
     expect(error).to_contain_text("no rows")
     assert page.get_by_test_id("job-row").count() == rows_before
+
+
+def test_event_log_shows_readable_lines(page: Page, server: ThreadedServer) -> None:
+    open_dashboard(page, server, "ws")
+    log = page.get_by_test_id("event-log")
+    submit_batch(page, "echo", ["one", "two"])
+    row = newest_row(page)
+    expect(row).to_have_attribute("data-status", "succeeded")
+    job_id = row.get_attribute("data-job-id")
+    assert job_id
+
+    succeeded = log.locator('li[data-type="job.succeeded"]').first
+    expect(succeeded.locator(".e-type")).to_have_text("job.succeeded")
+    expect(succeeded.locator(".e-data")).to_have_text(f"job {job_id[:8]} · succeeded · 2/2 rows · echo")
+    expect(succeeded.locator(".e-time")).to_have_text(re.compile(r"^\d{2}:\d{2}:\d{2}$"))
+
+    assert server.server is not None
+    assert server.server.services is not None
+    bus = server.server.services.events
+    server._call(lambda: bus.publish("server", "server.ready", {"ready": True}))
+    server._call(
+        lambda: bus.publish("models", "model.loaded", {"name": "extra", "version": "7", "ready": False})
+    )
+    expect(log.locator('li[data-type="server.ready"] .e-data')).to_have_text("ready")
+    expect(log.locator('li[data-type="model.loaded"] .e-data')).to_have_text("extra v7 (not ready)")
+
+    text = log.inner_text()
+    assert '{"' not in text, text
+    log.scroll_into_view_if_needed()
+    log.screenshot(path=save_artifact("dashboard-event-log.png"))

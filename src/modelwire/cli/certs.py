@@ -8,12 +8,12 @@ from typing import Annotated
 
 import typer
 
-from modelwire.cli.main import _reported, app, build_settings, config_option, data_dir_option
+from modelwire.cli.main import Typer, _reported, app, build_settings, config_option, data_dir_option
 from modelwire.security.certs import DEFAULT_HOSTS, create_local_ca
 
 __all__ = ["certs_app"]
 
-certs_app = typer.Typer(
+certs_app = Typer(
     name="certs",
     help="Certificates for HTTPS in development: a local CA and the certificates it signs.",
     no_args_is_help=True,

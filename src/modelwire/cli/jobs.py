@@ -26,7 +26,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from modelwire.cli.client import ApiKeyOption, CaCertOption, UrlOption
-from modelwire.cli.main import DEFAULT_CLIENT_URL, _reported, app
+from modelwire.cli.main import DEFAULT_CLIENT_URL, Typer, _reported, app
 from modelwire.client.job_results import JobEvent, JobInfo
 from modelwire.client.jobs import JobHandle
 from modelwire.errors import InvalidInputError, JobNotFoundError
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["job_line", "job_table", "jobs_app", "resolve_job", "submit_training_job"]
 
-jobs_app = typer.Typer(
+jobs_app = Typer(
     name="jobs",
     help="Async jobs on a running server: submit a file, follow it, read its results, cancel, list.",
     no_args_is_help=True,

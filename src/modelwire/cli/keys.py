@@ -13,13 +13,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from modelwire.cli.main import _reported, app, build_settings, config_option, data_dir_option
+from modelwire.cli.main import Typer, _reported, app, build_settings, config_option, data_dir_option
 from modelwire.security.keys import ApiKey, KeyStore
 from modelwire.security.principal import Scope, parse_scopes
 
 __all__ = ["keys_app", "keys_table"]
 
-keys_app = typer.Typer(
+keys_app = Typer(
     name="keys",
     help="API keys for a server with authentication on: create (shown once), list, revoke.",
     no_args_is_help=True,

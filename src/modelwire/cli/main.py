@@ -10,23 +10,111 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from modelwire._version import __version__
 from modelwire.errors import ConfigurationError, ModelwireError
 from modelwire.settings import ModelSettings, Settings, default_data_dir
 
-__all__ = ["app", "build_settings", "parse_model_spec", "run"]
+if TYPE_CHECKING:
+    from typer import _click as click  # typer 0.29 vendors click; its parameters are these
+
+__all__ = ["Typer", "app", "build_settings", "parse_model_spec", "run"]
 
 DEFAULT_CLIENT_URL = "http://127.0.0.1:8000"
 
-app = typer.Typer(
+# -- help: value names instead of typer's ``<int>``/``<list[str]>`` markers --------------------------------
+
+# A value named by what the option is for (checked on its long name) wins over the bare type, except paths.
+_NAMED_VALUES = (
+    (re.compile(r"-port$"), "PORT"),
+    (re.compile(r"^--host$"), "HOST"),
+    (re.compile(r"url$"), "URL"),
+    (re.compile(r"-ms$"), "MS"),
+    (re.compile(r"timeout|interval|keepalive"), "SECONDS"),
+    (re.compile(r"key$"), "KEY"),
+    (re.compile(r"secret$"), "SECRET"),
+    (re.compile(r"origin$"), "ORIGIN"),
+    (re.compile(r"backend$"), "BACKEND"),
+    (re.compile(r"^--model$"), "NAME"),
+    (re.compile(r"^--version$"), "VERSION"),
+)
+_TYPE_VALUES = {"int": "N", "float": "NUMBER", "str": "TEXT", "file": "FILE", "dir": "DIR", "path": "PATH"}
+
+
+def _value_name(param: TyperOption, ctx: click.Context) -> str | None:
+    """What the help shows after an option: its ``metavar`` if set, nothing for a flag, else a name."""
+    if param.metavar is not None:
+        return param.metavar
+    if param.is_flag or param.count:
+        return None
+    label = param.display_type(ctx).strip("<>").removesuffix(" range")
+    if label.startswith("list[") and label.endswith("]"):
+        label = label[5:-1]
+    if label not in ("file", "dir", "path"):
+        name = max(param.opts, key=len)
+        for pattern, value in _NAMED_VALUES:
+            if pattern.search(name):
+                return value
+    return _TYPE_VALUES.get(label, label)
+
+
+class _Option(TyperOption):
+    def display_type_rich(self, ctx: click.Context) -> str | None:
+        return _value_name(self, ctx)
+
+
+class _Argument(TyperArgument):
+    def display_type_rich(self, ctx: click.Context) -> str | None:
+        return None  # the argument's own column already names it (``[MODEL]...``)
+
+
+def _named_values(params: list[click.Parameter]) -> list[click.Parameter]:
+    # typer builds its parameters itself (no class hook), so they are re-classed to the subclasses above,
+    # which only change how help names a value.
+    for param in params:
+        if type(param) is TyperOption:
+            param.__class__ = _Option
+        elif type(param) is TyperArgument:
+            param.__class__ = _Argument
+    return params
+
+
+class _Command(TyperCommand):
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        return _named_values(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        return _named_values(super().get_params(ctx))
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class Typer(typer.Typer):
+    """``typer.Typer`` whose help names values (``PORT``, ``FILE``, ``N``) and shows nothing after a flag:
+    every app and command of the CLI is made through it."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("cls", _Group)
+        super().__init__(**kwargs)
+
+    def command(self, name: str | None = None, **kwargs: Any) -> Callable[[_F], _F]:
+        kwargs.setdefault("cls", _Command)
+        decorator: Callable[[_F], _F] = super().command(name, **kwargs)
+        return decorator
+
+
+app = Typer(
     name="modelwire",
     help="modelwire: one model server: REST (HTTP/1.1, HTTP/2), gRPC, WebSocket, SSE, async jobs.",
     no_args_is_help=True,

@@ -21,6 +21,7 @@ const STATUS_TEXT = {
   sse: "live over SSE",
   connecting: "connecting…",
   offline: "offline, retrying…",
+  signin: "sign in to go live",
 };
 const MAX_EVENTS = 50;
 const MAX_HISTORY = 8;
@@ -197,12 +198,32 @@ function renderModels() {
 
 let eventsSeen = 0;
 
-function describe(data) {
+// One readable line per event: the fields a person looks for, never raw JSON (the title keeps it all).
+function describeJob(data) {
+  const parts = [`job ${String(data.id ?? "?").slice(0, 8)}`]; // as the jobs panel shows it; the title has all
+  if (data.status) parts.push(data.status);
+  const p = data.progress ?? {};
+  if (p.stage) parts.push(`${p.stage} ${Math.round((p.fraction ?? 0) * 100)}%`);
+  else if (p.total) parts.push(`${p.done ?? 0}/${p.total} rows`);
+  else if (p.done) parts.push(`${p.done} rows`);
+  if (p.errors) parts.push(`${p.errors} errors`);
+  if (data.model) parts.push(data.version ? `${data.model} v${data.version}` : data.model);
+  if (data.error?.message) parts.push(data.error.message);
+  return parts.join(" · ");
+}
+
+function describe(type, data) {
   if (!data || typeof data !== "object") return String(data ?? "");
+  if (type.startsWith("job.")) return describeJob(data);
   if (data.name !== undefined && data.version !== undefined) {
     return `${data.name} v${data.version}${data.ready === false ? " (not ready)" : ""}`;
   }
-  return JSON.stringify(data);
+  if (type.startsWith("server.") && typeof data.ready === "boolean") return data.ready ? "ready" : "not ready";
+  const scalar = (v) => v === null || ["string", "number", "boolean"].includes(typeof v);
+  return Object.entries(data)
+    .filter(([, v]) => scalar(v))
+    .map(([k, v]) => `${k} ${v}`)
+    .join(" · ");
 }
 
 function logEvent(event, received = true) {
@@ -210,13 +231,14 @@ function logEvent(event, received = true) {
   const log = byTestId("event-log");
   $(".empty", log)?.remove();
   const time = new Date((event.time ?? Date.now() / 1000) * 1000).toLocaleTimeString([], { hour12: false });
+  const type = event.type ?? event.topic ?? "event";
   log.prepend(
     el(
       "li",
       { "data-type": event.type ?? "" },
       el("span", { class: "e-time" }, time),
-      el("span", { class: "e-type" }, event.type ?? event.topic ?? "event"),
-      el("span", { class: "e-data", title: JSON.stringify(event.data ?? {}) }, describe(event.data)),
+      el("span", { class: "e-type" }, type),
+      el("span", { class: "e-data", title: JSON.stringify(event.data ?? {}) }, describe(type, event.data)),
     ),
   );
   while (log.children.length > MAX_EVENTS) log.lastElementChild.remove();
@@ -299,9 +321,16 @@ for (const chip of document.querySelectorAll("[data-example]")) {
 const params = new URLSearchParams(location.search);
 const feed = new LiveFeed(ws, ["metrics", "models", "server"], { via: params.get("via") === "sse" ? "sse" : "ws" });
 
+// The badge: the feed's state, or, while the server waits for a credential the page lacks, a call to sign in.
+function renderStatus() {
+  const state = document.body.dataset.live ?? "connecting";
+  const waiting = !byTestId("auth-form").hidden && state !== "ws" && state !== "sse";
+  $(".status-text").textContent = waiting ? STATUS_TEXT.signin : (STATUS_TEXT[state] ?? state);
+}
+
 feed.addEventListener("status", (e) => {
   document.body.dataset.live = e.detail;
-  $(".status-text").textContent = STATUS_TEXT[e.detail] ?? e.detail;
+  renderStatus();
   // The page's own connection changes are logged too (not counted as received events).
   if (e.detail === "ws" || e.detail === "sse") {
     logEvent({ type: "connected", time: Date.now() / 1000, data: STATUS_TEXT[e.detail] }, false);
@@ -336,6 +365,7 @@ window.modelwire = { feed, ws, panels: { jobs: $("#jobs-panel") } };
 const authForm = byTestId("auth-form");
 function askForCredential(message = "") {
   authForm.hidden = false;
+  renderStatus();
   byTestId("auth-error").textContent = message;
   byTestId("auth-credential").focus();
 }
@@ -345,6 +375,7 @@ authForm.addEventListener("submit", async (e) => {
   setCredential(byTestId("auth-credential").value.trim());
   if (!(await probe())) return askForCredential("That credential was refused (401).");
   authForm.hidden = true;
+  renderStatus();
   byTestId("auth-credential").value = "";
   if (started) {
     ws.close();
