@@ -7,7 +7,9 @@ file named by ``--config`` / ``MODELWIRE_CONFIG``) > defaults.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,6 +49,10 @@ LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 def default_data_dir() -> Path:
     """Where the model repository and local state live unless ``--data-dir`` says otherwise."""
     return Path(platformdirs.user_data_dir("modelwire", appauthor=False))
+
+
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?")
 
 
 class _Section(BaseModel):
@@ -204,10 +210,27 @@ class TLSSettings(_Section):
     redirect_port: int | None = Field(default=None, ge=0, le=65535)
     """A plain-HTTP listener that only redirects (308) to HTTPS."""
     hsts_max_age_s: int = Field(default=31_536_000, ge=0)
+    public_host: str | None = None
+    """The host name the redirect's ``Location`` names (never the request's ``Host``, which a client
+    forges); default: the bind host, with ``127.0.0.1``, ``0.0.0.0`` and ``::`` shown as ``localhost``."""
 
     @property
     def enabled(self) -> bool:
         return self.cert is not None and self.key is not None
+
+    @field_validator("public_host")
+    @classmethod
+    def _host_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        name = value.strip("[]")
+        try:
+            return str(ipaddress.ip_address(name))
+        except ValueError:
+            pass
+        if not _HOST_NAME.fullmatch(name):
+            raise ValueError(f"{value!r} is not a host name or IP address (no scheme, port or path)")
+        return name.lower()
 
     @model_validator(mode="after")
     def _complete(self) -> TLSSettings:

@@ -307,7 +307,19 @@ async def test_the_redirect_listener_only_answers_308(
             method, f"http://127.0.0.1:{redirect_port}/v1/models/sentiment/predict?x=1", json={"text": "hi"}
         )
     assert response.status_code == 308
-    assert response.headers["location"] == f"{https_url}/v1/models/sentiment/predict?x=1"
+    # the configured public name (default: the loopback bind host shown as localhost), not the Host sent
+    https_port = _port(https_url)
+    assert response.headers["location"] == f"https://localhost:{https_port}/v1/models/sentiment/predict?x=1"
+
+
+async def test_a_forged_host_does_not_move_the_redirect(server: ThreadedServer, https_url: str) -> None:
+    assert server.server is not None
+    async with httpx.AsyncClient() as http:
+        response = await http.get(
+            f"http://127.0.0.1:{server.server.redirect_port}/v1/models?x=1", headers={"Host": "evil.example"}
+        )
+    assert response.status_code == 308
+    assert response.headers["location"] == f"https://localhost:{_port(https_url)}/v1/models?x=1"
 
 
 async def test_plain_http_on_the_https_port_gets_no_answer(https_url: str) -> None:

@@ -29,6 +29,7 @@ __all__ = [
     "TransportHeadersMiddleware",
     "WebSocketRegistry",
     "granian_tls_options",
+    "public_host",
 ]
 
 logger = logging.getLogger("modelwire.server")
@@ -43,6 +44,17 @@ def granian_tls_options(tls: TLSSettings) -> dict[str, Any]:
     assert tls.cert is not None
     assert tls.key is not None
     return {"ssl_cert": tls.cert, "ssl_key": tls.key, "ssl_protocol_min": SSLProtocols.tls12}
+
+
+def public_host(settings: Settings) -> str:
+    """The name HTTPS is reached by: ``tls.public_host``, else the bind host (a wildcard or IPv4 loopback
+    address shown as ``localhost``, a name the local certificate covers)."""
+    if settings.tls.public_host is not None:
+        return settings.tls.public_host
+    return "localhost" if settings.host in _LOCAL_NAMES else settings.host
+
+
+_LOCAL_NAMES = frozenset({"127.0.0.1", "0.0.0.0", "::"})
 
 
 class HttpsExtras:
@@ -89,7 +101,7 @@ class HttpsExtras:
             hold.bind((host, port))
             self.redirect_port = int(hold.getsockname()[1])
             self._redirect = GranianServer(
-                RedirectApp(self.https_port),
+                RedirectApp(self.https_port, public_host(self.settings)),
                 address=host,
                 port=self.redirect_port,
                 interface=Interfaces.ASGINL,
@@ -272,22 +284,20 @@ class WebSocketRegistry:
 
 
 class RedirectApp:
-    """Answer every HTTP request with ``308 Permanent Redirect`` to the same path on ``https://host:port``.
+    """Answer every HTTP request with ``308 Permanent Redirect`` to the same path on
+    ``https://public_host:port`` (``tls.public_host``).
 
     308 (not 301) so clients repeat a POST as a POST. WebSocket upgrades are refused (403): a browser
     must open ``wss://`` itself.
     """
 
-    def __init__(self, https_port: int) -> None:
+    def __init__(self, https_port: int, public_host: str = "localhost") -> None:
         self.https_port = https_port
+        self.public_host = f"[{public_host}]" if ":" in public_host else public_host
 
     def location(self, scope: Scope) -> str:
-        host = "localhost"
-        for name, value in scope.get("headers", ()):
-            if name == b"host":
-                host = value.decode("latin-1")
-                break
-        host = host[: host.index("]") + 1] if host.startswith("[") else host.rsplit(":", 1)[0]
+        """The target on ``public_host``: the request's ``Host`` is the client's word, never followed."""
+        host = self.public_host
         path = scope.get("raw_path") or scope.get("path", "/").encode()
         query = scope.get("query_string", b"")
         target = path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from modelwire.protocols.http.schemas import ErrorBody, V2InferRequest
 
-__all__ = ["body", "merge_components", "responses", "v2_body"]
+__all__ = ["body", "merge_components", "ref", "responses", "v2_body"]
 
 _REF = "#/components/schemas/{name}"
 _registered: set[type] = {ErrorBody}
@@ -26,6 +26,27 @@ _registered: set[type] = {ErrorBody}
 def _ref(type_: type) -> dict[str, str]:
     _registered.add(type_)
     return {"$ref": _REF.format(name=type_.__name__)}
+
+
+def ref(type_: type) -> dict[str, str]:
+    """A ``$ref`` to the msgspec ``type_``'s schema, which the document then carries as a component."""
+    return _ref(type_)
+
+
+# Exactly one input field: msgspec cannot say so, and a schema-driven client or fuzzer must know it.
+_ONE_OF_FIELDS = {
+    "PredictRequest": ("text", "texts", "instance", "instances"),
+    "PredictStreamRequest": ("texts", "instances"),
+}
+
+
+def _exactly_one(schemas: dict[str, Any]) -> None:
+    for name, fields in _ONE_OF_FIELDS.items():
+        if name in schemas:
+            schema = schemas[name]
+            assert schema.get("additionalProperties") is False, name  # else "one property" is not "one field"
+            schema["minProperties"] = schema["maxProperties"] = 1
+            schema["oneOf"] = [{"required": [field]} for field in fields]
 
 
 def body(type_: type) -> dict[str, Any]:
@@ -127,6 +148,7 @@ def merge_components(app: FastAPI) -> None:
         )
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
         schemas.update(components)
+        _exactly_one(schemas)
         for path, operations in document.get("paths", {}).items():
             for operation in operations.values():
                 answers = operation.get("responses", {})

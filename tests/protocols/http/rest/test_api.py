@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 
@@ -82,3 +84,48 @@ async def test_metrics_are_prometheus_text(client: httpx.AsyncClient) -> None:
     assert 'modelwire_requests_total{code="OK",model="sentiment",protocol="rest"}' in text
     assert "modelwire_request_duration_seconds_bucket" in text
     assert "modelwire_batch_size_count" in text
+
+
+async def test_openapi_states_the_bounds_the_server_enforces(client: httpx.AsyncClient) -> None:
+    """What a schema-driven client or fuzzer must know: page bounds, exactly one input, the SSE events."""
+    document = (await client.get("/openapi.json")).json()
+    paths, schemas = document["paths"], document["components"]["schemas"]
+
+    def query(path: str, method: str, name: str) -> dict[str, Any]:
+        (param,) = (p for p in paths[path][method]["parameters"] if p["name"] == name and p["in"] == "query")
+        schema: dict[str, Any] = param["schema"]
+        return schema
+
+    jobs_limit = query("/v1/jobs", "get", "limit")
+    assert jobs_limit == {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}
+    assert query("/v1/jobs/{job_id}/results", "get", "offset")["minimum"] == 0
+    assert query("/v1/jobs/{job_id}/results", "get", "limit")["minimum"] == 0
+
+    for name, fields in (
+        ("PredictRequest", ["text", "texts", "instance", "instances"]),
+        ("PredictStreamRequest", ["texts", "instances"]),
+    ):
+        schema = schemas[name]
+        assert schema["additionalProperties"] is False
+        assert (schema["minProperties"], schema["maxProperties"]) == (1, 1)
+        assert schema["oneOf"] == [{"required": [field]} for field in fields]
+        assert sorted(schema["properties"]) == sorted(fields)
+
+    def events(path: str, method: str) -> dict[str, dict[str, Any]]:
+        stream = paths[path][method]["responses"]["200"]["content"]["text/event-stream"]
+        assert stream["schema"] == {"type": "string"}
+        item = stream["x-itemSchema"]
+        kinds = item.get("oneOf") or item["anyOf"]
+        return {kind["title"]: kind["properties"] for kind in kinds}
+
+    predict = events("/v1/models/{name}/predict/stream", "post")
+    assert sorted(predict) == ["done", "error", "prediction"]
+    assert predict["done"]["data"]["contentSchema"]["required"] == ["count", "errors"]
+    assert predict["prediction"]["data"]["contentSchema"]["required"] == ["index"]
+    item_error = predict["error"]["data"]["contentSchema"]
+    assert item_error["properties"]["error"] == {"$ref": "#/components/schemas/ErrorDetail"}
+    assert "ErrorDetail" in schemas
+    follow = events("/v1/events", "get")
+    assert sorted(follow) == ["bus event", "error", "reset"]
+    assert follow["bus event"]["data"]["contentSchema"]["required"] == ["id", "topic", "type", "time", "data"]
+    assert follow["bus event"]["id"]["pattern"] == "^[0-9]+$"

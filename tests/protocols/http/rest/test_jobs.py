@@ -363,3 +363,20 @@ async def test_a_cursor_this_server_did_not_give_is_a_400(client: httpx.AsyncCli
     error = response.json()["error"]
     assert (error["code"], error["field"]) == ("INVALID_ARGUMENT", "cursor")
     assert (await client.get("/v1/jobs", params={"cursor": "12"})).status_code == 200
+
+
+@pytest.mark.parametrize("value", ["", "abc", "-1", "1.5", "٣", "²", " 5"])
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [("/v1/jobs", "limit"), ("/v1/jobs/{id}/results", "offset"), ("/v1/jobs/{id}/results", "limit")],
+)
+async def test_a_page_parameter_that_is_not_a_whole_number_is_a_400(
+    client: httpx.AsyncClient, path: str, name: str, value: str
+) -> None:
+    """Present but empty, or digits Python reads and ASCII does not, is malformed (schemathesis found
+    ``?limit=`` answered as if absent), never a default and never a 500."""
+    # the parameters are read before the job is looked up: no job needs to exist
+    response = await client.get(path.format(id="no-such-job"), params={name: value})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["field"]) == ("INVALID_ARGUMENT", name)

@@ -198,11 +198,18 @@ async def test_echo_endpoint(server: ThreadedServer) -> None:
 
 
 async def test_echo_is_off_by_default(start_server: Callable[..., ThreadedServer]) -> None:
+    """A disabled echo is a route that does not exist: 404 and the error body of any unknown route."""
     server = start_server(echo=False)
-    with pytest.raises(InvalidStatus) as refused:
-        async with connect(ws_url(server, "/v1/ws/echo")):
-            pass
-    assert refused.value.response.status_code == 403
+    for path in ("/v1/ws/echo", "/v1/ws/nothing-here"):
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(ws_url(server, path)):
+                pass
+        response = refused.value.response
+        assert response.status_code == 404, path
+        assert response.headers["Content-Type"] == "application/json"
+        error = json.loads(response.body or b"")["error"]
+        assert error["code"] == "NOT_FOUND"
+        assert path in error["message"]
 
 
 def frame(opcode: int, payload: bytes, *, masked: bool = True, rsv: int = 0) -> bytes:

@@ -107,7 +107,12 @@ DOCS: dict[str, dict[str, Any]] = {
         "openapi_extra": {
             "parameters": [
                 _param("status", "query", "queued, running, succeeded, failed or cancelled"),
-                _param("limit", "query", "Page size, 1 to 1000 (default 50)", {"type": "integer"}),
+                _param(
+                    "limit",
+                    "query",
+                    "Page size, 1 to 1000 (default 50)",
+                    {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
+                ),
                 _param("cursor", "query", "next_cursor of the previous page"),
             ]
         },
@@ -145,8 +150,13 @@ DOCS: dict[str, dict[str, Any]] = {
             "parameters": [
                 *_JOB_ID,
                 _param("format", "query", "ndjson (default) or json", {"enum": ["ndjson", "json"]}),
-                _param("offset", "query", "First row index", {"type": "integer"}),
-                _param("limit", "query", "Rows (json: at most 10000, default 1000)", {"type": "integer"}),
+                _param("offset", "query", "First row index", {"type": "integer", "minimum": 0, "default": 0}),
+                _param(
+                    "limit",
+                    "query",
+                    "Rows (json: at most 10000, default 1000; ndjson: any, default all)",
+                    {"type": "integer", "minimum": 0},
+                ),
             ]
         },
         "responses": {

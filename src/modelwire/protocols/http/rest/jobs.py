@@ -50,9 +50,11 @@ def _accepted(job: dict[str, Any], created: bool) -> Response:
 
 def _int(request: Request, name: str, default: int | None, high: int | None = None) -> int | None:
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
-    if not raw.isdigit() or (high is not None and int(raw) > high):
+    # Present means given: ``?limit=`` is malformed, not the default. ASCII digits only: ``str.isdigit``
+    # also takes "²" (which ``int`` refuses) and "٣" (which it reads as 3).
+    if not (raw.isascii() and raw.isdigit()) or (high is not None and int(raw) > high):
         bound = f" from 0 to {high}" if high is not None else " of 0 or more"
         raise InvalidInputError(f"{name} must be a whole number{bound}", field=name)
     return int(raw)

@@ -1,4 +1,9 @@
-"""Where the SSE routes live in the app, and how ``/openapi.json`` describes them."""
+"""Where the SSE routes live in the app, and how ``/openapi.json`` describes them.
+
+The ``text/event-stream`` body is a string to OpenAPI 3.1; its events are described, each with the JSON
+Schema of its ``data:``, under the media type's ``x-itemSchema`` (OpenAPI 3.2's ``itemSchema``, named as
+an extension until the document is 3.2: a 3.1 validator refuses the unprefixed key).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,8 @@ from typing import Any
 from fastapi import FastAPI
 
 from modelwire.protocols.facades import Facades
-from modelwire.protocols.http.openapi import body, responses
-from modelwire.protocols.http.schemas import ErrorBody
+from modelwire.protocols.http.openapi import body, ref, responses
+from modelwire.protocols.http.schemas import ErrorBody, ErrorDetail
 from modelwire.protocols.http.sse.response import EventStreamResponse
 from modelwire.protocols.http.sse.routes import PredictStreamRequest, SSERoutes
 
@@ -28,13 +33,95 @@ _PREDICT_EXAMPLE = (
 )
 
 
-def _stream_docs(example: str, errors: dict[int, str | None]) -> dict[int | str, Any]:
+def _event(
+    name: str | None, description: str, data: dict[str, Any], *, with_id: bool = False
+) -> dict[str, Any]:
+    """One kind of event: its ``event:`` name (``None``: the event's type), its ``data:`` as JSON of the
+    schema ``data``."""
+    fields: dict[str, Any] = {
+        "event": {"const": name} if name is not None else {"type": "string", "description": "Its type"},
+        "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": data},
+    }
+    if with_id:
+        fields["id"] = {"type": "string", "pattern": "^[0-9]+$", "description": "Last-Event-ID resumes here"}
+    return {
+        "title": name or "bus event",
+        "description": description,
+        "type": "object",
+        "properties": fields,
+        "required": ["event", "data", *(["id"] if with_id else [])],
+    }
+
+
+def _object(properties: dict[str, Any], *, extra: bool = False) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": extra,
+    }
+
+
+_INTEGER = {"type": "integer", "minimum": 0}
+_BUS_EVENT = _object(
+    {
+        "id": _INTEGER,
+        "topic": {"type": "string"},
+        "type": {"type": "string"},
+        "time": {"type": "number", "description": "Unix seconds"},
+        "data": {"type": "object"},
+    }
+)
+_EVENTS = {  # anyOf: a bus event's type is any name
+    "anyOf": [
+        _event(
+            None,
+            "An event-bus event; `event:` is its type (model.loaded, job.succeeded, metrics, ...)",
+            _BUS_EVENT,
+            with_id=True,
+        ),
+        _event(
+            "reset",
+            "The events after Last-Event-ID are no longer kept: rebuild state from scratch",
+            _object({"reason": {"type": "string"}, "last_event_id": {"type": ["string", "integer"]}}),
+        ),
+        _event("error", "The client fell too far behind; the stream ends", ref(ErrorDetail)),
+    ]
+}
+_PREDICT_EVENTS = {  # anyOf: a bus event's type is any name
+    "anyOf": [
+        _event(
+            "prediction",
+            "One item's answer: the model's output object plus the item's `index`",
+            _object({"index": _INTEGER}, extra=True),
+        ),
+        _event(
+            "error",
+            "One item failed (`index` and `error`), or, without `index`, the whole stream (it ends)",
+            {
+                "type": "object",
+                "properties": {"index": _INTEGER, "error": ref(ErrorDetail)},
+                "required": ["error"],
+                "additionalProperties": False,
+            },
+        ),
+        _event(
+            "done",
+            "The last event: how many items, and how many failed",
+            _object({"count": _INTEGER, "errors": _INTEGER}),
+        ),
+    ]
+}
+
+
+def _stream_docs(example: str, events: dict[str, Any], errors: dict[int, str | None]) -> dict[int | str, Any]:
     documented = responses(ErrorBody)
     out: dict[int | str, Any] = {
         code: {**documented[code], "description": text or documented[code]["description"]}
         for code, text in errors.items()
     }
-    out[200] = {"content": {"text/event-stream": {"schema": {"type": "string"}, "example": example}}}
+    stream = {"schema": {"type": "string"}, "x-itemSchema": events, "example": example}
+    out[200] = {"content": {"text/event-stream": stream}}
     return out
 
 
@@ -69,6 +156,7 @@ def add_sse_routes(app: FastAPI, services: Facades) -> None:
         response_description="The event stream",
         responses=_stream_docs(
             _EVENTS_EXAMPLE,
+            _EVENTS,
             {400: "Unknown or missing topics", 503: "Too many open event streams (Retry-After)"},
         ),
         openapi_extra={
@@ -105,6 +193,8 @@ def add_sse_routes(app: FastAPI, services: Facades) -> None:
             response_class=EventStreamResponse,
             status_code=200,
             response_description="One event per item, then done",
-            responses=_stream_docs(_PREDICT_EXAMPLE, dict.fromkeys((400, 404, 413, 415, 503))),
+            responses=_stream_docs(
+                _PREDICT_EXAMPLE, _PREDICT_EVENTS, dict.fromkeys((400, 404, 413, 415, 503))
+            ),
             openapi_extra={**body(PredictStreamRequest), "parameters": parameters},
         )

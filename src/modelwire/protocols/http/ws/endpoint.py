@@ -4,7 +4,8 @@ The handshake is where a connection is refused, with an HTTP status and the REST
 accepted-then-closed): an unknown-only subprotocol offer (400), an unknown model (404), a model that is not
 ready, a server shutting down or at ``ws.max_connections`` (503 with ``Retry-After``), a principal at
 ``rate_limits.ws_connections_per_principal`` (429 with ``Retry-After``, ``throttle.py``). After it, the
-session is ``connection.Connection``'s.
+session is ``connection.Connection``'s. A handshake on a path no route serves (``/v1/ws/echo`` while
+``ws.echo`` is off, a typo) is refused with 404 and the body an unknown REST route gets.
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.routing import WebSocketRoute
 
-from modelwire.errors import InternalError, ModelwireError, OverloadedError, UnavailableError
+from modelwire.errors import (
+    InternalError,
+    ModelwireError,
+    NotFoundError,
+    OverloadedError,
+    UnavailableError,
+)
 from modelwire.protocols.facades import Facades
 from modelwire.protocols.http.ws import errors, framing
 from modelwire.protocols.http.ws.channel import Channel, Receive, Send, oversize
@@ -144,6 +151,24 @@ class WebSocketEndpoints:
         return None
 
 
+class _NotFound:
+    """The router's fallback: a WebSocket handshake on no route is refused with 404 and the JSON error body.
+
+    Starlette's own fallback closes before accepting, which a client sees as a bare 403.
+    """
+
+    def __init__(self, fallback: Handler) -> None:
+        self.fallback = fallback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await self.fallback(scope, receive, send)
+            return
+        channel = Channel(scope, receive, send)
+        if await channel.connect():
+            await channel.refuse(NotFoundError(f"no WebSocket route {scope['path']}"))
+
+
 def _principal_id(scope: Scope) -> str:
     """Who holds the socket: the principal the security middleware set, else the client's address."""
     principal = current_principal()
@@ -154,7 +179,7 @@ def _principal_id(scope: Scope) -> str:
 
 
 def add_ws_routes(app: FastAPI, services: Facades) -> None:
-    """Register the WebSocket routes (the echo only with ``ws.echo``)."""
+    """Register the WebSocket routes (the echo only with ``ws.echo``); any other path is refused with 404."""
     endpoints = WebSocketEndpoints(services)
     routes = [
         WebSocketRoute("/v1/ws", _ASGI(endpoints.default), name="ws"),
@@ -163,3 +188,4 @@ def add_ws_routes(app: FastAPI, services: Facades) -> None:
     if services.settings.ws.echo:
         routes.append(WebSocketRoute("/v1/ws/echo", _ASGI(endpoints.echo), name="ws_echo"))
     app.router.routes.extend(routes)
+    app.router.default = _NotFound(app.router.default)
