@@ -268,3 +268,18 @@ def test_origin_flags_and_their_run_twins(
     assert function.http.allowed_origins == ("https://one.example",)
     assert function.http.cors_origins == ("https://env.example",)
     assert function.http.dashboard  # the rest of the section keeps its defaults
+
+
+def test_tls_public_host_flag_beats_the_environment(runner: CliRunner, served: list[Settings]) -> None:
+    serve(
+        runner, "--tls-public-host", "Models.Example.COM", env={"MODELWIRE_TLS__PUBLIC_HOST": "other.example"}
+    )
+    (settings,) = served
+    assert settings.tls.public_host == "models.example.com"
+
+
+def test_a_tls_public_host_with_a_scheme_is_refused_naming_the_setting(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["serve", "--tls-public-host", "https://models.example.com"])
+    assert result.exit_code != 0
+    assert "public_host" in result.output
+    assert "no scheme, port or path" in result.output

@@ -190,6 +190,7 @@ def build_settings(
     tls_client_ca: Path | str | None = None,
     http3: bool | None = None,
     tls_redirect_port: int | None = None,
+    tls_public_host: str | None = None,
     **settings: Any,
 ) -> Settings:
     """``Settings`` from ``serve``'s flags: only the given ones (not ``None``) override.
@@ -229,6 +230,7 @@ def build_settings(
         ("tls", "client_ca"): tls_client_ca,
         ("tls", "http3"): http3,
         ("tls", "redirect_port"): tls_redirect_port,
+        ("tls", "public_host"): tls_public_host,
     }
     for (section, key), value in nested.items():
         if value is not None:
@@ -270,6 +272,7 @@ def run(
     tls_client_ca: Path | str | None = None,
     http3: bool | None = None,
     tls_redirect_port: int | None = None,
+    tls_public_host: str | None = None,
     **settings: Any,
 ) -> None:
     """Serve until SIGTERM/SIGINT: ``modelwire serve`` as a function, argument for flag.
@@ -316,6 +319,7 @@ def run(
             tls_client_ca=tls_client_ca,
             http3=http3,
             tls_redirect_port=tls_redirect_port,
+            tls_public_host=tls_public_host,
             **settings,
         )
     )

@@ -211,6 +211,18 @@ def serve(
             rich_help_panel=_TLS_PANEL,
         ),
     ] = None,
+    tls_public_host: Annotated[
+        str | None,
+        typer.Option(
+            metavar="HOST",
+            help=_help(
+                "Host name clients reach HTTPS by, which --tls-redirect-port's Location names",
+                "tls.public_host",
+                "the bind host",
+            ),
+            rich_help_panel=_TLS_PANEL,
+        ),
+    ] = None,
 ) -> None:
     """Serve models over REST and gRPC until Ctrl-C or SIGTERM.
 
@@ -249,5 +261,6 @@ def serve(
             tls_client_ca=tls_client_ca,
             http3=http3,
             tls_redirect_port=tls_redirect_port,
+            tls_public_host=tls_public_host,
         )
         main.run(settings)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -12,6 +12,7 @@ __all__ = [
     "ModelList",
     "ModelSummary",
     "ModelVersion",
+    "NonEmpty",
     "PredictRequest",
     "Prediction",
     "Predictions",
@@ -21,13 +22,17 @@ __all__ = [
 ]
 
 
+NonEmpty = msgspec.Meta(min_length=1)
+"""A batch holds at least one item (``minItems: 1`` in the OpenAPI document; an empty batch is 400)."""
+
+
 class PredictRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Exactly one of ``text`` (one input), ``texts`` (a batch), ``instance`` or ``instances`` (any model)."""
 
     text: str | msgspec.UnsetType = msgspec.UNSET
-    texts: list[str] | msgspec.UnsetType = msgspec.UNSET
+    texts: Annotated[list[str], NonEmpty] | msgspec.UnsetType = msgspec.UNSET
     instance: Any | msgspec.UnsetType = msgspec.UNSET
-    instances: list[Any] | msgspec.UnsetType = msgspec.UNSET
+    instances: Annotated[list[Any], NonEmpty] | msgspec.UnsetType = msgspec.UNSET
 
 
 class Prediction(msgspec.Struct):

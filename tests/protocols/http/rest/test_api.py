@@ -110,6 +110,8 @@ async def test_openapi_states_the_bounds_the_server_enforces(client: httpx.Async
         assert (schema["minProperties"], schema["maxProperties"]) == (1, 1)
         assert schema["oneOf"] == [{"required": [field]} for field in fields]
         assert sorted(schema["properties"]) == sorted(fields)
+        for batch in ("texts", "instances"):
+            assert schema["properties"][batch]["minItems"] == 1, f"{name}.{batch}: an empty batch is refused"
 
     def events(path: str, method: str) -> dict[str, dict[str, Any]]:
         stream = paths[path][method]["responses"]["200"]["content"]["text/event-stream"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Collection
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from starlette.requests import Request
@@ -31,6 +31,7 @@ from modelwire.events.streaming import FOREIGN_ID, RESET_REASON, RenderCache, cl
 from modelwire.events.topics import parse_topics
 from modelwire.protocols.facades import Facades
 from modelwire.protocols.http.body import decode_json, read_body
+from modelwire.protocols.http.schemas import NonEmpty
 from modelwire.protocols.http.sse.encoding import HEARTBEAT, encode, encode_json
 from modelwire.protocols.http.sse.response import EventStreamResponse
 
@@ -44,8 +45,8 @@ _BATCH = 64  # events already queued go out in one write
 class PredictStreamRequest(msgspec.Struct, forbid_unknown_fields=True):
     """Exactly one of ``texts`` or ``instances`` (any model): the items to predict, streamed back."""
 
-    texts: list[str] | msgspec.UnsetType = msgspec.UNSET
-    instances: list[Any] | msgspec.UnsetType = msgspec.UNSET
+    texts: Annotated[list[str], NonEmpty] | msgspec.UnsetType = msgspec.UNSET
+    instances: Annotated[list[Any], NonEmpty] | msgspec.UnsetType = msgspec.UNSET
 
 
 def _render(event: Event) -> bytes:
