@@ -1,4 +1,4 @@
-"""Docs that run: every fenced code block of README.md and docs/*.md is executed or checked here.
+"""Docs that run: every fenced code block of README.md, SECURITY.md and docs/*.md is run or checked here.
 
 What happens to a block depends on its info string (the word after the opening fence):
 
@@ -56,7 +56,7 @@ from tests.docs.session import port_map, run_session
 from tests.serving import ThreadedServer
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [ROOT / "README.md", ROOT / "SECURITY.md", *sorted((ROOT / "docs").glob("*.md"))]
 VENV_BIN = Path(sys.executable).parent
 RUNNABLE = [path for path in DOCS if any(block.kind in {"shell", "python"} for block in parse(path))]
 
