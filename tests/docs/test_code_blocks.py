@@ -27,6 +27,8 @@ ports; the harness rewrites, and changes nothing else, the port of a loopback ad
 its gRPC port, any other number a free port of its own (the same within a file) for a server the block
 starts itself (with ``&``, stopped with ``kill $!``; what is left running is killed with the session's
 process group). ``MODELWIRE_URL`` names the test server, since the CLI's default is 127.0.0.1:8000.
+pip may not reach an index (``PIP_NO_INDEX``): what the test venv has is there; a block that downloads is
+marked not-run.
 
 Shown output: a comment ``# -> text`` (on a line of its own, or at the end of a line) shows a line the
 block prints on stdout. The lines shown must all appear in the block's output, in the order shown (lines
@@ -157,6 +159,8 @@ def session_env(home: Path, server: ThreadedServer) -> dict[str, str]:
             "MODELWIRE_URL": server.http_url,
             "NO_COLOR": "1",
             "COLUMNS": "120",
+            "PIP_NO_INDEX": "1",  # no download in a test: a block that installs from PyPI is not-run
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         }
     )
     return env
