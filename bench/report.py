@@ -245,7 +245,7 @@ def render(results: dict) -> str:
                 f"{r['spread'] * 100:.0f}% | {r['errors']} |"
             )
     out += _profiles(results.get("profiles") or {})
-    out += ["", "### Versions", "", "```", json.dumps(meta["versions"], indent=2), "```"]
+    out += ["", "### Versions", "", "```json", json.dumps(meta["versions"], indent=2), "```"]
     return "\n".join(out) + "\n"
 
 
