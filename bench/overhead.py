@@ -1,12 +1,12 @@
-"""Server overhead in CPU microseconds per request: modelwire against the Python floor, and A/B of two commits.
+"""Server overhead in CPU µs per request: modelwire against the Python floor, and A/B of two commits.
 
 Noise-robust on a shared machine: the number that matters is the server process's own CPU time (utime +
 stime of every thread, from ``/proc/<pid>/stat``) divided by the requests it answered in a fixed-length
 run, not wall-clock req/s (also reported). Each server is pinned to CPU 0 and its load driver to CPU 1 when
 the machine has two; every port is picked free (port 0 probing); every process is stopped by its PID.
 
-    .venv/bin/python bench/overhead.py floor                 # floor vs modelwire (working tree), REST and gRPC
-    .venv/bin/python bench/overhead.py ab REF                # REF (a commit) vs the working tree, alternating
+    .venv/bin/python bench/overhead.py floor         # floor vs modelwire (working tree), REST and gRPC
+    .venv/bin/python bench/overhead.py ab REF        # REF (a commit) vs the working tree, alternating
     .venv/bin/python bench/overhead.py ab REF --protocols rest --concurrency 1 32 --pairs 5 --duration 5
 
 ``scripts/bench ab REF`` runs the second form. The A/B checks REF out into a temporary git worktree and runs
