@@ -8,6 +8,7 @@ the machine has two; every port is picked free (port 0 probing); every process i
     .venv/bin/python bench/overhead.py floor         # floor vs modelwire (working tree), REST and gRPC
     .venv/bin/python bench/overhead.py ab REF        # REF (a commit) vs the working tree, alternating
     .venv/bin/python bench/overhead.py ab REF --protocols rest --concurrency 1 32 --pairs 5 --duration 5
+    .venv/bin/python bench/overhead.py callgrind REF --duration 20   # instructions per REST request
 
 ``scripts/bench ab REF`` runs the second form, ``scripts/bench overhead`` the first (it replaces
 ``bench/ab_rest.sh``, which had fixed ports and REST only). The A/B checks REF out into a temporary git
@@ -64,7 +65,7 @@ class Target:
     grpc_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, log: Path) -> None:
+    def start(self, log: Path, timeout: float = 180) -> None:
         pin, _ = cpu_split()
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
@@ -74,7 +75,7 @@ class Target:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.label} exited with {self.proc.returncode}; see {log}")
@@ -82,7 +83,7 @@ class Target:
                 return
             time.sleep(0.3)
         self.stop()
-        raise RuntimeError(f"{self.label} not ready within 180 s; see {log}")
+        raise RuntimeError(f"{self.label} not ready within {timeout:g} s; see {log}")
 
     def _ready(self) -> bool:
         request = urllib.request.Request(
@@ -234,10 +235,72 @@ def summary(results: dict[tuple[str, str, int], list[dict[str, float]]], base: s
     return lines
 
 
+def callgrind(target: Target, args: argparse.Namespace, log: Path) -> dict[int, float]:
+    """Instructions per REST request (all threads) under ``valgrind --tool=callgrind``.
+
+    The server starts with instrumentation off (start-up is not counted); for each concurrency a discarded
+    warm-up, then counters zeroed, instrumentation on, ``args.duration`` seconds of wrk, a dump, off again.
+    Slow (the server runs ~50x slower) but deaf to other work on the machine; kernel time is not counted.
+    """
+    out = log.parent / f"callgrind-{target.label}"
+    out.mkdir()
+    target.argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}/cg.%p"]
+    target.argv += modelwire_target(target.label, Path(target.env["PYTHONPATH"]), data_dir()).argv
+    target.http_port = int(target.argv[target.argv.index("--http-port") + 1])
+    target.grpc_port = int(target.argv[target.argv.index("--grpc-port") + 1])
+    body = log.parent / "body.json"
+    body.write_text(BODY)
+    _, pin = cpu_split()
+    env = {**os.environ, "BENCH_BODY": str(body)}
+    results: dict[int, float] = {}
+    target.start(log, timeout=900)
+    try:
+        pid = str(target.proc.pid if target.proc else 0)
+        for concurrency in args.concurrency:
+            wrk = [
+                *pin,
+                "wrk",
+                "-t1",
+                f"-c{concurrency}",
+                "--timeout",
+                "60s",
+                "-s",
+                str(BENCH / "wrk_post.lua"),
+            ]
+            url = f"http://127.0.0.1:{target.http_port}/predict"
+            subprocess.run([*wrk, "-d3s", url], env=env, capture_output=True, timeout=120, check=True)
+            for control in (["-i", "on"], ["-z"]):
+                subprocess.run(
+                    ["callgrind_control", *control, pid], capture_output=True, timeout=60, check=True
+                )
+            done = subprocess.run(
+                [*wrk, f"-d{args.duration:g}s", url],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=True,
+            )
+            for control in (["-d", f"c{concurrency}"], ["-i", "off"]):
+                subprocess.run(
+                    ["callgrind_control", *control, pid], capture_output=True, timeout=60, check=True
+                )
+            line = next(x for x in done.stdout.splitlines() if x.startswith("WRK_JSON "))
+            requests = json.loads(line.removeprefix("WRK_JSON "))["requests"]
+            dump = max(out.glob("cg.*"), key=os.path.getmtime)
+            totals = next(
+                x for x in dump.read_text(errors="replace").splitlines() if x.startswith("summary:")
+            )
+            results[concurrency] = int(totals.split()[1]) / max(1, requests)
+    finally:
+        target.stop()
+    return results
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=["floor", "ab"])
-    parser.add_argument("ref", nargs="?", help="ab: the commit to compare the working tree with")
+    parser.add_argument("mode", choices=["floor", "ab", "callgrind"])
+    parser.add_argument("ref", nargs="?", help="ab, callgrind: the commit to compare the working tree with")
     parser.add_argument("--protocols", nargs="+", default=["rest", "grpc"], choices=["rest", "grpc"])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--pairs", type=int, default=3, help="rounds; medians over them (default 3)")
@@ -254,12 +317,18 @@ def main(argv: list[str] | None = None) -> None:
         print("\n".join(summary(results, "floor", "modelwire")))
         return
     if not args.ref:
-        parser.error("ab needs REF")
+        parser.error(f"{args.mode} needs REF")
     rev = subprocess.run(
         ["git", "rev-parse", "--short", args.ref], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.strip()
     with checkout(rev) as old:
         targets = [modelwire_target("old", old / "src", data), modelwire_target("new", ROOT / "src", data)]
+        if args.mode == "callgrind":
+            for target in targets:
+                for concurrency, per_request in callgrind(target, args, log).items():
+                    count = f"{per_request / 1e3:,.0f} k"
+                    print(f"{target.label} rest c={concurrency}: {count} instructions/request", flush=True)
+            return
         order = [[0, 1] if r % 2 == 0 else [1, 0] for r in range(args.pairs)]
         results = measure(targets, args, order, log)
     print(f"old = {rev}, new = the working tree")
