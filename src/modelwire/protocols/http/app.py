@@ -25,12 +25,14 @@ from modelwire.observability.metrics import CONTENT_TYPE
 from modelwire.protocols.facades import Facades
 from modelwire.protocols.http.auth import SecurityMiddleware
 from modelwire.protocols.http.body_timeout import BodyTimeoutMiddleware
+from modelwire.protocols.http.disconnect import ClientDisconnectedError
 from modelwire.protocols.http.errors import handle_http_exception, handle_modelwire_error, handle_unexpected
+from modelwire.protocols.http.hotpath import HotPathMiddleware, HotRoute
 from modelwire.protocols.http.openapi import body, merge_components, responses, v2_body
 from modelwire.protocols.http.rest.apidocs import add_api_docs_routes
 from modelwire.protocols.http.rest.dashboard import add_dashboard_routes
 from modelwire.protocols.http.rest.jobs import add_jobs_routes
-from modelwire.protocols.http.rest.v1 import ClientDisconnectedError, V1Routes
+from modelwire.protocols.http.rest.v1 import V1Routes
 from modelwire.protocols.http.rest.v2 import V2Routes
 from modelwire.protocols.http.rest.ws_token import add_auth_routes
 from modelwire.protocols.http.schemas import ModelList, Prediction, Predictions, PredictRequest
@@ -65,8 +67,12 @@ class DirectRoute(APIRoute):
         self.app = request_response(endpoint)
 
 
-def create_app(services: Facades) -> FastAPI:
-    """Build the ASGI app over ``services``. No I/O happens here."""
+def create_app(services: Facades, *, hot_path: bool = True) -> FastAPI:
+    """Build the ASGI app over ``services``. No I/O happens here.
+
+    ``hot_path=False`` serves the inference routes through the framework's router too (``hotpath.py``);
+    the tests compare both.
+    """
     app = FastAPI(
         title="modelwire",
         version=__version__,
@@ -169,7 +175,17 @@ def create_app(services: Facades) -> FastAPI:
             include_in_schema=True,
         )
     merge_components(app)
-    limits = services.settings.limits  # innermost: its 408 passes the trace middleware (x-request-id)
+    # Innermost: the inference routes without the framework's inner layers, same behaviour (hotpath.py).
+    hot = [
+        HotRoute("POST", "/predict", v1.predict_default),
+        HotRoute("POST", "/v1/models/{name}/predict", v1.predict),
+        HotRoute("POST", "/v1/models/{name}/versions/{version}/predict", v1.predict_version),
+        HotRoute("POST", "/v2/models/{name}/infer", v2.infer),
+        HotRoute("POST", "/v2/models/{name}/versions/{version}/infer", v2.infer),
+    ]
+    if hot_path:
+        app.add_middleware(HotPathMiddleware, routes=hot, exception_handlers=app.exception_handlers)
+    limits = services.settings.limits  # next: its 408 passes the trace middleware (x-request-id)
     app.add_middleware(
         BodyTimeoutMiddleware, timeout_s=limits.body_read_timeout_s, bytes_per_timeout=limits.max_body_bytes
     )

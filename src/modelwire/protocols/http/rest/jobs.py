@@ -27,9 +27,9 @@ from modelwire.jobs.manager import JobRequest
 from modelwire.jobs.store import JobKind, render_result
 from modelwire.protocols.facades import Facades
 from modelwire.protocols.http.body import decode_json, discard, discard_budget, encode, read_body
+from modelwire.protocols.http.disconnect import ClientDisconnectedError
 from modelwire.protocols.http.rest.job_openapi import DOCS
 from modelwire.protocols.http.rest.job_schemas import JobSubmit, TrainSubmit
-from modelwire.protocols.http.rest.v1 import ClientDisconnectedError
 
 __all__ = ["JobRoutes", "add_jobs_routes"]
 

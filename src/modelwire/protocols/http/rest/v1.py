@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 from starlette.requests import Request
@@ -14,44 +12,10 @@ from modelwire.core.dataplane import CallContext
 from modelwire.errors import InvalidInputError, ModelwireError
 from modelwire.protocols.facades import Facades
 from modelwire.protocols.http.body import decode_json, encode, read_body
+from modelwire.protocols.http.disconnect import until_disconnected
 from modelwire.protocols.http.schemas import PredictRequest
 
-__all__ = ["V1Routes", "until_disconnected"]
-
-T = TypeVar("T")
-
-
-class ClientDisconnectedError(Exception):
-    """The client went away before the answer was ready; nothing is sent."""
-
-
-async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
-    """Await ``work``, but cancel it (and so free its batch slot) the moment the client disconnects.
-
-    One watcher task reads the ASGI channel and cancels the handler's own task on ``http.disconnect``;
-    cheaper than running the work as a second task and waiting on both.
-    """
-    handler = asyncio.current_task()
-    assert handler is not None
-    gone = False
-
-    async def watch() -> None:
-        nonlocal gone
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-        gone = True
-        handler.cancel()
-
-    watcher = asyncio.get_running_loop().create_task(watch())
-    try:
-        return await work
-    except asyncio.CancelledError:
-        if gone:
-            handler.uncancel()
-            raise ClientDisconnectedError from None
-        raise
-    finally:
-        watcher.cancel()
+__all__ = ["V1Routes"]
 
 
 def _json(value: Any, status: int = 200) -> Response:
@@ -98,11 +62,11 @@ class V1Routes:
         ctx = CallContext("rest")
         if field in ("text", "instance"):
             work = self.dataplane.predict(name, value, version=version, ctx=ctx, path=f"$.{field}")
-            return _json(await until_disconnected(request, work))
+            return _json(await until_disconnected(request.receive, work))
         if not value:
             raise InvalidInputError(f"'{field}' must hold at least one item", field=f"$.{field}")
         work = self.dataplane.infer(name, value, version=version, ctx=ctx, path=f"$.{field}")
-        results = await until_disconnected(request, work)
+        results = await until_disconnected(request.receive, work)
         return _json({"predictions": [_item(r) for r in results]})
 
     async def list_models(self, request: Request) -> Response:

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from modelwire.core.dataplane import CallContext
 from modelwire.protocols.facades import Facades
 from modelwire.protocols.http.body import encode, read_body
-from modelwire.protocols.http.rest.v1 import until_disconnected
+from modelwire.protocols.http.disconnect import until_disconnected
 from modelwire.protocols.http.rest.v2codec import HEADER_LENGTH, decode_request, encode_response
 
 __all__ = ["V2Routes"]
@@ -64,7 +64,7 @@ class V2Routes:
             deadline = time.monotonic() + timeout_us / 1e6
         ctx = CallContext("rest", deadline)
         response = await until_disconnected(
-            request, self.dataplane.infer_tensors(name, infer_request, version=version, ctx=ctx)
+            request.receive, self.dataplane.infer_tensors(name, infer_request, version=version, ctx=ctx)
         )
         content, json_size = encode_response(response, infer_request)
         if json_size is None:

@@ -1,0 +1,339 @@
+"""Server overhead in CPU µs per request: modelwire against the Python floor, and A/B of two commits.
+
+Noise-robust on a shared machine: the number that matters is the server process's own CPU time (utime +
+stime of every thread, from ``/proc/<pid>/stat``) divided by the requests it answered in a fixed-length
+run, not wall-clock req/s (also reported). Each server is pinned to CPU 0 and its load driver to CPU 1 when
+the machine has two; every port is picked free (port 0 probing); every process is stopped by its PID.
+
+    .venv/bin/python bench/overhead.py floor         # floor vs modelwire (working tree), REST and gRPC
+    .venv/bin/python bench/overhead.py ab REF        # REF (a commit) vs the working tree, alternating
+    .venv/bin/python bench/overhead.py ab REF --protocols rest --concurrency 1 32 --pairs 5 --duration 5
+    .venv/bin/python bench/overhead.py callgrind REF --duration 20   # instructions per REST request
+
+``scripts/bench ab REF`` runs the second form, ``scripts/bench overhead`` the first (it replaces
+``bench/ab_rest.sh``, which had fixed ports and REST only). The A/B checks REF out into a temporary git
+worktree and runs it with the same virtualenv (``PYTHONPATH=<worktree>/src``), so only the code differs;
+old and new alternate (old, new, new, old, ...), so drift on the machine falls on both. It prints each run
+and, per (protocol, concurrency), the median req/s and CPU µs/request of each side and the ratios new/old.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+PYTHON = str(ROOT / ".venv/bin/python")
+BODY = json.dumps({"text": "I love this product"})
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_split() -> tuple[list[str], list[str]]:
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return [], []
+    return ["taskset", "-c", str(cpus[0])], ["taskset", "-c", ",".join(str(c) for c in cpus[1:])]
+
+
+@dataclass
+class Target:
+    """One server under test: how to start it and where it listens."""
+
+    label: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    http_port: int = 0
+    grpc_port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, log: Path, timeout: float = 180) -> None:
+        pin, _ = cpu_split()
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [*pin, *self.argv],
+                env={**os.environ, **self.env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.label} exited with {self.proc.returncode}; see {log}")
+            if self._ready():
+                return
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"{self.label} not ready within {timeout:g} s; see {log}")
+
+    def _ready(self) -> bool:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.http_port}/predict",
+            data=BODY.encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                if response.status != 200:
+                    return False
+            socket.create_connection(("127.0.0.1", self.grpc_port), timeout=1).close()
+        except OSError:
+            return False
+        return True
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the server process (all its threads), in seconds."""
+        assert self.proc is not None
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+
+def floor_target() -> Target:
+    http, grpc = free_port(), free_port()
+    argv = [PYTHON, str(BENCH / "floor.py"), "--http-port", str(http), "--grpc-port", str(grpc)]
+    return Target("floor", argv, http_port=http, grpc_port=grpc)
+
+
+def modelwire_target(label: str, src: Path, data_dir: Path) -> Target:
+    http, grpc = free_port(), free_port()
+    argv = [PYTHON, "-m", "modelwire", "serve", "--host", "127.0.0.1", "--http-port", str(http)]
+    argv += ["--grpc-port", str(grpc), "--data-dir", str(data_dir), "--log-level", "warning"]
+    return Target(label, argv, env={"PYTHONPATH": str(src)}, http_port=http, grpc_port=grpc)
+
+
+def drive(target: Target, protocol: str, concurrency: int, duration: float, body: Path) -> dict[str, float]:
+    """One closed-loop run; returns requests, req/s and the server's CPU µs per request."""
+    _, pin = cpu_split()
+    if protocol == "rest":
+        argv = [*pin, "wrk", "-t1", f"-c{concurrency}", f"-d{duration:g}s", "--timeout", "10s"]
+        argv += ["-s", str(BENCH / "wrk_post.lua"), f"http://127.0.0.1:{target.http_port}/predict"]
+    else:
+        channels = 1 if concurrency == 1 else min(4, concurrency)
+        argv = [*pin, PYTHON, str(BENCH / "grpc_load.py"), "--target", f"127.0.0.1:{target.grpc_port}"]
+        argv += ["--concurrency", str(concurrency), "--channels", str(channels)]
+        argv += ["--duration", f"{duration:g}", "--warmup", "0"]
+    env = {**os.environ, "BENCH_BODY": str(body)}
+    cpu, wall = target.cpu_seconds(), time.monotonic()
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=duration + 60, check=False)
+    cpu, wall = target.cpu_seconds() - cpu, time.monotonic() - wall
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed: {done.stderr[-500:]}")
+    if protocol == "rest":
+        line = next(x for x in done.stdout.splitlines() if x.startswith("WRK_JSON "))
+        raw = json.loads(line.removeprefix("WRK_JSON "))
+        requests = raw["requests"] - raw["errors"]["status"]
+        rate = requests / (raw["duration_us"] / 1e6)
+        errors = sum(raw["errors"].values())
+    else:
+        raw = json.loads(done.stdout.strip().splitlines()[-1])
+        # grpc_load counts calls in its measured window; the server also served the calls in flight at
+        # its edges, which the CPU delta includes: at most `concurrency` of them (bounded, small).
+        requests, rate, errors = raw["requests"], raw["req_per_s"], sum(raw["errors"].values())
+    if errors:
+        raise RuntimeError(f"{target.label} {protocol} c={concurrency}: {errors} errors")
+    return {"requests": requests, "req_per_s": rate, "cpu_us": cpu * 1e6 / max(1, requests), "wall": wall}
+
+
+@contextlib.contextmanager
+def checkout(ref: str) -> Iterator[Path]:
+    tmp = Path(tempfile.mkdtemp(prefix="modelwire-ab-"))
+    subprocess.run(["git", "worktree", "add", "-q", "--detach", str(tmp), ref], cwd=ROOT, check=True)
+    try:
+        yield tmp
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tmp)], cwd=ROOT, check=False)
+
+
+def data_dir() -> Path:
+    """A data directory with the trained default model, shared by every run (trained once)."""
+    path = BENCH / ".peers" / "data"
+    if not (path / "models").exists():
+        path.mkdir(parents=True, exist_ok=True)
+        print(f"==> training the default model into {path}", flush=True)
+        subprocess.run([PYTHON, "-m", "modelwire", "train", "--data-dir", str(path)], check=True, timeout=600)
+    return path
+
+
+def measure(
+    targets: list[Target], args: argparse.Namespace, order: list[list[int]], log: Path
+) -> dict[tuple[str, str, int], list[dict[str, float]]]:
+    """Run every target (one at a time) in each round's order; every cell once per round."""
+    results: dict[tuple[str, str, int], list[dict[str, float]]] = {}
+    body = log.parent / "body.json"
+    body.write_text(BODY)
+    for round_no, indices in enumerate(order):
+        for i in indices:
+            target = targets[i]
+            target.start(log)
+            try:
+                drive(target, "rest", 32, args.warmup, body)
+                if "grpc" in args.protocols:
+                    drive(target, "grpc", 32, args.warmup, body)
+                for protocol in args.protocols:
+                    for concurrency in args.concurrency:
+                        run = drive(target, protocol, concurrency, args.duration, body)
+                        results.setdefault((target.label, protocol, concurrency), []).append(run)
+                        print(
+                            f"round {round_no + 1} {target.label:8s} {protocol:4s} c={concurrency:<3d} "
+                            f"{run['req_per_s']:8.0f} req/s {run['cpu_us']:7.0f} µs CPU/req",
+                            flush=True,
+                        )
+            finally:
+                target.stop()
+    return results
+
+
+def summary(results: dict[tuple[str, str, int], list[dict[str, float]]], base: str, other: str) -> list[str]:
+    lines = [
+        f"{'cell':12s} {base:>10s} {other:>10s}   req/s {other}/{base}   CPU µs/req {other}/{base}",
+    ]
+    cells = sorted({(p, c) for (_, p, c) in results})
+    for protocol, concurrency in cells:
+        a = results.get((base, protocol, concurrency), [])
+        b = results.get((other, protocol, concurrency), [])
+        if not a or not b:
+            continue
+        rate_a, rate_b = (statistics.median(r["req_per_s"] for r in x) for x in (a, b))
+        cpu_a, cpu_b = (statistics.median(r["cpu_us"] for r in x) for x in (a, b))
+        lines.append(
+            f"{protocol} c={concurrency:<4d}  {cpu_a:6.0f} µs  {cpu_b:6.0f} µs   "
+            f"{rate_a:6.0f} -> {rate_b:6.0f} = {rate_b / rate_a:5.2f}x   "
+            f"{cpu_a:5.0f} -> {cpu_b:5.0f} = {cpu_b / cpu_a:5.2f}x"
+        )
+    return lines
+
+
+def callgrind(target: Target, args: argparse.Namespace, log: Path) -> dict[int, float]:
+    """Instructions per REST request (all threads) under ``valgrind --tool=callgrind``.
+
+    The server starts with instrumentation off (start-up is not counted); for each concurrency a discarded
+    warm-up, then counters zeroed, instrumentation on, ``args.duration`` seconds of wrk, a dump, off again.
+    Slow (the server runs ~50x slower) but deaf to other work on the machine; kernel time is not counted.
+    """
+    out = log.parent / f"callgrind-{target.label}"
+    out.mkdir()
+    target.argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}/cg.%p"]
+    target.argv += modelwire_target(target.label, Path(target.env["PYTHONPATH"]), data_dir()).argv
+    target.http_port = int(target.argv[target.argv.index("--http-port") + 1])
+    target.grpc_port = int(target.argv[target.argv.index("--grpc-port") + 1])
+    body = log.parent / "body.json"
+    body.write_text(BODY)
+    _, pin = cpu_split()
+    env = {**os.environ, "BENCH_BODY": str(body)}
+    results: dict[int, float] = {}
+    target.start(log, timeout=900)
+    try:
+        pid = str(target.proc.pid if target.proc else 0)
+        for concurrency in args.concurrency:
+            wrk = [
+                *pin,
+                "wrk",
+                "-t1",
+                f"-c{concurrency}",
+                "--timeout",
+                "60s",
+                "-s",
+                str(BENCH / "wrk_post.lua"),
+            ]
+            url = f"http://127.0.0.1:{target.http_port}/predict"
+            subprocess.run([*wrk, "-d3s", url], env=env, capture_output=True, timeout=120, check=True)
+            for control in (["-i", "on"], ["-z"]):
+                subprocess.run(
+                    ["callgrind_control", *control, pid], capture_output=True, timeout=60, check=True
+                )
+            done = subprocess.run(
+                [*wrk, f"-d{args.duration:g}s", url],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=True,
+            )
+            for control in (["-d", f"c{concurrency}"], ["-i", "off"]):
+                subprocess.run(
+                    ["callgrind_control", *control, pid], capture_output=True, timeout=60, check=True
+                )
+            line = next(x for x in done.stdout.splitlines() if x.startswith("WRK_JSON "))
+            requests = json.loads(line.removeprefix("WRK_JSON "))["requests"]
+            dump = max(out.glob("cg.*"), key=os.path.getmtime)
+            totals = next(
+                x for x in dump.read_text(errors="replace").splitlines() if x.startswith("summary:")
+            )
+            results[concurrency] = int(totals.split()[1]) / max(1, requests)
+    finally:
+        target.stop()
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=["floor", "ab", "callgrind"])
+    parser.add_argument("ref", nargs="?", help="ab, callgrind: the commit to compare the working tree with")
+    parser.add_argument("--protocols", nargs="+", default=["rest", "grpc"], choices=["rest", "grpc"])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--pairs", type=int, default=3, help="rounds; medians over them (default 3)")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per run (default 5)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of discarded load per start")
+    args = parser.parse_args(argv)
+    log = Path(tempfile.mkdtemp(prefix="modelwire-overhead-")) / "servers.log"
+    data = data_dir()
+    print(f"==> server logs: {log}", flush=True)
+    if args.mode == "floor":
+        targets = [floor_target(), modelwire_target("modelwire", ROOT / "src", data)]
+        order = [[0, 1] if r % 2 == 0 else [1, 0] for r in range(args.pairs)]
+        results = measure(targets, args, order, log)
+        print("\n".join(summary(results, "floor", "modelwire")))
+        return
+    if not args.ref:
+        parser.error(f"{args.mode} needs REF")
+    rev = subprocess.run(
+        ["git", "rev-parse", "--short", args.ref], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    with checkout(rev) as old:
+        targets = [modelwire_target("old", old / "src", data), modelwire_target("new", ROOT / "src", data)]
+        if args.mode == "callgrind":
+            for target in targets:
+                for concurrency, per_request in callgrind(target, args, log).items():
+                    count = f"{per_request / 1e3:,.0f} k"
+                    print(f"{target.label} rest c={concurrency}: {count} instructions/request", flush=True)
+            return
+        order = [[0, 1] if r % 2 == 0 else [1, 0] for r in range(args.pairs)]
+        results = measure(targets, args, order, log)
+    print(f"old = {rev}, new = the working tree")
+    print("\n".join(summary(results, "old", "new")))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
