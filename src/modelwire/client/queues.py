@@ -20,6 +20,8 @@ from modelwire.settings import QueueSettings
 
 __all__ = ["QueueSender"]
 
+_PUBLISHING = 64
+
 
 class QueueSender:
     """A producer that waits for answers.
@@ -29,9 +31,15 @@ class QueueSender:
     """
 
     def __init__(
-        self, url: str, *, name: str | None = None, durable: bool = False, timeout: float = 30.0
+        self,
+        url: str | QueueSettings,
+        *,
+        name: str | None = None,
+        durable: bool = False,
+        timeout: float = 30.0,
     ) -> None:
-        self.queue = QueueSettings(url=url, name=name)
+        """``url`` is the broker's, or a whole ``QueueSettings`` (names the consumer was given)."""
+        self.queue = url if isinstance(url, QueueSettings) else QueueSettings(url=url, name=name)
         self.durable = durable
         self.timeout = timeout
         self.duplicates = 0
@@ -39,6 +47,7 @@ class QueueSender:
         self._answered: set[str] = set()
         self._close: list[Any] = []
         self._send: Any = None
+        self._publishing = asyncio.Semaphore(_PUBLISHING)
 
     async def __aenter__(self) -> QueueSender:
         kind = self.queue.kind
@@ -65,7 +74,8 @@ class QueueSender:
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = future
         try:
-            await self._send(body, correlation_id, content_type, dict(headers or {}))
+            async with self._publishing:  # a burst must not open a connection per message
+                await self._send(body, correlation_id, content_type, dict(headers or {}))
             async with asyncio.timeout(self.timeout):
                 return await future
         finally:

@@ -38,6 +38,8 @@ logger = logging.getLogger("modelwire.queues")
 
 ERROR_HEADER = "x-modelwire-error"
 _FETCH_WAIT_S = 1.0
+_CORE_PENDING = 8192
+_CORE_PENDING_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +81,10 @@ class NatsBroker:
             settings.queue_name,
             queue=settings.group,
             cb=self._on_core,
-            pending_msgs_limit=max(1024, 16 * settings.prefetch),
+            # core NATS has no flow control: past this many waiting here the client drops messages (their
+            # requesters time out); JetStream is the bounded, at-least-once path
+            pending_msgs_limit=max(_CORE_PENDING, 64 * settings.prefetch),
+            pending_bytes_limit=_CORE_PENDING_BYTES,
         )
         if settings.jetstream:
             js = nc.jetstream()

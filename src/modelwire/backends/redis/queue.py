@@ -35,6 +35,7 @@ __all__ = ["RedisStreamBroker"]
 logger = logging.getLogger("modelwire.queues")
 
 _BLOCK_MS = 1000
+_CONNECTIONS = 32
 _RESERVED = {b"body", b"reply_to", b"correlation_id", b"content_type"}
 
 
@@ -53,6 +54,7 @@ class RedisStreamBroker:
         self._fetcher: asyncio.Task[None] | None = None
         self._outstanding = 0
         self._room = asyncio.Event()
+        self._io = asyncio.Semaphore(_CONNECTIONS)  # redis-py's pool holds 100; the reader takes one
         self._stopped = False
         self._claimed_at = 0.0
 
@@ -149,7 +151,8 @@ class RedisStreamBroker:
             return
         fields: dict[Any, Any] = {"body": body, "correlation_id": delivery.correlation_id or ""}
         fields["content_type"] = content_type
-        await self._redis.xadd(delivery.reply_to, fields)
+        async with self._io:
+            await self._redis.xadd(delivery.reply_to, fields)
 
     async def dead_letter(self, delivery: Delivery, reason: str) -> None:
         assert self._redis is not None
@@ -157,12 +160,13 @@ class RedisStreamBroker:
         fields: dict[Any, Any] = dict(original)
         fields.update({"body": delivery.body, "error": reason, "id": entry_id})
         fields["deliveries"] = delivery.deliveries
-        await self._redis.xadd(self.settings.dead_letter_name, fields)
+        async with self._io:
+            await self._redis.xadd(self.settings.dead_letter_name, fields)
 
     async def ack(self, delivery: Delivery) -> None:
         assert self._redis is not None
         entry_id, _ = delivery.handle
-        async with self._redis.pipeline(transaction=True) as pipe:
+        async with self._io, self._redis.pipeline(transaction=True) as pipe:
             pipe.xack(self.stream, self.settings.group, entry_id)
             pipe.xdel(self.stream, entry_id)
             await pipe.execute()
