@@ -56,8 +56,10 @@ ALLOWED: dict[str, set[str]] = {
         "protocols.facades",
         "protocols.grpc._generated",
     },
+    "protocols.asyncapi": FOUNDATION,  # the AsyncAPI document, from the settings
     "protocols.http": FOUNDATION
     | {"core", "security", "observability", "protocols.facades", "protocols.http.rest", "protocols.http.sse"}
+    | {"protocols.asyncapi"}
     | {"protocols.http.ws"},  # only protocols/http/app.py, the app factory, composes the sub-adapters
     "protocols.http.rest": FOUNDATION
     | {"core", "jobs", "security", "observability", "protocols.facades", "protocols.http", "dashboard"},
@@ -74,7 +76,9 @@ ALLOWED: dict[str, set[str]] = {
     | {"protocols.queues", "backends.queue"},
     "client": FOUNDATION | {"events", "jobs", "protocols.grpc._generated"},
     "console": {"client"},
-    "cli": FOUNDATION | {"app", "backends.resolve", "client", "console", "gateway", "model", "security"},
+    "cli": FOUNDATION
+    | {"app", "backends.resolve", "client", "console", "gateway", "model", "security"}
+    | {"protocols.asyncapi"},
     "modelwire": FOUNDATION | {"cli", "client", "model"},  # the public API, __init__.py
     "backends": set(),
     "protocols": set(),
@@ -92,7 +96,13 @@ TRANSPORTS = (
 )
 NO_TRANSPORT = {"core", "model", "jobs", "events", "security", "backends.urls", "backends.sqlite"}
 NO_TRANSPORT |= {"backends.redis", "backends.resolve", "observability", "settings", "errors"}
-NO_TRANSPORT |= {"backends.queue", "backends.rabbitmq", "backends.nats", "protocols.queues"}
+NO_TRANSPORT |= {
+    "backends.queue",
+    "backends.rabbitmq",
+    "backends.nats",
+    "protocols.queues",
+    "protocols.asyncapi",
+}
 REGISTRY = "modelwire.model.registry"
 REGISTRY_USERS = {"core", "model", "app", "gateway"}
 SUB_ADAPTERS = ("protocols.http.rest", "protocols.http.sse", "protocols.http.ws")

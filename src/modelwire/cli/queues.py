@@ -113,3 +113,19 @@ def send(
             raise ConfigurationError(f"cannot reach {url.split('@')[-1]}: {exc}") from None
     for answer in answers:
         sys.stdout.write(answer.decode() + "\n")
+
+
+@app.command()
+def asyncapi(
+    queue: Annotated[list[str] | None, queue_option(_PANEL)] = None,
+    config: Annotated[Path | None, config_option(_PANEL)] = None,
+) -> None:
+    """Print the AsyncAPI 3 document (JSON) of the message channels: the queues, WebSocket and SSE.
+
+    The same document a running server answers at [bold]/asyncapi.json[/].
+    """
+    from modelwire.protocols.asyncapi import asyncapi_document
+
+    with _reported():
+        settings = build_settings(config=config, queue=queue)
+        sys.stdout.write(json.dumps(asyncapi_document(settings), indent=2) + "\n")
