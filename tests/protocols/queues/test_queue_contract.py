@@ -170,3 +170,17 @@ def test_queue_settings_keep_the_password_out_of_the_url() -> None:
     assert "s3cret" not in repr(queue)
     assert queue.secret() == "s3cret"
     assert queue.username == "user"
+
+
+async def test_rabbitmq_uses_an_existing_classic_queue_as_it_is(
+    broker: BrokerUnderTest, start: Start
+) -> None:
+    if broker.kind != "rabbitmq":
+        pytest.skip("RabbitMQ's queue types")
+    import aio_pika
+
+    async with await aio_pika.connect(broker.url) as connection:
+        channel = await connection.channel()
+        await channel.declare_queue(broker.settings.queue_name, durable=True)  # classic
+    await start()
+    assert await ask(broker, {"text": "classic"}) == {"echo": "classic", "length": 7}

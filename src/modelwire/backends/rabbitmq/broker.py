@@ -2,7 +2,9 @@
 
 The queue is declared a quorum queue (durable, and it counts deliveries in ``x-delivery-count``, which is
 how a poison message is recognised after it crashed consumers). A queue that already exists as a classic
-queue is used as it is: its only count is the ``redelivered`` flag (a delivery count of 2). Every publish
+queue is used as it is: its only counts are the ``redelivered`` flag and this process's own count of the
+messages it gave back (lost when the process dies, so a message that kills consumers is seen delivered
+twice at most there: quorum queues are the ones that recognise poison). Every publish
 waits for the broker's confirm, so ``ack`` after ``reply`` is at-least-once. Prefetch bounds the
 unacknowledged messages on this consumer's channel.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -28,6 +31,7 @@ __all__ = ["RabbitMQBroker"]
 logger = logging.getLogger("modelwire.queues")
 
 ERROR_HEADER = "x-modelwire-error"
+_RETURNED = 10_000
 
 
 class RabbitMQBroker:
@@ -45,6 +49,7 @@ class RabbitMQBroker:
         self._inbox: asyncio.Queue[AbstractIncomingMessage | None] = asyncio.Queue()
         self._stopped = False
         self._cancelling: asyncio.Future[None] | None = None
+        self._returned: dict[str, int] = {}  # classic queues: messages given back, by _key
 
     def _url(self) -> str:
         url = URL(self.settings.url)
@@ -85,7 +90,10 @@ class RabbitMQBroker:
     def _delivery(self, message: AbstractIncomingMessage) -> Delivery:
         headers = {k.lower(): _text(v) for k, v in (message.headers or {}).items()}
         count = message.headers.get("x-delivery-count") if message.headers else None
-        deliveries = count + 1 if isinstance(count, int) else 2 if message.redelivered else 1
+        if isinstance(count, int):
+            deliveries = count + 1
+        else:  # a classic queue: the redelivered flag, and what this process gave back itself
+            deliveries = max(2 if message.redelivered else 1, 1 + self._returned.get(_key(message), 0))
         return Delivery(
             body=message.body,
             headers=headers,
@@ -126,6 +134,10 @@ class RabbitMQBroker:
 
     async def retry(self, delivery: Delivery) -> None:
         message: AbstractIncomingMessage = delivery.handle
+        key = _key(message)
+        self._returned[key] = self._returned.pop(key, 0) + 1
+        if len(self._returned) > _RETURNED:
+            del self._returned[next(iter(self._returned))]
         await message.nack(requeue=True)
 
     def stop_fetching(self) -> None:
@@ -147,6 +159,14 @@ class RabbitMQBroker:
 async def _quietly(work: Any) -> None:
     with contextlib.suppress(Exception):
         await work
+
+
+def _key(message: AbstractIncomingMessage) -> str:
+    """What identifies a message across redeliveries on a classic queue (which counts none)."""
+    return (
+        message.message_id
+        or f"{message.correlation_id}:{hashlib.blake2b(message.body, digest_size=8).hexdigest()}"
+    )
 
 
 def _text(value: Any) -> str:

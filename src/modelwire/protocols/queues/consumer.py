@@ -170,7 +170,8 @@ class QueueConsumer:
         """Who the message runs as: its credential when auth is on (the same policy as every wire), the
         queue itself when auth is off or the broker authenticates (``trust_broker``)."""
         policy = self.services.security
-        queue_principal = Principal(id=f"queue:{delivery.source}", kind="queue", scopes=ALL_SCOPES)
+        # the configured name, not the message's subject: a wildcard must not mint principals (rate limits)
+        queue_principal = Principal(id=f"queue:{self.queue.queue_name}", kind="queue", scopes=ALL_SCOPES)
         if not policy.auth_on:
             return queue_principal, None
         if self.queue.trust_broker:
