@@ -48,8 +48,11 @@ class QueueBroker(Protocol):
         """Deliveries until ``stop_fetching``; never more than ``prefetch`` unacknowledged at once."""
         ...
 
-    async def reply(self, delivery: Delivery, body: bytes, content_type: str) -> None:
-        """Publish an answer to the delivery's reply address (confirmed by the broker where it can)."""
+    async def reply(
+        self, delivery: Delivery, body: bytes, content_type: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """Publish an answer to the delivery's reply address (confirmed by the broker where it can), with
+        the correlation id and ``headers`` (``model``, ``x-request-id``, ``traceparent``)."""
 
     async def dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Put the message on the dead-letter destination with ``reason`` (``x-modelwire-error``)."""

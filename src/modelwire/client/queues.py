@@ -43,6 +43,8 @@ class QueueSender:
         self.durable = durable
         self.timeout = timeout
         self.duplicates = 0
+        self.last_headers: dict[str, str] = {}
+        """The headers (Redis: the fields) of the latest answer: ``x-request-id``, ``model``..."""
         self._pending: dict[str, asyncio.Future[bytes]] = {}
         self._answered: set[str] = set()
         self._close: list[Any] = []
@@ -81,9 +83,10 @@ class QueueSender:
         finally:
             self._pending.pop(correlation_id, None)
 
-    def _answer(self, correlation_id: str | None, body: bytes) -> None:
+    def _answer(self, correlation_id: str | None, body: bytes, headers: Mapping[Any, Any] | None) -> None:
         if correlation_id is None:
             return
+        self.last_headers = {_str(k).lower(): _str(v) for k, v in (headers or {}).items()}
         if correlation_id in self._answered:
             self.duplicates += 1
             return
@@ -109,7 +112,7 @@ class QueueSender:
         replies = await channel.declare_queue(exclusive=True)
 
         async def on_reply(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-            self._answer(message.correlation_id, message.body)
+            self._answer(message.correlation_id, message.body, message.headers)
             await message.ack()
 
         await replies.consume(on_reply)
@@ -138,7 +141,7 @@ class QueueSender:
         js = nc.jetstream()
 
         async def on_reply(msg: Any) -> None:
-            self._answer((msg.headers or {}).get("Correlation-Id"), msg.data)
+            self._answer((msg.headers or {}).get("Correlation-Id"), msg.data, msg.headers)
 
         await nc.subscribe(inbox, cb=on_reply)
         durable_subject = self.queue.jetstream_subjects.replace(">", "requests").replace("*", "requests")
@@ -149,7 +152,7 @@ class QueueSender:
                 await js.publish(durable_subject, body, headers={**headers, "Reply-To": inbox})
                 return
             msg = await nc.request(self.queue.queue_name, body, timeout=self.timeout, headers=headers)
-            self._answer(correlation_id, msg.data)
+            self._answer(correlation_id, msg.data, msg.headers)
 
         self._send = send
 
@@ -171,7 +174,8 @@ class QueueSender:
                     for entry_id, fields in entries:
                         last = entry_id
                         cid = fields.get(b"correlation_id")
-                        self._answer(cid.decode() if cid else None, fields.get(b"body", b""))
+                        body = fields.pop(b"body", b"")
+                        self._answer(cid.decode() if cid else None, body, fields)
 
         reader = asyncio.create_task(read())
 
@@ -194,3 +198,7 @@ class QueueSender:
             await redis.xadd(self.queue.queue_name, fields)
 
         self._send = send
+
+
+def _str(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)

@@ -184,3 +184,16 @@ async def test_rabbitmq_uses_an_existing_classic_queue_as_it_is(
         await channel.declare_queue(broker.settings.queue_name, durable=True)  # classic
     await start()
     assert await ask(broker, {"text": "classic"}) == {"echo": "classic", "length": 7}
+
+
+async def test_the_answer_carries_the_request_id_and_model(broker: BrokerUnderTest, start: Start) -> None:
+    await start()
+    async with sender(broker) as s:
+        await s.request(b'{"text": "hi"}', headers={"x-request-id": "req-7", "traceparent": TRACEPARENT})
+        headers = s.last_headers
+    assert headers["x-request-id"] == "req-7"
+    assert headers["traceparent"] == TRACEPARENT
+    assert headers["model"] == "echo"
+
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
 import nats
@@ -158,10 +158,12 @@ class NatsBroker:
             if delivery is not None:
                 yield delivery
 
-    async def reply(self, delivery: Delivery, body: bytes, content_type: str) -> None:
+    async def reply(
+        self, delivery: Delivery, body: bytes, content_type: str, headers: Mapping[str, str] | None = None
+    ) -> None:
         if not delivery.reply_to or self._nc is None:
             return
-        headers = {"Content-Type": content_type}
+        headers = {**(headers or {}), "Content-Type": content_type}
         if delivery.correlation_id:
             headers["Correlation-Id"] = delivery.correlation_id
         await self._nc.publish(delivery.reply_to, body, headers=headers)

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import aio_pika
@@ -105,10 +105,17 @@ class RabbitMQBroker:
             handle=message,
         )
 
-    async def reply(self, delivery: Delivery, body: bytes, content_type: str) -> None:
+    async def reply(
+        self, delivery: Delivery, body: bytes, content_type: str, headers: Mapping[str, str] | None = None
+    ) -> None:
         if not delivery.reply_to or self._channel is None:
             return
-        message = aio_pika.Message(body, content_type=content_type, correlation_id=delivery.correlation_id)
+        message = aio_pika.Message(
+            body,
+            headers=dict(headers or {}),
+            content_type=content_type,
+            correlation_id=delivery.correlation_id,
+        )
         # not mandatory: a requester that went away is not a reason to redeliver the request
         await self._channel.default_exchange.publish(message, delivery.reply_to, mandatory=False)
 

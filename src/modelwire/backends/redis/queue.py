@@ -20,7 +20,7 @@ import os
 import secrets
 import socket
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from redis import exceptions as redis_errors
@@ -146,10 +146,16 @@ class RedisStreamBroker:
             if delivery is not None:
                 yield delivery
 
-    async def reply(self, delivery: Delivery, body: bytes, content_type: str) -> None:
+    async def reply(
+        self, delivery: Delivery, body: bytes, content_type: str, headers: Mapping[str, str] | None = None
+    ) -> None:
         if not delivery.reply_to or self._redis is None:
             return
-        fields: dict[Any, Any] = {"body": body, "correlation_id": delivery.correlation_id or ""}
+        fields: dict[Any, Any] = {
+            **(headers or {}),
+            "body": body,
+            "correlation_id": delivery.correlation_id or "",
+        }
         fields["content_type"] = content_type
         async with self._io:
             await self._redis.xadd(delivery.reply_to, fields)

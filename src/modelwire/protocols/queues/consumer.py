@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections import OrderedDict
 from typing import Any
 
@@ -130,23 +131,30 @@ class QueueConsumer:
             await self._dead_letter(delivery, exc, content_type)
             return
         principal, refusal = self._principal(delivery)
+        model = request.model or header(delivery.headers, "model") or self.default_model
+        headers = {**_echoed(delivery), "model": model}
         key = header(delivery.headers, "idempotency-key")
         record = (principal.id, key) if key is not None and refusal is None else None
         if record is not None and (known := self._answers.get(record)) is not None:
-            await self.broker.reply(delivery, known, content_type)
+            await self.broker.reply(delivery, known, content_type, headers)
             await self.broker.ack(delivery)
             return
-        data = self.codec.encode(await self._answer(delivery, request, principal, refusal), content_type)
-        await self.broker.reply(delivery, data, content_type)
+        result = await self._answer(delivery, request, model, principal, refusal)
+        data = self.codec.encode(result, content_type)
+        await self.broker.reply(delivery, data, content_type, headers)
         if record is not None:
             self._remember(record, data)
         await self.broker.ack(delivery)
         self.counts["answered"] += 1
 
     async def _answer(
-        self, delivery: Delivery, request: QueueRequest, principal: Principal, refusal: ModelwireError | None
+        self,
+        delivery: Delivery,
+        request: QueueRequest,
+        model: str,
+        principal: Principal,
+        refusal: ModelwireError | None,
     ) -> Any:
-        model = request.model or header(delivery.headers, "model") or self.default_model
         version = request.version or header(delivery.headers, "version")
         deadline = time.monotonic() + self.services.settings.limits.request_timeout_s
         ctx = CallContext(self.protocol, deadline)
@@ -192,7 +200,7 @@ class QueueConsumer:
         await self.broker.dead_letter(delivery, f"{exc.code.value}: {exc.message}")
         if delivery.reply_to:
             data = self.codec.encode(error_answer(exc), content_type)
-            await self.broker.reply(delivery, data, content_type)
+            await self.broker.reply(delivery, data, content_type, _echoed(delivery))
         await self.broker.ack(delivery)
         self.counts["dead_lettered"] += 1
         logger.info("dead-lettered a message from %s: %s", delivery.source, exc.message)
@@ -201,3 +209,11 @@ class QueueConsumer:
         self._answers[record] = data
         if len(self._answers) > _IDEMPOTENT_ENTRIES:
             self._answers.popitem(last=False)
+
+
+def _echoed(delivery: Delivery) -> dict[str, str]:
+    """The request's id (made up when it has none) and trace context, for its answer's headers."""
+    echoed = {"x-request-id": header(delivery.headers, "x-request-id") or uuid.uuid4().hex}
+    if (traceparent := header(delivery.headers, "traceparent")) is not None:
+        echoed["traceparent"] = traceparent
+    return echoed
