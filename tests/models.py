@@ -77,3 +77,16 @@ class IdentityModel(Model):
 
     def predict(self, batch: Sequence[Any]) -> list[Any]:
         return [{"value": item, "type": type(item).__name__} for item in batch]
+
+
+class CrashModel(Model):
+    """Echoes, but ends the whole process (exit code 3) on the text ``crash``: a poison message."""
+
+    inputs: ClassVar[tuple[TensorSpec, ...]] = (TensorSpec("text", Datatype.BYTES),)
+
+    def predict(self, batch: Sequence[Any]) -> list[Any]:
+        import os
+
+        if "crash" in batch:
+            os._exit(3)
+        return [{"echo": item} for item in batch]

@@ -22,7 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from modelwire.backends.urls import is_redis_url, is_sqlite_url
+from modelwire.backends.urls import QUEUE_SCHEMES, is_redis_url, is_sqlite_url, queue_kind
 
 __all__ = [
     "AuthSettings",
@@ -35,6 +35,7 @@ __all__ = [
     "LimitsSettings",
     "ModelSettings",
     "ObservabilitySettings",
+    "QueueSettings",
     "RateLimitRule",
     "RateLimitSettings",
     "Settings",
@@ -332,6 +333,95 @@ class ModelSettings(_Section):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+_QUEUE_DEFAULTS = {  # kind -> (the requests' queue/subject/stream, its dead letters)
+    "rabbitmq": ("modelwire.requests", "modelwire.requests.dlq"),
+    "nats": ("modelwire.requests", "modelwire.requests.dlq"),
+    "redis": ("modelwire:requests", "modelwire:requests:dlq"),
+    "kafka": ("modelwire.requests", "modelwire.requests.dlq"),
+}
+
+
+class QueueSettings(_Section):
+    """One broker to take inference requests from (``[[queues]]``, ``--queue URL``; docs/queues.md).
+
+    The scheme picks the broker: ``amqp://``/``amqps://`` RabbitMQ, ``nats://``/``tls://`` NATS (core
+    request-reply plus the JetStream stream), ``redis://``/``rediss://`` Redis Streams. A password in the
+    URL is moved to ``password`` (a secret, never logged); ``password_file`` reads it from a file instead.
+    """
+
+    url: str
+    name: str | None = None
+    """RabbitMQ queue / NATS subject / Redis stream: ``modelwire.requests`` (Redis ``modelwire:requests``)."""
+    dead_letter: str | None = None
+    """Default ``modelwire.requests.dlq`` (Redis ``modelwire:requests:dlq``)."""
+    group: str = Field(default="modelwire", min_length=1, max_length=200)
+    """NATS queue group and JetStream durable consumer; Redis consumer group."""
+    jetstream: str | None = "MODELWIRE"
+    """NATS: the JetStream stream for durable work (``None``: core request-reply only)."""
+    jetstream_subjects: str = "modelwire.durable.>"
+    model: str | None = None
+    """The model a message names none (default: the first configured model)."""
+    prefetch: int = Field(default=64, ge=1, le=65535)
+    """Unacknowledged messages per consumer (prefetch, JetStream max_ack_pending, XREADGROUP COUNT)."""
+    max_deliveries: int = Field(default=5, ge=1, le=1000)
+    """A message delivered more often (it crashed consumers) is dead-lettered."""
+    ack_wait_s: float = Field(default=30.0, gt=0, le=86400)
+    """JetStream ack wait; Redis: pending entries idle this long are claimed from a dead consumer."""
+    max_message_bytes: int | None = Field(default=None, ge=64)
+    """Default ``limits.max_body_bytes``; a larger message is dead-lettered."""
+    trust_broker: bool = False
+    """With auth on: the broker authenticates, messages run as ``queue:<name>`` (scope predict)."""
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_credentials(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            data = {"url": data}
+        if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+            return data
+        url: str = data["url"]
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme.lower() not in QUEUE_SCHEMES:
+            known = ", ".join(f"{s}://" for s in QUEUE_SCHEMES)
+            raise ValueError(f"queue URL {url.split('@')[-1]!r} has no known scheme; use one of {known}")
+        authority, slash, path = rest.partition("/")
+        userinfo, at, host = authority.rpartition("@")
+        if at:
+            user, colon, password = userinfo.partition(":")
+            data = {**data, "url": f"{scheme}://{host}{slash}{path}"}
+            if user and "username" not in data:
+                data["username"] = user
+            if colon and "password" not in data:
+                data["password"] = password
+        return data
+
+    @property
+    def kind(self) -> str:
+        """``rabbitmq``, ``nats``, ``redis`` or ``kafka``."""
+        kind = queue_kind(self.url)
+        assert kind is not None  # checked by the validator
+        return kind
+
+    @property
+    def queue_name(self) -> str:
+        return self.name or _QUEUE_DEFAULTS[self.kind][0]
+
+    @property
+    def dead_letter_name(self) -> str:
+        return self.dead_letter or _QUEUE_DEFAULTS[self.kind][1]
+
+    def secret(self) -> str | None:
+        """The broker password: ``password``, else the first line of ``password_file``."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            return self.password_file.read_text().strip() or None
+        return None
+
+
 class Settings(BaseSettings):
     """Everything modelwire can be told. Frozen once built: pass a new one to change it.
 
@@ -355,6 +445,8 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)
     log_level: LogLevel = "info"
     models: tuple[ModelSettings, ...] = ()
+    queues: tuple[QueueSettings, ...] = ()
+    """Brokers to take inference requests from (``--queue URL``, ``[[queues]]``; docs/queues.md)."""
 
     http: HTTPSettings = HTTPSettings()
     grpc: GRPCSettings = GRPCSettings()

@@ -283,3 +283,28 @@ def test_a_tls_public_host_with_a_scheme_is_refused_naming_the_setting(runner: C
     assert result.exit_code != 0
     assert "public_host" in result.output
     assert "no scheme, port or path" in result.output
+
+
+def test_queue_flags_environment_and_config_file(
+    runner: CliRunner, served: list[Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    serve(runner, "--queue", "amqp://guest:pw@127.0.0.1:5672/", "--queue", "redis://127.0.0.1:6379/0")
+    assert [q.kind for q in served[0].queues] == ["rabbitmq", "redis"]
+    assert served[0].queues[0].secret() == "pw"
+    assert "pw" not in served[0].queues[0].url
+    serve(runner, env={"MODELWIRE_QUEUES": '[{"url": "nats://127.0.0.1:4222", "prefetch": 8}]'})
+    assert served[1].queues[0].prefetch == 8
+    config = tmp_path / "modelwire.toml"
+    config.write_text('[[queues]]\nurl = "redis://127.0.0.1:6379/0"\nname = "jobs:in"\nmax_deliveries = 2\n')
+    serve(runner)
+    assert (served[2].queues[0].queue_name, served[2].queues[0].max_deliveries) == ("jobs:in", 2)
+    modelwire.run(queue=["nats://127.0.0.1:4222"])
+    assert served[3].queues[0].kind == "nats"
+
+
+def test_an_unknown_queue_scheme_is_one_line(runner: CliRunner, served: list[Settings]) -> None:
+    result = runner.invoke(app, ["serve", "--queue", "http://user:pw@127.0.0.1/"])
+    assert result.exit_code == 1
+    assert "no known scheme" in result.output
+    assert ":pw@" not in result.output

@@ -36,9 +36,13 @@ ALLOWED: dict[str, set[str]] = {
     "jobs": FOUNDATION | {"core", "model", "security", "events", "observability"},
     "backends.urls": set(),
     "backends.sqlite": FOUNDATION | {"jobs", "events", "security", "backends.urls"},
-    "backends.redis": FOUNDATION | {"jobs", "events", "security", "backends.urls"},
+    "backends.redis": FOUNDATION | {"jobs", "events", "security", "backends.urls", "backends.queue"},
+    "backends.queue": FOUNDATION,  # the interface a broker implements, for the queue adapter
+    "backends.rabbitmq": FOUNDATION | {"backends.queue"},
+    "backends.nats": FOUNDATION | {"backends.queue"},
     "backends.resolve": FOUNDATION
-    | {"jobs", "events", "security", "backends.urls", "backends.sqlite", "backends.redis"},
+    | {"jobs", "events", "security", "backends.urls", "backends.sqlite", "backends.redis"}
+    | {"backends.queue", "backends.rabbitmq", "backends.nats"},
     "outbound": FOUNDATION,
     "gateway": FOUNDATION | {"core", "model", "observability", "client", "protocols.grpc._generated"},
     "protocols.facades": FOUNDATION | {"core", "jobs", "events", "security", "observability"},
@@ -52,8 +56,10 @@ ALLOWED: dict[str, set[str]] = {
         "protocols.facades",
         "protocols.grpc._generated",
     },
+    "protocols.asyncapi": FOUNDATION,  # the AsyncAPI document, from the settings
     "protocols.http": FOUNDATION
     | {"core", "security", "observability", "protocols.facades", "protocols.http.rest", "protocols.http.sse"}
+    | {"protocols.asyncapi"}
     | {"protocols.http.ws"},  # only protocols/http/app.py, the app factory, composes the sub-adapters
     "protocols.http.rest": FOUNDATION
     | {"core", "jobs", "security", "observability", "protocols.facades", "protocols.http", "dashboard"},
@@ -61,13 +67,18 @@ ALLOWED: dict[str, set[str]] = {
     | {"core", "events", "security", "observability", "protocols.facades", "protocols.http"},
     "protocols.http.ws": FOUNDATION
     | {"core", "events", "security", "observability", "protocols.facades", "protocols.http"},
+    "protocols.queues": FOUNDATION
+    | {"core", "security", "observability", "protocols.facades", "backends.queue"},
     "dashboard": set(),
     "app": FOUNDATION
     | {"core", "model", "security", "events", "jobs", "observability", "backends.resolve", "outbound"}
-    | {"gateway", "protocols.grpc", "protocols.http", "protocols.facades", "console"},
+    | {"gateway", "protocols.grpc", "protocols.http", "protocols.facades", "console"}
+    | {"protocols.queues", "backends.queue"},
     "client": FOUNDATION | {"events", "jobs", "protocols.grpc._generated"},
     "console": {"client"},
-    "cli": FOUNDATION | {"app", "backends.resolve", "client", "console", "gateway", "model", "security"},
+    "cli": FOUNDATION
+    | {"app", "backends.resolve", "client", "console", "gateway", "model", "security"}
+    | {"protocols.asyncapi"},
     "modelwire": FOUNDATION | {"cli", "client", "model"},  # the public API, __init__.py
     "backends": set(),
     "protocols": set(),
@@ -85,6 +96,13 @@ TRANSPORTS = (
 )
 NO_TRANSPORT = {"core", "model", "jobs", "events", "security", "backends.urls", "backends.sqlite"}
 NO_TRANSPORT |= {"backends.redis", "backends.resolve", "observability", "settings", "errors"}
+NO_TRANSPORT |= {
+    "backends.queue",
+    "backends.rabbitmq",
+    "backends.nats",
+    "protocols.queues",
+    "protocols.asyncapi",
+}
 REGISTRY = "modelwire.model.registry"
 REGISTRY_USERS = {"core", "model", "app", "gateway"}
 SUB_ADAPTERS = ("protocols.http.rest", "protocols.http.sse", "protocols.http.ws")

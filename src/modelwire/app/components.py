@@ -3,6 +3,8 @@
 - ``UpstreamRouter``: the gateway's (and ``worker --upstream``'s) models are model services reached over
   gRPC; it discovers them, watches their health and puts their models in the registry (``gateway/``).
 - ``JobReporter``: ``modelwire worker``'s console: one line when a job starts here and one when it ends.
+- ``QueueConsumers``: the ``[[queues]]`` (``--queue URL``): requests from brokers, answered through the
+  data plane (``protocols/queues/``); stopping drains them (stop fetching, answer, acknowledge, close).
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ import time
 from rich.markup import escape
 
 from modelwire.app.services import Services
+from modelwire.backends.queue import QueueBroker
+from modelwire.backends.resolve import open_queue_broker
 from modelwire.events.bus import Event
 from modelwire.gateway.router import Router
+from modelwire.protocols.queues import QueueConsumer
 from modelwire.settings import Settings
 
-__all__ = ["JobReporter", "UpstreamRouter"]
+__all__ = ["JobReporter", "QueueConsumers", "UpstreamRouter"]
 
 logger = logging.getLogger("modelwire.gateway")
 
@@ -44,6 +49,33 @@ class UpstreamRouter:
     def log_status(self) -> None:
         for up in self.router.status() if self.router is not None else []:
             logger.info("upstream %(address)s serving=%(serving)s models=%(models)s", up)
+
+
+class QueueConsumers:
+    """One ``QueueConsumer`` per ``settings.queues`` entry. The URLs are resolved here, before anything is
+    built or connected, so an unsupported one (``kafka://``) stops the start with its reason."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.brokers: list[QueueBroker] = [open_queue_broker(queue) for queue in settings.queues]
+        self.consumers: list[QueueConsumer] = []
+
+    async def start(self, services: Services) -> None:
+        try:
+            for broker, queue in zip(self.brokers, self.settings.queues, strict=True):
+                consumer = QueueConsumer(services, broker, queue)
+                self.consumers.append(consumer)
+                await consumer.start()
+        except BaseException:  # one broker unreachable: close the connections already made
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        grace = self.settings.limits.shutdown_grace_s
+        await asyncio.gather(*(consumer.stop(grace) for consumer in self.consumers))
+
+    def describe(self) -> str:
+        return "; ".join(broker.display for broker in self.brokers)
 
 
 class JobReporter:

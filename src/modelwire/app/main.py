@@ -15,7 +15,7 @@ from modelwire.app.supervisor import run_workers
 from modelwire.observability.logs import configure_logging
 from modelwire.settings import Settings
 
-__all__ = ["run", "run_gateway", "run_worker"]
+__all__ = ["run", "run_consume", "run_gateway", "run_worker"]
 
 
 def use_app_dir(settings: Settings) -> None:
@@ -52,3 +52,8 @@ def run_gateway(settings: Settings) -> None:
 def run_worker(settings: Settings, reporter: JobReporter) -> None:
     """``modelwire worker``: job workers and no listener."""
     _main(settings, roles.worker(settings, reporter))
+
+
+def run_consume(settings: Settings) -> None:
+    """``modelwire consume``: the queue consumers and no listener."""
+    _main(settings, roles.consume(settings))

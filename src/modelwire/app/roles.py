@@ -10,7 +10,10 @@ model-service   configured models            gRPC          —
 gateway         none until discovered        REST + gRPC   ``UpstreamRouter`` (model services)
 worker          configured models, or none   —             ``UpstreamRouter`` (with --upstream),
                                                            ``JobReporter``
+consume         configured models            —             ``QueueConsumers``
 ==============  ===========================  ============  =====================================
+
+``serve`` runs ``QueueConsumers`` too when ``settings.queues`` (``--queue URL``) names brokers.
 
 ``serve --workers N`` runs N ``serve`` processes under ``supervisor.py``; ``main.py`` holds the entry
 points the command line calls.
@@ -21,15 +24,17 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Callable
 
 from modelwire.app.builder import build_services
-from modelwire.app.components import JobReporter, UpstreamRouter
+from modelwire.app.components import JobReporter, QueueConsumers, UpstreamRouter
 from modelwire.app.lifecycle import Server
+from modelwire.errors import ConfigurationError
 from modelwire.settings import Settings
 
-__all__ = ["freeze_startup_objects", "gateway", "serve", "serve_until_signalled", "worker"]
+__all__ = ["consume", "freeze_startup_objects", "gateway", "serve", "serve_until_signalled", "worker"]
 
 logger = logging.getLogger("modelwire.server")
 
@@ -82,7 +87,8 @@ async def serve(settings: Settings, *, rest: bool = True, shared_ports: bool = F
     """One ``serve`` (or ``model-service``) process: the configured models, trained first if needed."""
     from modelwire.console import training_progress
 
-    server = Server(settings, shared_ports=shared_ports, rest=rest)
+    queues = [QueueConsumers(settings)] if settings.queues else []
+    server = Server(settings, shared_ports=shared_ports, rest=rest, components=queues)
 
     async def start() -> None:
         with training_progress() as progress:
@@ -113,3 +119,21 @@ async def worker(settings: Settings, reporter: JobReporter) -> None:
             services = await asyncio.to_thread(build_services, settings, progress=progress)
     server = Server(settings, services=services, rest=False, grpc=False, components=components)
     await serve_until_signalled(server, on_ready=reporter.ready, on_stopping=reporter.stopping)
+
+
+async def consume(settings: Settings) -> None:
+    """``modelwire consume``: the ``[[queues]]`` consumers and no listener; SIGTERM drains them (stop
+    fetching, answer and acknowledge what is in flight, close)."""
+    from modelwire.console import training_progress
+
+    if not settings.queues:
+        raise ConfigurationError("nothing to consume: pass --queue URL (or a [[queues]] section)")
+    queues = QueueConsumers(settings)
+    with training_progress() as progress:
+        services = await asyncio.to_thread(build_services, settings, progress=progress)
+    server = Server(settings, services=services, rest=False, grpc=False, components=[queues])
+
+    def ready() -> None:
+        logger.info("modelwire consume ready: %s  (pid %d)", queues.describe(), os.getpid())
+
+    await serve_until_signalled(server, on_ready=ready)

@@ -3,7 +3,7 @@
 ``sqlite`` / ``sqlite:///path`` is the embedded default (no external service); ``redis://``, ``rediss://``
 and ``unix://`` are Redis, shared by every process that names it. Each ``open_*`` builds without I/O:
 the caller opens, starts or connects the result. The Redis client library is only imported when a Redis
-URL is given.
+URL is given; the RabbitMQ and NATS clients (the ``queues`` extra) only when a queue names that broker.
 """
 
 from __future__ import annotations
@@ -16,10 +16,17 @@ from modelwire.events.bus import EventBus, LocalEventBus
 from modelwire.security.ratelimit import MemoryRateLimiter, RateLimiter, rate_limits_enabled
 
 if TYPE_CHECKING:
+    from modelwire.backends.queue import QueueBroker
     from modelwire.jobs.store import JobStore
-    from modelwire.settings import Settings
+    from modelwire.settings import QueueSettings, Settings
 
-__all__ = ["describe_jobs_backend", "open_event_bus", "open_job_store", "open_rate_limiter"]
+__all__ = [
+    "describe_jobs_backend",
+    "open_event_bus",
+    "open_job_store",
+    "open_queue_broker",
+    "open_rate_limiter",
+]
 
 JOBS_FILE = "jobs.sqlite3"
 
@@ -79,3 +86,33 @@ def describe_jobs_backend(settings: Settings) -> tuple[str, str]:
         target = RedisTarget.parse(backend)
         return "redis", f"Redis {target.display} (keys {target.prefix}*)"
     return "sqlite", f"SQLite {sqlite_path(backend, settings.data_dir, JOBS_FILE)}"
+
+
+KAFKA_NOT_SUPPORTED = (
+    "kafka:// is not supported yet: no Kafka broker could be installed to test an adapter against, and "
+    "modelwire ships no untested wire (docs/queues.md). Use amqp://, nats:// or redis:// meanwhile"
+)
+
+
+def open_queue_broker(queue: QueueSettings) -> QueueBroker:
+    """The broker ``queue.url``'s scheme names (docs/queues.md). No I/O: call ``connect()`` on it."""
+    kind = queue.kind
+    if kind == "kafka":
+        raise ConfigurationError(KAFKA_NOT_SUPPORTED)
+    if kind == "redis":
+        from modelwire.backends.redis.queue import RedisStreamBroker
+
+        return RedisStreamBroker(queue)
+    try:
+        if kind == "rabbitmq":
+            from modelwire.backends.rabbitmq.broker import RabbitMQBroker
+
+            return RabbitMQBroker(queue)
+        from modelwire.backends.nats.broker import NatsBroker
+
+        return NatsBroker(queue)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"{queue.url.split('://')[0]}:// needs the broker client ({exc.name}): "
+            "pip install 'modelwire[queues]'"
+        ) from None

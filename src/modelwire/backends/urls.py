@@ -1,4 +1,4 @@
-"""What a backend URL names: the embedded store (SQLite) or a server (Redis). No imports, no I/O.
+"""What a backend URL names: the embedded store (SQLite), a server (Redis), a broker. No imports, no I/O.
 
 The schemes are decided here and nowhere else; ``resolve.py`` turns a URL into an implementation.
 """
@@ -7,10 +7,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["REDIS_SCHEMES", "is_redis_url", "is_sqlite_url", "sqlite_path"]
+__all__ = ["QUEUE_SCHEMES", "REDIS_SCHEMES", "is_redis_url", "is_sqlite_url", "queue_kind", "sqlite_path"]
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _SQLITE = "sqlite:///"
+QUEUE_SCHEMES: dict[str, str] = {
+    "amqp": "rabbitmq",
+    "amqps": "rabbitmq",
+    "nats": "nats",
+    "tls": "nats",
+    "redis": "redis",
+    "rediss": "redis",
+    "kafka": "kafka",
+}
+"""A ``[[queues]]`` URL's scheme to the broker it names (``backends/resolve.py`` opens it)."""
 
 
 def is_redis_url(url: str) -> bool:
@@ -27,3 +37,9 @@ def sqlite_path(url: str, data_dir: Path, default: str) -> Path:
     """The file a SQLite URL names, as SQLAlchemy spells it: ``sqlite:///relative`` (to ``data_dir``),
     ``sqlite:////absolute``; plain ``sqlite`` is ``data_dir / default``."""
     return data_dir / (url[len(_SQLITE) :] if url != "sqlite" else default)
+
+
+def queue_kind(url: str) -> str | None:
+    """``rabbitmq``, ``nats``, ``redis`` or ``kafka`` for a broker URL; ``None`` for an unknown scheme."""
+    scheme, sep, _ = url.partition("://")
+    return QUEUE_SCHEMES.get(scheme.lower()) if sep else None

@@ -10,6 +10,7 @@ _COMMANDS = (
     "model_service",
     "gateway",
     "worker",
+    "queues",
     "client",
     "watch",
     "train",

@@ -191,6 +191,7 @@ def build_settings(
     http3: bool | None = None,
     tls_redirect_port: int | None = None,
     tls_public_host: str | None = None,
+    queue: Sequence[str] | None = None,
     **settings: Any,
 ) -> Settings:
     """``Settings`` from ``serve``'s flags: only the given ones (not ``None``) override.
@@ -240,6 +241,8 @@ def build_settings(
             values[section] = {**(given or {}), key: value}
     if models:
         values["models"] = tuple(parse_model_spec(spec) for spec in models)
+    if queue:
+        values["queues"] = tuple(queue)
     return Settings(**values)
 
 
@@ -273,6 +276,7 @@ def run(
     http3: bool | None = None,
     tls_redirect_port: int | None = None,
     tls_public_host: str | None = None,
+    queue: Sequence[str] | None = None,
     **settings: Any,
 ) -> None:
     """Serve until SIGTERM/SIGINT: ``modelwire serve`` as a function, argument for flag.
@@ -320,6 +324,7 @@ def run(
             http3=http3,
             tls_redirect_port=tls_redirect_port,
             tls_public_host=tls_public_host,
+            queue=queue,
             **settings,
         )
     )
@@ -472,6 +477,21 @@ def batching_option(panel: str) -> Any:
     return typer.Option(
         "--batching/--no-batching",
         help=_help("Adaptive batching on or off", "batching.enabled"),
+        show_default=False,
+        rich_help_panel=panel,
+    )
+
+
+def queue_option(panel: str) -> Any:
+    return typer.Option(
+        "--queue",
+        metavar="URL",
+        help=_help(
+            "Also answer inference requests from a broker: amqp://, nats:// or redis:// (docs/queues.md); "
+            "repeat for more",
+            "queues",
+            "none",
+        ),
         show_default=False,
         rich_help_panel=panel,
     )

@@ -24,6 +24,7 @@ from modelwire.cli.main import (
     log_level_option,
     max_batch_size_option,
     max_delay_ms_option,
+    queue_option,
     request_timeout_option,
 )
 
@@ -211,6 +212,7 @@ def serve(
             rich_help_panel=_TLS_PANEL,
         ),
     ] = None,
+    queue: Annotated[list[str] | None, queue_option(_SERVE_PANEL)] = None,
     tls_public_host: Annotated[
         str | None,
         typer.Option(
@@ -262,5 +264,6 @@ def serve(
             http3=http3,
             tls_redirect_port=tls_redirect_port,
             tls_public_host=tls_public_host,
+            queue=queue,
         )
         main.run(settings)

@@ -233,6 +233,7 @@ _PUBLIC = frozenset(
         "/docs/oauth2-redirect",
         "/redoc",
         "/openapi.json",
+        "/asyncapi.json",
         "/favicon.ico",
         "/v1/models",
         "/v2",

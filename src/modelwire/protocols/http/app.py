@@ -11,6 +11,7 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
+import msgspec
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
@@ -22,6 +23,7 @@ from starlette.routing import request_response
 from modelwire._version import __version__
 from modelwire.errors import ModelwireError
 from modelwire.observability.metrics import CONTENT_TYPE
+from modelwire.protocols.asyncapi import asyncapi_document
 from modelwire.protocols.facades import Facades
 from modelwire.protocols.http.auth import SecurityMiddleware
 from modelwire.protocols.http.body_timeout import BodyTimeoutMiddleware
@@ -148,6 +150,16 @@ def create_app(services: Facades, *, hot_path: bool = True) -> FastAPI:
             summary="Inference (JSON or binary tensors)",
             openapi_extra=v2_body(),
         )
+
+    settings = services.settings
+
+    async def asyncapi(request: Request) -> Response:
+        """The AsyncAPI 3 document of the message channels (queues, WebSocket, SSE): protocols/asyncapi.py."""
+        host = request.headers.get("host") or f"{settings.host}:{settings.http_port}"
+        document = asyncapi_document(settings, http_host=host)
+        return Response(msgspec.json.encode(document), media_type="application/json")
+
+    route("/asyncapi.json", asyncapi, methods=["GET"], include_in_schema=False)
 
     # Streaming adapters, jobs and the dashboard register their own routes below, one line each.
     add_dashboard_routes(app, services)

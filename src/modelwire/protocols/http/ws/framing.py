@@ -15,7 +15,8 @@ from typing import Any
 
 import msgspec
 
-from modelwire.core.nesting import DEFAULT_MAX_DEPTH, check_depth, check_json_depth, too_deep
+from modelwire.core.messages import MessageDecoder
+from modelwire.core.nesting import DEFAULT_MAX_DEPTH
 from modelwire.errors import InvalidInputError, ModelwireError
 from modelwire.events.bus import Event
 from modelwire.events.topics import validate_topic
@@ -212,11 +213,10 @@ class Codec:
         self.subprotocol = subprotocol
         self.max_depth = max_depth
         self.binary = subprotocol == MSGPACK
+        self._decoder = MessageDecoder(binary=self.binary, max_depth=max_depth)
         if self.binary:
-            self._decode: Any = msgspec.msgpack.Decoder().decode
             self._encode: Any = msgspec.msgpack.Encoder().encode
         else:
-            self._decode = msgspec.json.Decoder().decode
             self._encode = msgspec.json.Encoder().encode
 
     @property
@@ -226,18 +226,9 @@ class Codec:
     def decode(self, data: str | bytes) -> Op | Malformed:
         """A client frame's payload to its op. The frame type was checked by the caller."""
         try:
-            message = self._decode(data)
-            if self.binary:
-                check_depth(message, self.max_depth, data if isinstance(data, bytes) else None)
-            else:
-                check_json_depth(data, self.max_depth)
-        except RecursionError:  # msgspec's own bound (~1000 levels)
-            return Malformed(None, too_deep(self.max_depth))
-        except InvalidInputError as exc:  # deeper than limits.max_json_depth
+            message = self._decoder.decode(data)  # core/messages.py: shared with the queue adapter
+        except InvalidInputError as exc:
             return Malformed(None, exc)
-        except (msgspec.DecodeError, ValueError) as exc:
-            kind = "msgpack" if self.binary else "JSON"
-            return _bad(f"the message is not valid {kind}: {exc}", "$")
         return parse(message)
 
     def encode(self, message: Mapping[str, Any]) -> str | bytes:

@@ -1,0 +1,1 @@
+"""NATS and JetStream: the queue consumer (``broker.py``), imported only when a ``nats://`` URL is set."""

@@ -1,0 +1,212 @@
+"""The AsyncAPI 3 document: every message channel this configuration serves, the counterpart of
+``/openapi.json`` and the ``.proto`` files. Served at ``/asyncapi.json``, printed by ``modelwire asyncapi``.
+
+Pure: settings in, a dict out. It names the ``[[queues]]`` (requests, replies, dead letters per broker, with
+the names they were given), the WebSocket (``/v1/ws``, ``/v1/models/{name}/ws``) and the SSE streams
+(``/v1/events``, ``/v1/models/{name}/predict/stream``). Message payloads are JSON Schema; a request is the
+REST body, an answer the REST answer (docs/queues.md, docs/streaming.md).
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+from modelwire._version import __version__
+from modelwire.settings import QueueSettings, Settings
+
+__all__ = ["asyncapi_document"]
+
+_TEXT = {"type": "string"}
+_ERROR = {
+    "type": "object",
+    "required": ["code", "message"],
+    "properties": {
+        "code": {"type": "string", "examples": ["INVALID_ARGUMENT", "NOT_FOUND", "UNAUTHENTICATED"]},
+        "message": _TEXT,
+        "reason": _TEXT,
+        "field": _TEXT,
+        "retry_after_s": {"type": "number"},
+        "details": {"type": "object"},
+    },
+}
+_SCHEMAS: dict[str, Any] = {
+    "PredictRequest": {
+        "type": "object",
+        "description": "Exactly one of text, texts, instance or instances; model and version are optional.",
+        "minProperties": 1,
+        "additionalProperties": False,
+        "properties": {
+            "text": _TEXT,
+            "texts": {"type": "array", "items": _TEXT, "minItems": 1},
+            "instance": {},
+            "instances": {"type": "array", "minItems": 1},
+            "model": _TEXT,
+            "version": _TEXT,
+        },
+        "examples": [{"text": "I love this product"}, {"model": "sentiment", "texts": ["great", "awful"]}],
+    },
+    "Error": _ERROR,
+    "Answer": {
+        "description": "The REST answer: the model's output, {predictions} for a batch, or {error}.",
+        "oneOf": [
+            {
+                "type": "object",
+                "required": ["error"],
+                "properties": {"error": {"$ref": "#/components/schemas/Error"}},
+            },
+            {"type": "object", "required": ["predictions"], "properties": {"predictions": {"type": "array"}}},
+            {"type": "object", "examples": [{"sentiment": "positive", "confidence": 0.95}]},
+        ],
+    },
+    "WsClientMessage": {
+        "type": "object",
+        "required": ["op"],
+        "properties": {
+            "op": {"enum": ["predict", "subscribe", "unsubscribe", "ping"]},
+            "id": {"type": ["string", "integer"]},
+            "text": _TEXT,
+            "instance": {},
+            "model": _TEXT,
+            "version": _TEXT,
+            "topic": _TEXT,
+        },
+    },
+    "WsServerMessage": {
+        "type": "object",
+        "description": "A prediction ({id, ...output}), or {op: error, event, subscribed, unsubscribed, "
+        "ping or pong}.",
+        "properties": {"op": _TEXT, "id": {"type": ["string", "integer", "null"]}},
+    },
+    "Event": {
+        "type": "object",
+        "required": ["topic", "type", "data"],
+        "properties": {"topic": _TEXT, "id": _TEXT, "type": _TEXT, "time": {"type": "number"}, "data": {}},
+    },
+}
+_MESSAGES: dict[str, Any] = {
+    "PredictRequest": {
+        "contentType": "application/json",
+        "summary": "A request (JSON, or msgpack with content type application/msgpack)",
+        "payload": {"$ref": "#/components/schemas/PredictRequest"},
+        "headers": {
+            "type": "object",
+            "properties": {
+                "model": _TEXT,
+                "authorization": {"type": "string", "description": "Bearer <API key or JWT> (auth on)"},
+                "x-api-key": _TEXT,
+                "idempotency-key": _TEXT,
+            },
+        },
+    },
+    "Answer": {"contentType": "application/json", "payload": {"$ref": "#/components/schemas/Answer"}},
+    "DeadLetter": {
+        "summary": "The unreadable (or poison) message as it came, with the reason",
+        "headers": {"type": "object", "properties": {"x-modelwire-error": _TEXT}},
+        "payload": {},
+    },
+    "WsClientMessage": {"payload": {"$ref": "#/components/schemas/WsClientMessage"}},
+    "WsServerMessage": {"payload": {"$ref": "#/components/schemas/WsServerMessage"}},
+    "Event": {"payload": {"$ref": "#/components/schemas/Event"}},
+    "StreamPrediction": {"payload": {"$ref": "#/components/schemas/Answer"}},
+}
+_PROTOCOL = {"rabbitmq": "amqp", "nats": "nats", "redis": "redis"}
+_REPLY_LOCATION = {
+    "rabbitmq": "$message.header#/reply_to",
+    "nats": "$message.header#/reply_to",
+    "redis": "$message.payload#/reply_to",
+}
+
+
+def _ref(kind: str, name: str) -> dict[str, str]:
+    return {"$ref": f"#/{kind}/{name}"}
+
+
+def _msg(name: str) -> dict[str, dict[str, str]]:
+    return {name: _ref("components/messages", name)}
+
+
+def _queue(doc: dict[str, Any], index: int, queue: QueueSettings) -> None:
+    kind = queue.kind
+    server = f"{kind}{index}"
+    parts = urllib.parse.urlsplit(queue.url)
+    doc["servers"][server] = {
+        "host": parts.netloc.rsplit("@", 1)[-1],
+        "protocol": _PROTOCOL.get(kind, kind) + ("s" if parts.scheme in ("amqps", "rediss", "tls") else ""),
+        "description": f"{kind} consumer (docs/queues.md)",
+    }
+    servers = [_ref("servers", server)]
+    channels: list[tuple[str, str]] = [(f"{server}Requests", queue.queue_name)]
+    if kind == "nats" and queue.jetstream:
+        channels.append((f"{server}Durable", queue.jetstream_subjects))
+    for key, address in channels:
+        doc["channels"][key] = {"address": address, "servers": servers, "messages": _msg("PredictRequest")}
+        doc["channels"][f"{key}Replies"] = {
+            "address": None,
+            "description": "the request's reply address (reply_to, the reply subject or Reply-To header)",
+            "servers": servers,
+            "messages": _msg("Answer"),
+        }
+        doc["operations"][f"{key}Answer"] = {
+            "action": "receive",
+            "channel": _ref("channels", key),
+            "summary": "Answer an inference request; the answer goes to its reply address",
+            "reply": {
+                "address": {"location": _REPLY_LOCATION.get(kind, "$message.header#/reply_to")},
+                "channel": _ref("channels", f"{key}Replies"),
+            },
+        }
+    dead = f"{server}DeadLetters"
+    doc["channels"][dead] = {
+        "address": queue.dead_letter_name,
+        "servers": servers,
+        "messages": _msg("DeadLetter"),
+    }
+    doc["operations"][f"{dead}Publish"] = {"action": "send", "channel": _ref("channels", dead)}
+
+
+def _http(doc: dict[str, Any], http_host: str, tls: bool) -> None:
+    doc["servers"]["websocket"] = {"host": http_host, "protocol": "wss" if tls else "ws"}
+    doc["servers"]["sse"] = {"host": http_host, "protocol": "https" if tls else "http"}
+    ws, sse = [_ref("servers", "websocket")], [_ref("servers", "sse")]
+    for key, address in (("ws", "/v1/ws"), ("modelWs", "/v1/models/{name}/ws")):
+        doc["channels"][key] = {
+            "address": address,
+            "servers": ws,
+            "messages": {**_msg("WsClientMessage"), **_msg("WsServerMessage")},
+        }
+        doc["operations"][f"{key}Receive"] = {"action": "receive", "channel": _ref("channels", key)}
+        doc["operations"][f"{key}Send"] = {"action": "send", "channel": _ref("channels", key)}
+    doc["channels"]["events"] = {"address": "/v1/events", "servers": sse, "messages": _msg("Event")}
+    doc["operations"]["eventsSend"] = {"action": "send", "channel": _ref("channels", "events")}
+    stream = "/v1/models/{name}/predict/stream"
+    doc["channels"]["predictStream"] = {
+        "address": stream,
+        "servers": sse,
+        "messages": _msg("StreamPrediction"),
+    }
+    doc["operations"]["predictStreamSend"] = {"action": "send", "channel": _ref("channels", "predictStream")}
+    for key in ("modelWs", "predictStream"):
+        doc["channels"][key]["parameters"] = {"name": {"description": "the model's name"}}
+
+
+def asyncapi_document(settings: Settings, *, http_host: str | None = None) -> dict[str, Any]:
+    """The document for ``settings``; ``http_host`` (``host:port``) is where the WebSocket and SSE are."""
+    doc: dict[str, Any] = {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "modelwire",
+            "version": __version__,
+            "description": "Message channels: broker queues, WebSocket and SSE (REST: /openapi.json).",
+        },
+        "defaultContentType": "application/json",
+        "servers": {},
+        "channels": {},
+        "operations": {},
+        "components": {"schemas": _SCHEMAS, "messages": _MESSAGES},
+    }
+    for index, queue in enumerate(settings.queues):
+        if queue.kind != "kafka":
+            _queue(doc, index, queue)
+    _http(doc, http_host or f"{settings.host}:{settings.http_port}", settings.tls.enabled)
+    return doc
