@@ -97,6 +97,7 @@ def main() -> None:
     env["PATH"] = ":".join(p for p in env["PATH"].split(":") if ".venv" not in p)
     marks: dict[str, float] = {}
     log: list[str] = []
+    wall_started = time.time()
     started = time.monotonic()
     proc = subprocess.Popen(
         [str(where / "scripts" / "serve"), "--http-port", str(http), "--grpc-port", str(grpc)],
@@ -134,6 +135,9 @@ def main() -> None:
         reader.join(timeout=5)
 
     venv = where / ".venv"
+    stamp = next(venv.glob(".modelwire-installed-*"), None)  # written when the install finished
+    if stamp is not None:
+        marks["install_end"] = stamp.stat().st_mtime - wall_started
     site = next((venv / "lib").glob("python*/site-packages"))
     sizes = json.loads(
         subprocess.run(
@@ -144,8 +148,7 @@ def main() -> None:
         "commit": commit,
         "python": sys.version.split()[0],
         "first_answer_s": round(answered - started, 1),
-        "install_end_s": round(marks.get("install_end", float("nan")), 1),
-        "ready_s": round(marks.get("ready", float("nan")), 1),
+        **{f"{mark}_s": round(at, 1) for mark, at in sorted(marks.items(), key=lambda kv: kv[1])},
         "answer": answer,
         "venv_mb": round(du_mb(venv), 1),
         "packages": len(sizes),

@@ -185,6 +185,12 @@ def _weigh(rows: Array, cols: Array, counts: Array, idf: Array, n_docs: int) -> 
     return values / norms[rows]  # type: ignore[no-any-return]
 
 
+def _dot(a: Array, b: Array) -> float:
+    """The dot product of two vectors without BLAS: OpenBLAS's threads spin on a busy machine, which made
+    the fit 3.7 times slower in CPU time on 2 shared cores (measured, docs/model.md)."""
+    return float(np.einsum("i,i->", a, b))
+
+
 def _fit_logistic(
     rows: Array,
     cols: Array,
@@ -211,7 +217,7 @@ def _fit_logistic(
         if len(starts):
             z[filled] += np.add.reduceat(values * np.take(w, cols), starts)
         margin = sign * z
-        loss = float(np.sum(np.logaddexp(0.0, -margin)) + 0.5 / c * np.dot(w, w))
+        loss = float(np.sum(np.logaddexp(0.0, -margin)) + 0.5 / c * _dot(w, w))
         r = -sign / (1.0 + np.exp(margin))  # d loss / d z, stable for large |margin|
         grad = np.empty_like(theta)
         grad[:-1] = np.bincount(cols, weights=values * np.repeat(r, per_row), minlength=n_features) + w / c
@@ -228,22 +234,22 @@ def _fit_logistic(
         q = g.copy()
         alphas = []
         for s, t, rho in reversed(history):
-            alpha = rho * np.dot(s, q)
+            alpha = rho * _dot(s, q)
             q -= alpha * t
             alphas.append(alpha)
         if history:
             s, t, _ = history[-1]
-            q *= np.dot(s, t) / np.dot(t, t)
+            q *= _dot(s, t) / _dot(t, t)
         else:
-            q /= max(np.linalg.norm(q), 1.0)
+            q /= max(np.sqrt(_dot(q, q)), 1.0)
         for (s, t, rho), alpha in zip(history, reversed(alphas), strict=True):
-            beta = rho * np.dot(t, q)
+            beta = rho * _dot(t, q)
             q += (alpha - beta) * s
         direction = -q
-        slope = float(np.dot(g, direction))
+        slope = float(_dot(g, direction))
         if slope >= 0:  # not a descent direction: restart from steepest descent
             history.clear()
-            direction, slope = -g, -float(np.dot(g, g))
+            direction, slope = -g, -float(_dot(g, g))
         step = 1.0
         while True:  # backtracking until the Armijo condition holds
             candidate = theta + step * direction
@@ -252,7 +258,7 @@ def _fit_logistic(
                 break
             step *= 0.5
         s_k, t_k = candidate - theta, g_new - g
-        curvature = float(np.dot(s_k, t_k))
+        curvature = float(_dot(s_k, t_k))
         if curvature > 1e-10:
             history.append((s_k, t_k, 1.0 / curvature))
             if len(history) > 10:
