@@ -1,12 +1,12 @@
 """A new user's first start, measured: fresh clone → ``scripts/serve`` → the first answered ``POST /predict``.
 
 Clones the repository at a commit into a new folder (so ``.venv`` and the data dir start empty), runs
-``scripts/serve`` there on free 127.0.0.1 ports with ``XDG_DATA_HOME`` inside the clone (so no model trained
-earlier is found), posts ``{"text": "I love this product"}`` to ``/predict`` every 0.2 s until one is
+``scripts/serve`` there on free 127.0.0.1 ports with ``XDG_DATA_HOME`` and ``XDG_CACHE_HOME`` inside the
+clone (so no model trained earlier is found, and pip and uv start with empty caches), posts ``{"text": "I love this product"}`` to ``/predict`` every 0.2 s until one is
 answered 200, then stops the server (its process group) and reports: seconds from the command to the end of
 the install, to the ``modelwire ready`` line and to the first answer; the ``.venv`` size, its package count
-and its largest packages (the files each distribution's ``RECORD`` lists). The pip cache is whatever this
-machine has (warm on a development machine; say so next to the numbers).
+and its largest packages (the files each distribution's ``RECORD`` lists). The machine's own pip configuration
+(indexes, find-links) still applies.
 
     python bench/first_start.py [--repo .] [--commit HEAD] [--keep DIR] [--json out.json]
 """
@@ -92,7 +92,8 @@ def main() -> None:
     ).stdout.strip()
 
     http, grpc = free_port(), free_port()
-    env = {**os.environ, "XDG_DATA_HOME": str(where / ".data")}
+    # a new user: no model trained, no installer or download cache (pip's, uv's) from earlier runs
+    env = {**os.environ, "XDG_DATA_HOME": str(where / ".data"), "XDG_CACHE_HOME": str(where / ".cache")}
     env.pop("VIRTUAL_ENV", None)
     env["PATH"] = ":".join(p for p in env["PATH"].split(":") if ".venv" not in p)
     marks: dict[str, float] = {}
