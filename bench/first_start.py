@@ -2,11 +2,12 @@
 
 Clones the repository at a commit into a new folder (so ``.venv`` and the data dir start empty), runs
 ``scripts/serve`` there on free 127.0.0.1 ports with ``XDG_DATA_HOME`` and ``XDG_CACHE_HOME`` inside the
-clone (so no model trained earlier is found, and pip and uv start with empty caches), posts ``{"text": "I love this product"}`` to ``/predict`` every 0.2 s until one is
-answered 200, then stops the server (its process group) and reports: seconds from the command to the end of
-the install, to the ``modelwire ready`` line and to the first answer; the ``.venv`` size, its package count
-and its largest packages (the files each distribution's ``RECORD`` lists). The machine's own pip configuration
-(indexes, find-links) still applies.
+clone (no model trained earlier is found; pip and uv start with empty caches), posts
+``{"text": "I love this product"}`` to ``/predict`` every 0.2 s until one is answered 200, then stops the
+server (its process group) and reports: seconds from the command to the end of the install (the stamp file
+``scripts/_venv.sh`` writes), to the start and end of training, to the ``modelwire ready`` line and to the
+first answer; the ``.venv`` size, its package count and its largest packages (the files each distribution's
+``RECORD`` lists). The machine's own pip configuration (indexes, find-links) still applies.
 
     python bench/first_start.py [--repo .] [--commit HEAD] [--keep DIR] [--json out.json]
 """
