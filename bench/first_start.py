@@ -118,9 +118,11 @@ def main() -> None:
             log.append(f"{now:7.2f} {line}")
             if "installing modelwire" in line:
                 marks.setdefault("install_start", now)
-            elif "install_start" in marks and "install_end" not in marks and not line.startswith("==>"):
-                marks["install_end"] = now
-            if "modelwire ready" in line or ("ready" in line.lower() and "http" in line.lower()):
+            elif "training one now" in line:
+                marks.setdefault("training_start", now)
+            elif "trained sentiment version" in line:
+                marks.setdefault("training_end", now)
+            elif "modelwire ready" in line:
                 marks.setdefault("ready", now)
 
     reader = threading.Thread(target=read, daemon=True)
