@@ -5,7 +5,8 @@ Training and serving need nothing but numpy (no scipy, no scikit-learn), so the 
 
 - **tokens**: lower-cased words of two or more word characters (scikit-learn's default ``token_pattern``),
   and every pair of neighbouring words (bigrams);
-- **vocabulary**: the unigrams and bigrams found in at least ``min_df`` training documents (a bigram's words
+- **vocabulary**: the unigrams and bigrams found in at least ``min_df`` training documents (by default 2 from
+  1,000 training documents on, else 1: a small data set keeps every word it has; a bigram's words
   are then in the vocabulary too, so a bigram is looked up as a pair of unigram ids);
 - **weights**: sublinear tf (``1 + ln(count)``) times smoothed idf (``ln((1 + n) / (1 + df)) + 1``), each
   document l2-normalised;
@@ -29,6 +30,7 @@ __all__ = ["FORMAT", "TextClassifier"]
 
 FORMAT = "modelwire-ngram-logistic/1"
 TOKEN = re.compile(r"(?u)\b\w\w+\b")
+SMALL = 1000  # fewer training documents than this keep the 1-2 grams seen once (min_df 1)
 
 Array = np.ndarray[Any, Any]
 Progress = Callable[[str, float], None]
@@ -90,7 +92,7 @@ class TextClassifier:
         texts: Sequence[str],
         labels: Sequence[int],
         *,
-        min_df: int = 2,
+        min_df: int | None = None,
         c: float = 32.0,
         max_iter: int = 50,
         tol: float = 1e-4,
@@ -126,6 +128,8 @@ class TextClassifier:
 
         # Keep the 1-2 grams seen in min_df documents; ids are renumbered in order, so bigram keys made of
         # the new unigram ids stay sorted.
+        if min_df is None:
+            min_df = 2 if len(texts) >= SMALL else 1
         keep = df >= max(min_df, 1)
         new_id = np.cumsum(keep) - 1
         kept_words = keep[:n_words]
