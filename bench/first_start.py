@@ -99,6 +99,7 @@ def main() -> None:
     env["PATH"] = ":".join(p for p in env["PATH"].split(":") if ".venv" not in p)
     marks: dict[str, float] = {}
     log: list[str] = []
+    load_before = os.getloadavg()[0]  # other work on the machine: these are wall-clock numbers
     wall_started = time.time()
     started = time.monotonic()
     proc = subprocess.Popen(
@@ -154,6 +155,7 @@ def main() -> None:
         "first_answer_s": round(answered - started, 1),
         **{f"{mark}_s": round(at, 1) for mark, at in sorted(marks.items(), key=lambda kv: kv[1])},
         "answer": answer,
+        "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "venv_mb": round(du_mb(venv), 1),
         "packages": len(sizes),
         "largest_mb": {
