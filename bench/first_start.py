@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -99,6 +100,8 @@ def main() -> None:
     env["PATH"] = ":".join(p for p in env["PATH"].split(":") if ".venv" not in p)
     marks: dict[str, float] = {}
     log: list[str] = []
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_before = before.ru_utime + before.ru_stime
     load_before = os.getloadavg()[0]  # other work on the machine: these are wall-clock numbers
     wall_started = time.time()
     started = time.monotonic()
@@ -139,6 +142,10 @@ def main() -> None:
             proc.wait(timeout=30)
         reader.join(timeout=5)
 
+    # CPU time of scripts/serve and everything it waited for (venv, uv or pip, training, serving): steadier
+    # than wall-clock time on a shared machine
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = children.ru_utime + children.ru_stime - cpu_before
     venv = where / ".venv"
     stamp = next(venv.glob(".modelwire-installed-*"), None)  # written when the install finished
     if stamp is not None:
@@ -155,6 +162,7 @@ def main() -> None:
         "first_answer_s": round(answered - started, 1),
         **{f"{mark}_s": round(at, 1) for mark, at in sorted(marks.items(), key=lambda kv: kv[1])},
         "answer": answer,
+        "cpu_s": round(cpu, 1),
         "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "venv_mb": round(du_mb(venv), 1),
         "packages": len(sizes),

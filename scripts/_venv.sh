@@ -2,9 +2,9 @@
 # Re-installs only when pyproject.toml changed since the last install (a stamp file records its hash).
 #
 # The installer is uv when it can be had (on PATH, or fetched once with pip into
-# ${XDG_CACHE_HOME:-~/.cache}/modelwire/tools, outside .venv): a fresh install takes seconds instead of
-# about a minute with pip (docs/benchmarks.md, "First start and install size"). pip is the fallback, and
-# MODELWIRE_INSTALLER=pip (or =uv) chooses one. uv does not read pip's configuration (pip.conf, PIP_*):
+# ${XDG_CACHE_HOME:-~/.cache}/modelwire/tools, outside .venv): it makes .venv and installs in seconds instead
+# of about a minute with python -m venv and pip (docs/benchmarks.md, "First start and install size"). pip is
+# the fallback, and MODELWIRE_INSTALLER=pip (or =uv) chooses one. uv does not read pip's configuration (pip.conf, PIP_*):
 # where only pip's setup can reach an index, the uv attempt fails and pip installs instead.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,16 +16,19 @@ if ! "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' 2>
     exit 1
 fi
 
-# Prints the path of a uv binary, fetching one with pip the first time; fails if there is none to be had.
+# Prints the path of a uv binary: uv on PATH, or one fetched earlier into the tools folder, or one fetched now
+# with pip (.venv's once it exists, else $PY's); fails quietly if there is none to be had.
 find_uv() {
     if command -v uv >/dev/null 2>&1; then
         command -v uv
         return
     fi
-    local tools="${XDG_CACHE_HOME:-$HOME/.cache}/modelwire/tools"
+    local tools="${XDG_CACHE_HOME:-$HOME/.cache}/modelwire/tools" pip_python="$PY"
     if [ ! -x "$tools/bin/uv" ]; then
+        [ -x "$VENV/bin/python" ] && pip_python="$VENV/bin/python"
+        "$pip_python" -m pip --version >/dev/null 2>&1 || return 1
         echo "==> fetching uv (the installer) into $tools" >&2
-        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+        "$pip_python" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
             --upgrade --target "$tools" "uv>=0.8" >&2 || return 1
     fi
     echo "$tools/bin/uv"
@@ -64,9 +67,19 @@ install_with() {
 
 ensure_venv() {
     local extras="$1"   # "" (the default install), "dev" (everything), or extras such as "sklearn"
+    local installer="${MODELWIRE_INSTALLER:-auto}"
+    case "$installer" in
+        auto | uv | pip) ;;
+        *) echo "MODELWIRE_INSTALLER must be uv or pip, not '$installer'" >&2; exit 1 ;;
+    esac
     if [ ! -x "$VENV/bin/python" ]; then
         echo "==> creating $VENV"
-        "$PY" -m venv "$VENV"
+        # uv makes it (with pip in it) in about a second; python -m venv takes several.
+        local uv=""
+        [ "$installer" = pip ] || uv="$(find_uv)" || uv=""
+        if [ -z "$uv" ] || ! "$uv" venv --quiet --seed --python "$PY" "$VENV"; then
+            "$PY" -m venv --clear "$VENV"
+        fi
     fi
     local stamp="$VENV/.modelwire-installed-$extras"
     local want
@@ -74,11 +87,6 @@ ensure_venv() {
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
         return
     fi
-    local installer="${MODELWIRE_INSTALLER:-auto}"
-    case "$installer" in
-        auto | uv | pip) ;;
-        *) echo "MODELWIRE_INSTALLER must be uv or pip, not '$installer'" >&2; exit 1 ;;
-    esac
     echo "==> installing modelwire${extras:+ with $extras dependencies} into $VENV"
     if [ "$installer" = pip ]; then
         install_with pip "$extras"
