@@ -150,7 +150,7 @@ class TextClassifier:
         values = _weigh(rows, cols, all_counts[in_vocabulary], idf, n_docs)
         del all_rows, all_cols, all_counts, in_vocabulary
 
-        progress("fitting logistic regression (L-BFGS)", 0.35)
+        progress("fitting logistic regression", 0.35)
         y = np.asarray(labels, dtype=np.float64)
         coef, intercept = _fit_logistic(rows, cols, values, y, len(idf), c, max_iter, tol, progress)
         return cls(terms, bigrams, idf, coef, intercept)
@@ -273,7 +273,7 @@ def _fit_logistic(
         converged = f - f_new <= 1e-9 * max(abs(f), 1.0)
         theta, f, g = candidate, f_new, g_new
         if iteration % 10 == 0:
-            progress("fitting logistic regression (L-BFGS)", 0.35 + 0.5 * min(iteration / 150, 1.0))
+            progress("fitting logistic regression", 0.35 + 0.6 * iteration / max(max_iter, 1))
         if converged:
             break
     return theta[:-1], float(theta[-1])
