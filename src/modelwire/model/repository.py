@@ -42,7 +42,7 @@ def library_versions(fmt: str = "skops") -> dict[str, str]:
     for name in _LIBRARIES.get(fmt, ()):
         try:
             versions[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:  # pragma: no cover - all are dependencies
+        except importlib_metadata.PackageNotFoundError:  # pragma: no cover - installed where the format is
             continue
     return versions
 
@@ -107,9 +107,7 @@ class ModelRepository:
         found = [
             p.name
             for p in folder.iterdir()
-            if p.name.isdigit()
-            and (p / METADATA).is_file()
-            and any((p / a).is_file() for a in ARTIFACTS.values())
+            if p.name.isdigit() and (p / METADATA).is_file() and _has_artifact(p)
         ]
         return sorted(found, key=int)
 
