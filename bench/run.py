@@ -91,7 +91,15 @@ def ensure_model(data_dir: Path) -> Path:
         return environment.latest_version(models)
     except FileNotFoundError:
         print(f"==> training the default model into {models}", flush=True)
-        cmd = [str(ROOT / ".venv/bin/modelwire"), "train", "--data-dir", str(data_dir)]
+        # scikit-learn's pipeline: the peers load the same skops artifact (the sklearn extra, scripts/bench)
+        cmd = [
+            str(ROOT / ".venv/bin/modelwire"),
+            "train",
+            "--trainer",
+            "sklearn",
+            "--data-dir",
+            str(data_dir),
+        ]
         subprocess.run(cmd, check=True, timeout=600)
         return environment.latest_version(models)
 

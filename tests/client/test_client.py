@@ -139,7 +139,7 @@ async def test_models_lists_versions_and_readiness(url: str) -> None:
     assert sentiment.default_version == "1"
     assert [v.version for v in sentiment.versions] == ["1"]
     assert sentiment.ready
-    assert sentiment.platform == "scikit-learn"
+    assert sentiment.platform == "numpy"
 
 
 async def test_health_is_live_and_ready(url: str) -> None:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -384,3 +386,49 @@ def test_two_processes_starting_on_one_empty_repository_train_once(tmp_path: Pat
     assert [p.exitcode for p in processes] == [0, 0]
     assert served == [["1"], ["1"]]  # both serve the one version one of them trained
     assert ModelRepository(tmp_path / "shared" / "models").versions("sentiment") == ["1"]
+
+
+@pytest.fixture
+def skops_only(tmp_path: Path, tiny_reviews: tuple[list[str], list[int]]) -> Settings:
+    """A data dir whose only sentiment version scikit-learn wrote (as before numpy trained it)."""
+    settings = Settings(data_dir=tmp_path / "old")
+    train_sentiment(ModelRepository(settings.model_repository), data=tiny_reviews, trainer="sklearn")
+    return settings
+
+
+def test_without_the_sklearn_extra_old_versions_are_left_out_and_a_numpy_one_trained(
+    skops_only: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    tiny_reviews: tuple[list[str], list[int]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def small_training(repository: ModelRepository, **kwargs: Any) -> Any:
+        return train_sentiment(repository, **kwargs, data=tiny_reviews)
+
+    monkeypatch.setattr(registry_module, "train_sentiment", small_training)
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "skops", None)
+
+    with caplog.at_level(logging.WARNING, logger="modelwire.model"):
+        models = build_models(skops_only)
+
+    assert kinds(models) == [("sentiment", "2", "SentimentModel")]  # version 1 (skops) is not served
+    assert "version 1 is a scikit-learn artifact" in caplog.text
+    assert "pip install 'modelwire[sklearn]'" in caplog.text
+    models[0].load()
+    assert models[0].predict(["wonderful"])[0]["sentiment"] == "positive"
+    # asked for by number, the old version is served as asked, and its load names the extra
+    pinned = Settings(
+        data_dir=skops_only.data_dir,
+        models=[ModelSettings(name="sentiment", source="builtin:sentiment", version="1")],
+    )
+    (old,) = build_models(pinned)
+    with pytest.raises(ConfigurationError, match=r"modelwire\[sklearn\]"):
+        old.load()
+
+
+def test_with_the_sklearn_extra_old_versions_are_served(skops_only: Settings) -> None:
+    models = build_models(skops_only)
+    assert kinds(models) == [("sentiment", "1", "SentimentModel")]
+    models[0].load()
+    assert models[0].info().platform == "scikit-learn"

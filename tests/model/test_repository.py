@@ -3,14 +3,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 
 import pytest
 from sklearn.preprocessing import FunctionTransformer
 
 from modelwire import ConfigurationError
-from modelwire.model.repository import ARTIFACT, METADATA, ModelRepository, library_versions
+from modelwire.model.repository import ARTIFACTS, METADATA, ModelRepository, library_versions
 from modelwire.model.sentiment import SentimentModel, train_sentiment
+
+ARTIFACT = ARTIFACTS["npz"]
 
 
 def edit_metadata(repository: ModelRepository, name: str, version: str, **changes: object) -> None:
@@ -27,9 +30,11 @@ def test_the_trained_default_model_is_laid_out_per_version(trained_data_dir: Pat
 
     assert raw["name"] == "sentiment"
     assert raw["version"] == "1"
-    assert raw["format"] == "skops"
-    assert raw["libraries"] == library_versions()
-    assert {"python", "scikit-learn", "numpy", "scipy", "skops"} <= set(raw["libraries"])
+    assert raw["format"] == "npz"
+    assert not (folder / ARTIFACTS["skops"]).exists()
+    assert raw["libraries"] == library_versions("npz")
+    assert set(raw["libraries"]) == {"python", "numpy"}  # scikit-learn takes no part
+    assert raw["metrics"]["trainer"] == "numpy"
     assert raw["metrics"]["accuracy"] >= 0.85  # held-out 20 % of the real reviews
     assert raw["metrics"]["test_fraction"] == 0.2
     total = raw["metrics"]["n_train"] + raw["metrics"]["n_test"]
@@ -64,8 +69,11 @@ def test_versions_lists_only_complete_versions_in_numeric_order(tmp_path: Path) 
     (tmp_path / "m" / "12" / ARTIFACT).write_bytes(b"x")  # no metadata
     (tmp_path / "m" / ".staging-abc").mkdir()
     (tmp_path / "m" / "latest").mkdir()
+    (tmp_path / "m" / "3").mkdir()  # a version scikit-learn wrote
+    (tmp_path / "m" / "3" / ARTIFACTS["skops"]).write_bytes(b"x")
+    (tmp_path / "m" / "3" / METADATA).write_text("{}")
 
-    assert repository.versions("m") == ["1", "2", "10"]
+    assert repository.versions("m") == ["1", "2", "3", "10"]
     assert repository.next_version("m") == "13"  # never reuses a number, even an incomplete one
     assert repository.versions("unknown") == []
     assert repository.next_version("unknown") == "1"
@@ -74,7 +82,7 @@ def test_versions_lists_only_complete_versions_in_numeric_order(tmp_path: Path) 
 def test_library_version_drift_logs_a_warning(
     repository: ModelRepository, caplog: pytest.LogCaptureFixture
 ) -> None:
-    libraries = dict(library_versions(), **{"scikit-learn": "0.1.0"})
+    libraries = dict(library_versions("npz"), numpy="0.1.0")
     edit_metadata(repository, "sentiment", "1", libraries=libraries)
     model = SentimentModel("sentiment", "1", repository=repository)
 
@@ -82,7 +90,7 @@ def test_library_version_drift_logs_a_warning(
         model.load()
 
     (record,) = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert "scikit-learn 0.1.0" in record.getMessage()
+    assert "numpy 0.1.0" in record.getMessage()
     assert "modelwire train" in record.getMessage()
     assert model.predict(["I love this product"])[0]["sentiment"] == "positive"  # still loads
 
@@ -119,6 +127,40 @@ def test_a_corrupt_artifact_is_a_configuration_error(repository: ModelRepository
     (repository.root / "sentiment" / "1" / ARTIFACT).write_bytes(b"not a zip archive")
     with pytest.raises(ConfigurationError, match="retrain"):
         SentimentModel("sentiment", "1", repository=repository).load()
+
+
+def test_arrays_are_saved_as_npz_and_loaded_without_pickle(tmp_path: Path) -> None:
+    import numpy as np
+
+    repository = ModelRepository(tmp_path)
+    meta = repository.save("m", {"w": np.arange(3.0), "n": np.asarray([7])}, {"accuracy": 1.0})
+    assert (meta.format, meta.trusted_types) == ("npz", [])
+    arrays, loaded = repository.load("m", "1", frozenset())
+    assert sorted(arrays) == ["n", "w"]
+    assert arrays["w"].tolist() == [0.0, 1.0, 2.0]
+    assert loaded.format == "npz"
+
+    # an object array needs pickle to load, so it is refused: loading must run no code
+    np.savez(tmp_path / "m" / "1" / ARTIFACT, w=np.asarray([os.system], dtype=object))
+    with pytest.raises(ConfigurationError, match="retrain"):
+        repository.load("m", "1", frozenset())
+
+
+def test_a_skops_version_without_the_sklearn_extra_names_the_extra(
+    repository: ModelRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repository.save("custom", FunctionTransformer(), {})
+    monkeypatch.setitem(sys.modules, "skops", None)
+    monkeypatch.setitem(sys.modules, "skops.io", None)
+    with pytest.raises(ConfigurationError, match=r"pip install 'modelwire\[sklearn\]'"):
+        repository.load("custom", "1", frozenset())
+    with pytest.raises(ConfigurationError, match=r"pip install 'modelwire\[sklearn\]'"):
+        repository.save("custom", FunctionTransformer(), {})
+    assert repository.versions("custom") == ["1"]  # the refused save left nothing behind
+    # the numpy default model needs neither
+    model = SentimentModel("sentiment", "1", repository=repository)
+    model.load()
+    assert model.predict(["I love this product"])[0]["sentiment"] == "positive"
 
 
 @pytest.mark.parametrize(

@@ -227,6 +227,29 @@ def test_onnx_from_skl2onnx_matches_sklearn(tmp_path: Path) -> None:
     np.testing.assert_allclose(np.ravel([o[name] for o in out]), regressor.predict(np.array(rows)), rtol=1e-5)
 
 
+def test_onnx_without_the_onnx_extra_names_it(linear_onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(ConfigurationError, match=r"linear.onnx needs the 'onnx' extra.*modelwire\[onnx\]"):
+        OnnxModel("linear", path=linear_onnx).load()
+
+
+@pytest.mark.parametrize("missing", ["sklearn", "skops.io", "joblib"])
+@pytest.mark.parametrize("suffix", [".skops", ".joblib"])
+def test_sklearn_files_without_the_sklearn_extra_name_it(
+    tmp_path: Path, classifier: LogisticRegression, monkeypatch: pytest.MonkeyPatch, missing: str, suffix: str
+) -> None:
+    path = tmp_path / f"clf{suffix}"
+    if suffix == ".skops":
+        sio.dump(classifier, path)
+    else:
+        joblib.dump(classifier, path)
+    monkeypatch.setitem(sys.modules, missing, None)
+    with pytest.raises(
+        ConfigurationError, match=rf"clf\{suffix} needs the 'sklearn' extra.*modelwire\[sklearn\]"
+    ):
+        SklearnModel("clf", path=path).load()
+
+
 def test_onnx_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="does not exist"):
         OnnxModel("gone", path=tmp_path / "gone.onnx").load()

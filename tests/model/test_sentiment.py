@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,7 @@ def test_info_declares_the_tensors_and_the_measured_accuracy(trained_sentiment: 
     info = trained_sentiment.info()
     assert info.name == "sentiment"
     assert info.version == "1"
-    assert info.platform == "scikit-learn"
+    assert info.platform == "numpy"
     assert info.inputs == (TensorSpec("text", Datatype.BYTES),)
     assert info.outputs == (TensorSpec("sentiment", Datatype.BYTES), TensorSpec("confidence", Datatype.FP32))
     assert info.extra["metrics"]["accuracy"] >= 0.85
@@ -134,20 +135,48 @@ def test_load_reviews_of_an_empty_file(tmp_path: Path) -> None:
         load_reviews(path)
 
 
-def test_the_direct_runtime_equals_predict_proba(trained_data_dir: Path) -> None:
+@pytest.fixture(scope="module")
+def sklearn_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """sentiment/1 trained by the sklearn trainer on the real reviews (the sklearn extra)."""
+    data_dir = tmp_path_factory.mktemp("sklearn-data")
+    report = train_sentiment(ModelRepository(data_dir / "models"), data=load_reviews(), trainer="sklearn")
+    assert report.accuracy >= 0.85
+    return data_dir
+
+
+def test_the_sklearn_trainer_saves_a_skops_pipeline(sklearn_data_dir: Path) -> None:
+    repository = ModelRepository(sklearn_data_dir / "models")
+    meta = repository.metadata("sentiment", "1")
+    assert meta.format == "skops"
+    assert meta.metrics["trainer"] == "sklearn"
+    assert {"scikit-learn", "scipy", "skops", "numpy"} <= set(meta.libraries)
+    model = SentimentModel("sentiment", "1", repository=repository)
+    model.load()
+    assert model.info().platform == "scikit-learn"
+    assert model.predict(["I love this product"])[0]["sentiment"] == "positive"
+
+
+def test_both_trainers_reach_the_same_held_out_accuracy(
+    trained_data_dir: Path, sklearn_data_dir: Path
+) -> None:
+    """The numpy trainer replaced scikit-learn's by default: within a point on the same split."""
+    numpy_accuracy = ModelRepository(trained_data_dir / "models").metadata("sentiment", "1").metrics
+    sklearn_accuracy = ModelRepository(sklearn_data_dir / "models").metadata("sentiment", "1").metrics
+    assert numpy_accuracy["n_test"] == sklearn_accuracy["n_test"] == 6706
+    assert abs(numpy_accuracy["accuracy"] - sklearn_accuracy["accuracy"]) <= 0.01
+
+
+def test_the_direct_runtime_equals_predict_proba(sklearn_data_dir: Path) -> None:
     """model/linear_text.py must compute exactly what scikit-learn computes, on real held-out reviews."""
     import numpy as np
 
     from modelwire.model.linear_text import LinearTextScorer
-    from modelwire.model.repository import ModelRepository
-    from modelwire.model.sentiment import SentimentModel, load_reviews
 
-    direct = SentimentModel("sentiment", "1", repository=ModelRepository(trained_data_dir / "models"))
+    repository = ModelRepository(sklearn_data_dir / "models")
+    direct = SentimentModel("sentiment", "1", repository=repository)
     direct.load()
     assert isinstance(direct._scorer, LinearTextScorer)
-    exact = SentimentModel(
-        "sentiment", "1", repository=ModelRepository(trained_data_dir / "models"), runtime="sklearn"
-    )
+    exact = SentimentModel("sentiment", "1", repository=repository, runtime="sklearn")
     exact.load()
     assert exact._scorer is None
     texts, _ = load_reviews()
@@ -170,3 +199,34 @@ def test_the_direct_runtime_declines_other_pipelines() -> None:
         ["good", "bad", "fine", "awful"], [1, 0, 1, 0]
     )
     assert LinearTextScorer.from_pipeline(pipeline) is None
+
+
+def test_the_sklearn_runtime_needs_a_version_scikit_learn_trained(repository: ModelRepository) -> None:
+    model = SentimentModel("sentiment", "1", repository=repository, runtime="sklearn")
+    with pytest.raises(ConfigurationError, match=r"--trainer sklearn.*modelwire\[sklearn\]"):
+        model.load()
+
+
+def test_an_unknown_runtime_is_a_configuration_error(repository: ModelRepository) -> None:
+    with pytest.raises(ConfigurationError, match="runtime must be direct or sklearn, not 'fast'"):
+        SentimentModel("sentiment", "1", repository=repository, runtime="fast").load()
+
+
+def test_an_unknown_trainer_is_a_configuration_error(
+    tmp_path: Path, tiny_reviews: tuple[list[str], list[int]]
+) -> None:
+    with pytest.raises(ConfigurationError, match="trainer must be one of numpy, sklearn"):
+        train_sentiment(ModelRepository(tmp_path), data=tiny_reviews, trainer="torch")  # type: ignore[arg-type]
+
+
+def test_the_sklearn_trainer_without_the_extra_names_it(
+    tmp_path: Path, tiny_reviews: tuple[list[str], list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for module in ("sklearn", "sklearn.pipeline", "sklearn.linear_model", "sklearn.feature_extraction.text"):
+        monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(
+        ConfigurationError, match=r"--trainer sklearn needs .*pip install 'modelwire\[sklearn\]'"
+    ):
+        train_sentiment(ModelRepository(tmp_path), data=tiny_reviews, trainer="sklearn")
+    report = train_sentiment(ModelRepository(tmp_path), data=tiny_reviews)  # numpy needs no extra
+    assert report.version == "1"

@@ -65,7 +65,7 @@ def predict(
 ) -> None:
     """Ask a running server for predictions.
 
-    Prints the model's answer, e.g. [cyan]{"sentiment": "positive", "confidence": 0.95}[/]; a batch prints
+    Prints the model's answer, e.g. [cyan]{"sentiment": "positive", "confidence": 0.93}[/]; a batch prints
     one line per text. Exits 1 if any text failed.
     """
     from modelwire.client import Client, Prediction

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
@@ -17,6 +17,9 @@ from modelwire.cli.main import (
     build_settings,
 )
 from modelwire.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from modelwire.model.sentiment import Trainer
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[int]]:
@@ -78,6 +81,14 @@ def train(
     api_key: ApiKeyOption = None,
     ca_cert: CaCertOption = None,
     wait: Annotated[bool, typer.Option("--wait", help="With --async: follow the job to its end.")] = False,
+    trainer: Annotated[
+        str,
+        typer.Option(
+            metavar="numpy|sklearn",
+            help="[cyan]numpy[/]: modelwire's own trainer (model.npz). [cyan]sklearn[/]: scikit-learn's "
+            "pipeline saved with skops (needs pip install 'modelwire\\[sklearn]').",
+        ),
+    ] = "numpy",
 ) -> None:
     """Train the default sentiment model and register it as a new version.
 
@@ -88,7 +99,11 @@ def train(
     if file is not None and data is not None and file != data:
         raise typer.BadParameter("give the CSV once: FILE or --data", param_hint="FILE")
     data = data or file
+    if trainer not in ("numpy", "sklearn"):
+        raise typer.BadParameter("choose numpy or sklearn", param_hint="--trainer")
     if run_async:
+        if trainer != "numpy":
+            raise typer.BadParameter("--async trains on the server, with numpy", param_hint="--trainer")
         if data is None:
             raise typer.BadParameter("--async uploads a CSV: name it (FILE)", param_hint="FILE")
         from modelwire.cli.jobs import submit_training_job
@@ -106,7 +121,9 @@ def train(
         labelled = _read_csv(data) if data is not None else None
         repository = ModelRepository(settings.model_repository)
         with training_progress() as progress:
-            report = train_sentiment(repository, name=name, data=labelled, progress=progress)
+            report = train_sentiment(
+                repository, name=name, data=labelled, progress=progress, trainer=cast("Trainer", trainer)
+            )
     console.print(
         f"trained [bold]{name}[/] version [bold]{report.version}[/]: held-out accuracy "
         f"[bold]{report.accuracy:.4f}[/] ({report.n_train} train / {report.n_test} test rows, "

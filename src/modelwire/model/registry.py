@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import inspect
 import logging
 from collections.abc import Callable, Collection
@@ -68,10 +69,17 @@ def _from_spec(
 ) -> list[Model]:
     source = spec.source
     if source == "builtin:sentiment":
-        versions = repository.versions(spec.name)
+        # a pinned version is served as asked (its load names a missing extra); otherwise every version this
+        # install can load, and a first one is trained when there is none
+        pinned = spec.version is not None
+
+        def candidates(warn: bool = False) -> list[str]:
+            return repository.versions(spec.name) if pinned else _servable(spec.name, repository, warn=warn)
+
+        versions = candidates(warn=True)
         if not versions:
             with repository.first_version_lock(spec.name):
-                versions = repository.versions(spec.name)  # another process may have trained meanwhile
+                versions = candidates()  # another process may have trained meanwhile
                 if not versions:
                     versions = [_train_first(spec.name, repository, progress)]
         if spec.version is not None:
@@ -91,6 +99,39 @@ def _from_spec(
         f"model source {source!r} is not builtin:sentiment, a package.module:Class path, "
         "or a .skops/.joblib/.pkl/.onnx file"
     )
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError, AttributeError):  # a module hidden as None in sys.modules
+        return False
+
+
+def _servable(name: str, repository: ModelRepository, *, warn: bool = False) -> list[str]:
+    """The versions of the default model this install can load: a version scikit-learn wrote
+    (``model.skops``, from before numpy trained the default model or from ``--trainer sklearn``) needs the
+    ``sklearn`` extra; without it, it is left out (the start trains a numpy version if none is left)."""
+    versions = repository.versions(name)
+    if _installed("sklearn") and _installed("skops"):
+        return versions
+    servable = []
+    for version in versions:
+        try:
+            fmt = repository.metadata(name, version).format
+        except ConfigurationError:
+            fmt = "npz"  # unreadable metadata: loading it reports the problem
+        if fmt == "skops":
+            if warn:
+                logger.warning(
+                    "%s version %s is a scikit-learn artifact (model.skops) and the 'sklearn' extra is not "
+                    "installed: not served (pip install 'modelwire[sklearn]' serves it)",
+                    name,
+                    version,
+                )
+            continue
+        servable.append(version)
+    return servable
 
 
 def _train_first(

@@ -1,7 +1,9 @@
 """The on-disk model repository: ``<root>/<model>/<version>/`` with a safe artifact and ``metadata.json``.
 
-Artifacts are written with skops (no pickle: loading cannot run arbitrary code), and the metadata records
-the library versions that wrote them, so a load with other versions is flagged before it misbehaves.
+An artifact is either ``model.npz`` (named numpy arrays, read with ``allow_pickle=False``: what the default
+model's numpy trainer writes) or ``model.skops`` (a scikit-learn estimator written with skops, which needs the
+``sklearn`` extra). Neither format runs code when loaded. The metadata records the library versions that
+wrote the artifact, so a load with other versions is flagged before it misbehaves.
 """
 
 from __future__ import annotations
@@ -15,31 +17,54 @@ import os
 import platform
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from modelwire.errors import ConfigurationError
 
-__all__ = ["ArtifactMetadata", "ModelRepository", "library_versions"]
+__all__ = ["ArtifactMetadata", "ModelRepository", "library_versions", "missing_extra"]
 
 logger = logging.getLogger("modelwire.model")
 
-ARTIFACT = "model.skops"
+ARTIFACTS = {"npz": "model.npz", "skops": "model.skops"}
 METADATA = "metadata.json"
-_LIBRARIES = ("scikit-learn", "numpy", "scipy", "skops")
+_LIBRARIES = {"npz": ("numpy",), "skops": ("scikit-learn", "numpy", "scipy", "skops")}
 
 
-def library_versions() -> dict[str, str]:
+def library_versions(fmt: str = "skops") -> dict[str, str]:
+    """The versions of Python and of the libraries that write and read artifacts of format ``fmt``."""
     versions = {"python": platform.python_version()}
-    for name in _LIBRARIES:
+    for name in _LIBRARIES.get(fmt, ()):
         try:
             versions[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:  # pragma: no cover - all are dependencies
+        except importlib_metadata.PackageNotFoundError:  # pragma: no cover - installed where the format is
             continue
     return versions
+
+
+def _has_artifact(folder: Path) -> bool:
+    return any((folder / artifact).is_file() for artifact in ARTIFACTS.values())
+
+
+def missing_extra(extra: str, what: str, exc: ImportError) -> ConfigurationError:
+    """The error for an optional dependency that is not installed, naming the extra that installs it."""
+    return ConfigurationError(
+        f"{what} needs the {extra!r} extra ({exc.name or exc} is not installed): "
+        f"pip install 'modelwire[{extra}]'"
+    )
+
+
+def _skops() -> Any:
+    try:
+        import skops.io as sio
+    except ImportError as exc:
+        raise missing_extra("sklearn", "a scikit-learn artifact (model.skops)", exc) from exc
+    return sio
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +75,13 @@ class ArtifactMetadata:
     libraries: dict[str, str]
     metrics: dict[str, Any]
     trusted_types: list[str]
+    format: str = "npz"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "version": self.version,
-            "format": "skops",
+            "format": self.format,
             "created_at": self.created_at,
             "libraries": self.libraries,
             "metrics": self.metrics,
@@ -81,7 +107,7 @@ class ModelRepository:
         found = [
             p.name
             for p in folder.iterdir()
-            if p.name.isdigit() and (p / ARTIFACT).is_file() and (p / METADATA).is_file()
+            if p.name.isdigit() and (p / METADATA).is_file() and _has_artifact(p)
         ]
         return sorted(found, key=int)
 
@@ -110,24 +136,35 @@ class ModelRepository:
         taken = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
         return str(max(taken, default=0) + 1)
 
-    def save(self, name: str, estimator: Any, metrics: dict[str, Any]) -> ArtifactMetadata:
-        """Write a new version atomically (a temp folder renamed into place) and return its metadata."""
-        import skops.io as sio
+    def save(self, name: str, artifact: Any, metrics: dict[str, Any]) -> ArtifactMetadata:
+        """Write a new version atomically (a temp folder renamed into place) and return its metadata.
 
+        ``artifact`` is a mapping of names to numpy arrays (written as ``model.npz``) or a scikit-learn
+        estimator (written with skops as ``model.skops``; needs the ``sklearn`` extra).
+        """
+        sio = None if isinstance(artifact, Mapping) else _skops()
         (self.root / name).mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root / name))
         try:
-            sio.dump(estimator, staging / ARTIFACT)
-            trusted = sorted(sio.get_untrusted_types(file=staging / ARTIFACT))
+            if sio is None:
+                fmt, trusted = "npz", []
+                arrays: dict[str, Any] = {key: np.asarray(value) for key, value in artifact.items()}
+                with open(staging / ARTIFACTS[fmt], "wb") as handle:
+                    np.savez(handle, **arrays)
+            else:
+                fmt = "skops"
+                sio.dump(artifact, staging / ARTIFACTS[fmt])
+                trusted = sorted(sio.get_untrusted_types(file=staging / ARTIFACTS[fmt]))
             while True:
                 version = self.next_version(name)
                 meta = ArtifactMetadata(
                     name=name,
                     version=version,
                     created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                    libraries=library_versions(),
+                    libraries=library_versions(fmt),
                     metrics=metrics,
                     trusted_types=trusted,
+                    format=fmt,
                 )
                 (staging / METADATA).write_text(json.dumps(meta.to_json(), indent=2) + "\n")
                 try:
@@ -150,19 +187,24 @@ class ModelRepository:
                 libraries=raw["libraries"],
                 metrics=raw.get("metrics", {}),
                 trusted_types=raw.get("trusted_types", []),
+                format=raw.get("format", "skops"),
             )
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigurationError(f"cannot read {path} ({exc!r}); retrain with `modelwire train`") from exc
 
     def load(self, name: str, version: str, allowed_types: frozenset[str]) -> tuple[Any, ArtifactMetadata]:
-        """Load one version, refusing types outside ``allowed_types`` and flagging library drift."""
-        import skops.io as sio
-
+        """Load one version: a dict of arrays (``npz``) or an estimator (``skops``, refusing types outside
+        ``allowed_types``), and flag library drift."""
         folder = self.root / name / version
-        if not (folder / ARTIFACT).is_file():
+        if not _has_artifact(folder):
             raise ConfigurationError(f"no artifact for {name} version {version} in {folder}")
         meta = self.metadata(name, version)
-        installed = library_versions()
+        path = folder / ARTIFACTS.get(meta.format, f"model.{meta.format}")
+        if not path.is_file():
+            raise ConfigurationError(
+                f"{folder / METADATA} names format {meta.format!r} but {path} is missing"
+            )
+        installed = library_versions(meta.format)
         for lib, wrote in meta.libraries.items():
             have = installed.get(lib)
             if lib != "python" and have is not None and _minor(have) != _minor(wrote):
@@ -175,21 +217,28 @@ class ModelRepository:
                     wrote,
                     have,
                 )
+        if meta.format == "npz":
+            try:
+                with np.load(path, allow_pickle=False) as arrays:
+                    return {key: arrays[key] for key in arrays.files}, meta
+            except Exception as exc:  # truncated copy, wrong file, an object array
+                raise ConfigurationError(
+                    f"could not read {path} ({exc!r}); retrain it with `modelwire train`"
+                ) from exc
+        sio = _skops()
         try:
-            untrusted = set(sio.get_untrusted_types(file=folder / ARTIFACT))
+            untrusted = set(sio.get_untrusted_types(file=path))
         except Exception as exc:  # not a skops archive at all (truncated copy, wrong file)
             raise ConfigurationError(
-                f"could not read {folder / ARTIFACT} ({exc!r}); retrain it with `modelwire train`"
+                f"could not read {path} ({exc!r}); retrain it with `modelwire train`"
             ) from exc
         unexpected = untrusted - allowed_types
         if unexpected:
-            raise ConfigurationError(
-                f"{folder / ARTIFACT} contains types this model does not allow: {sorted(unexpected)}"
-            )
+            raise ConfigurationError(f"{path} contains types this model does not allow: {sorted(unexpected)}")
         try:
-            estimator = sio.load(folder / ARTIFACT, trusted=sorted(untrusted))
+            estimator = sio.load(path, trusted=sorted(untrusted))
         except Exception as exc:
             raise ConfigurationError(
-                f"could not load {folder / ARTIFACT} ({exc}); retrain it with `modelwire train`"
+                f"could not load {path} ({exc}); retrain it with `modelwire train`"
             ) from exc
         return estimator, meta

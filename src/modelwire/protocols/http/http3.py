@@ -40,10 +40,17 @@ class Http3Listener:
 
     async def start(self) -> None:
         """Bind the UDP port and start answering QUIC."""
-        from hypercorn.asyncio.udp_server import UDPServer
-        from hypercorn.asyncio.worker_context import WorkerContext
-        from hypercorn.config import Config
-        from hypercorn.utils import wrap_app
+        try:
+            import aioquic  # noqa: F401 - hypercorn imports it only once a QUIC packet arrives
+            from hypercorn.asyncio.udp_server import UDPServer
+            from hypercorn.asyncio.worker_context import WorkerContext
+            from hypercorn.config import Config
+            from hypercorn.utils import wrap_app
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"--http3 needs the 'http3' extra ({exc.name or exc} is not installed): "
+                "pip install 'modelwire[http3]'"
+            ) from exc
 
         logging.getLogger("quic").setLevel(logging.WARNING)  # aioquic logs every handshake at INFO
         config = Config()
