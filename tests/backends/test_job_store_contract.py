@@ -352,6 +352,18 @@ async def test_purge_removes_old_final_jobs_and_abandoned_uploads(job_store: Job
     assert (await store.get(keep)).status is JobStatus.QUEUED
 
 
+async def test_an_upload_purged_before_its_commit_is_refused_not_committed_empty(job_store: JobStore) -> None:
+    store = job_store
+    upload = await store.begin(JobSpec(model="echo"))
+    await upload.append([encode_row("x"), encode_row("y")])
+    cutoff = time.time() + 1
+    assert await store.purge(finished_before=0, drafts_before=cutoff) == 0  # counts jobs, not uploads
+    with pytest.raises(UnavailableError, match="abandoned"):
+        await upload.commit("hash")
+    assert (await store.list_jobs()).jobs == []
+    assert await store.claim("w", 30) is None
+
+
 @pytest.mark.parametrize(
     ("attempts", "outcome"),
     [

@@ -683,6 +683,12 @@ class SqliteJobStore(JobStore):
                     existing = _job(row)
                     self._drop_draft(seq)
                     return existing, False
+            if db.execute("SELECT 1 FROM drafts WHERE seq = ?", (seq,)).fetchone() is None:
+                # purged while idle (its rows are gone): committing would queue a job without inputs
+                raise UnavailableError(
+                    "the upload was abandoned (idle for too long) before it was committed; submit it again",
+                    retry_after_s=1.0,
+                )
             t = now()
             db.execute(
                 "INSERT INTO jobs (seq, id, kind, model, version, status, total, max_attempts, created_at, "
