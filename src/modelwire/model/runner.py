@@ -15,6 +15,7 @@ from typing import Any
 
 from modelwire.errors import InvalidInputError, ModelError, ModelwireError
 from modelwire.model.base import Model
+from modelwire.observability.tracing import active_tracer
 
 __all__ = ["ModelRunner", "map_model_exceptions"]
 
@@ -68,6 +69,18 @@ class ModelRunner:
         self._is_async = inspect.iscoroutinefunction(model.predict)
 
     async def run(self, batch: Sequence[Any]) -> list[Any]:
+        tracer = active_tracer()
+        if tracer is not None:  # export on: the call is a span, child of the request's (or batch's)
+            attributes: dict[str, str | int] = {
+                "modelwire.model": self.model.name,
+                "modelwire.model.version": self.model.version,
+                "modelwire.batch.size": len(batch),
+            }
+            with tracer.start_as_current_span(f"model predict {self.model.name}", attributes=attributes):
+                return await self._run(batch)
+        return await self._run(batch)
+
+    async def _run(self, batch: Sequence[Any]) -> list[Any]:
         with map_model_exceptions(self.model):
             if self._is_async:
                 outputs = await self.model.predict(batch)
