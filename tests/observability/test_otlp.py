@@ -25,6 +25,7 @@ from tests.observability.otlp_receivers import GrpcReceiver, HttpReceiver, Recei
 pytestmark = pytest.mark.slow
 
 SERVER, CLIENT = 2, 3  # opentelemetry.proto.trace.v1.Span.SpanKind
+UNSET, ERROR = 0, 2  # opentelemetry.proto.trace.v1.Status.StatusCode
 FAST_EXPORT = {"OTEL_BSP_SCHEDULE_DELAY": "50"}  # the batch processor's delay, ms: spans arrive promptly
 
 
@@ -63,7 +64,10 @@ def test_one_request_through_a_gateway_is_one_trace_across_both_services(
     processes: Processes, grpc_receiver: GrpcReceiver
 ) -> None:
     otlp = ("--otlp-endpoint", grpc_receiver.endpoint)
-    models = [{"name": "pid", "source": "tests.gateway.models:PidModel"}]
+    models = [
+        {"name": "pid", "source": "tests.gateway.models:PidModel"},
+        {"name": "raising", "source": "tests.gateway.models:RaisingModel"},
+    ]
     service = processes.start(
         "service",
         "model-service",
@@ -114,8 +118,34 @@ def test_one_request_through_a_gateway_is_one_trace_across_both_services(
     assert service_server.attributes["modelwire.request_id"] == "otel-1"  # x-request-id crossed the hop
     assert service_server.attributes["rpc.grpc.status_code"] == 0
     assert model.attributes["modelwire.batch.size"] == 1
-    # The logs name the exported trace; stopping flushes (both exit cleanly on SIGTERM).
-    assert gateway.stop() == 0
+    # A fault of the server (a model that raises: 500) marks the spans as errors; a caller's error does not.
+    outcomes = {}
+    for code in ("INTERNAL", "INVALID_ARGUMENT"):
+        trace = secrets.token_hex(16)
+        headers = {"traceparent": f"00-{trace}-{secrets.token_hex(8)}-01"}
+        body = {"text": code}
+        reply = httpx.post(f"{url}/v1/models/raising/predict", json=body, headers=headers, timeout=10)
+        outcomes[code] = (trace, reply.status_code)
+    assert [status for _, status in outcomes.values()] == [500, 400]
+
+    def both(spans: list[ReceivedSpan]) -> bool:
+        return all(
+            any(
+                s.trace_id == trace and s.name == "model predict raising" and s.service.endswith("service")
+                for s in spans
+            )
+            for trace, _ in outcomes.values()
+        )
+
+    spans = grpc_receiver.wait_for(both, "the failed requests' spans")
+    for code, (trace, _) in outcomes.items():
+        failed = in_trace(spans, trace)
+        server = named(failed, "modelwire-gateway", "POST /v1/models/{name}/predict")
+        model = named(failed, "modelwire-model-service", "model predict raising")
+        expected = ERROR if code == "INTERNAL" else UNSET
+        assert (server.status_code, model.status_code) == (expected, expected), code
+        assert model.attributes["modelwire.error.code"] == code
+    assert gateway.stop() == 0  # stopping flushes: both exit cleanly on SIGTERM
     assert service.stop() == 0
 
 
@@ -162,18 +192,26 @@ def test_otlp_http_spans_of_every_wire_of_a_serve_process(
         assert json.loads(socket.recv(10)) == {"id": 1, "echo": "g", "length": 1}
     with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
         metadata = tuple(parent("grpc").items())
-        pb_grpc.PredictorStub(channel).Predict(
-            pb.Input(text="h", model="echo"), metadata=metadata, timeout=10
-        )
+        stub = pb_grpc.PredictorStub(channel)
+        stub.Predict(pb.Input(text="h", model="echo"), metadata=metadata, timeout=10)
+        with pytest.raises(grpc.RpcError) as unknown:  # aborted NOT_FOUND: the caller's error, not a fault
+            stub.Predict(pb.Input(text="i", model="nope"), metadata=(("x-request-id", "nope-1"),), timeout=10)
+        assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
 
     def complete(spans: list[ReceivedSpan]) -> bool:
         names = {(s.trace_id, s.name) for s in spans}
-        return {
+        wires = {
             (traces["rest"], "model predict echo"),
             (traces["sse"], "POST /v1/models/{name}/predict/stream"),
             (traces["ws"], "model predict echo"),
             (traces["grpc"], "model predict echo"),
-        } <= names and any(s.name == "job batch" for s in spans)
+        }
+        job = any(s.name == "job batch" for s in spans)
+        return (
+            wires <= names
+            and job
+            and any(s.attributes.get("modelwire.request_id") == "nope-1" for s in spans)
+        )
 
     spans = http_receiver.wait_for(complete, "a span of every wire")
     assert set(http_receiver.paths) == {"/v1/traces"}  # the signal's path added to the base URL
@@ -190,7 +228,10 @@ def test_otlp_http_spans_of_every_wire_of_a_serve_process(
     assert message.attributes["modelwire.protocol"] == "ws"
     assert [s.name for s in ws if s.parent_span_id == message.span_id] != []
     grpc_server = named(in_trace(spans, traces["grpc"]), "reviews", "modelwire.v1.Predictor/Predict")
-    assert grpc_server.kind == SERVER
+    assert (grpc_server.kind, grpc_server.status_code) == (SERVER, UNSET)
+    (refused,) = [s for s in spans if s.attributes.get("modelwire.request_id") == "nope-1"]
+    assert refused.attributes["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
+    assert refused.status_code == UNSET  # a 4xx-like answer is not the server's fault
     job_batch = next(s for s in spans if s.name == "job batch")
     assert job_batch.attributes["modelwire.job.rows"] == 3
     job_spans = in_trace(spans, job_batch.trace_id)

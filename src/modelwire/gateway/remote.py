@@ -29,7 +29,7 @@ from modelwire.core.deadline import remaining_s
 from modelwire.core.instance_codec import encode_instance
 from modelwire.errors import DeadlineExceededError, ErrorCode, InternalError, ModelwireError, UnavailableError
 from modelwire.model.base import Datatype, Model, ModelInfo, TensorSpec
-from modelwire.observability.tracing import CLIENT, active_tracer, trace_metadata
+from modelwire.observability.tracing import CLIENT, active_tracer, child_span, trace_metadata
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2 as pb
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2_grpc as pb_grpc
 
@@ -130,9 +130,7 @@ class RemoteModel(Model):
             "rpc.method": method,
             "modelwire.batch.size": len(batch),
         }
-        with tracer.start_as_current_span(
-            f"modelwire.v1.Predictor/{method}", kind=CLIENT, attributes=attributes
-        ):
+        with child_span(tracer, f"modelwire.v1.Predictor/{method}", attributes, kind=CLIENT):
             return await self._forward(batch)
 
     async def _forward(self, batch: Sequence[Any]) -> list[Any]:

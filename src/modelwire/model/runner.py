@@ -15,7 +15,7 @@ from typing import Any
 
 from modelwire.errors import InvalidInputError, ModelError, ModelwireError
 from modelwire.model.base import Model
-from modelwire.observability.tracing import active_tracer
+from modelwire.observability.tracing import active_tracer, child_span
 
 __all__ = ["ModelRunner", "map_model_exceptions"]
 
@@ -76,7 +76,7 @@ class ModelRunner:
                 "modelwire.model.version": self.model.version,
                 "modelwire.batch.size": len(batch),
             }
-            with tracer.start_as_current_span(f"model predict {self.model.name}", attributes=attributes):
+            with child_span(tracer, f"model predict {self.model.name}", attributes):
                 return await self._run(batch)
         return await self._run(batch)
 

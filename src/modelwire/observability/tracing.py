@@ -24,6 +24,7 @@ The spans of one request, with export on::
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -37,6 +38,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from modelwire.errors import ErrorCode, ModelwireError
+
 __all__ = [
     "CLIENT",
     "INTERNAL",
@@ -45,9 +48,11 @@ __all__ = [
     "TraceContext",
     "TraceLogFilter",
     "active_tracer",
+    "child_span",
     "current_trace",
     "install",
     "parent_context",
+    "record_failure",
     "reset_trace",
     "server_span",
     "span",
@@ -61,6 +66,7 @@ TRACEPARENT_HEADER = "traceparent"
 REQUEST_ID_HEADER = "x-request-id"
 _W3C = TraceContextTextMapPropagator()
 INTERNAL = otel_trace.SpanKind.INTERNAL
+_SERVER_FAULTS = frozenset({ErrorCode.INTERNAL, ErrorCode.UNAVAILABLE, ErrorCode.DEADLINE_EXCEEDED})
 CLIENT = otel_trace.SpanKind.CLIENT
 _REQUEST_ID_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F))  # visible ASCII: it goes into logs, headers
 
@@ -209,25 +215,55 @@ def server_span(
     request_id: str,
     attributes: dict[str, Any],
     kind: otel_trace.SpanKind = otel_trace.SpanKind.SERVER,
-    *,
-    exceptions: bool = True,
 ) -> Iterator[otel_trace.Span]:
     """A request's span, current for the call, with its ids as the call's ``TraceContext`` (for logs and
-    the next hop). Exceptions are recorded on it and re-raised (``exceptions=False``: the caller records
-    the ones that are errors)."""
-    with tracer.start_as_current_span(
-        name,
-        context=parent,
-        kind=kind,
-        attributes=attributes,
-        record_exception=exceptions,
-        set_status_on_exception=exceptions,
-    ) as current:
+    the next hop). An exception is recorded on it (``record_failure``) and re-raised."""
+    with child_span(tracer, name, attributes, kind=kind, parent=parent) as current:
         token = _trace.set(TraceContext.of_span(current.get_span_context(), request_id))
         try:
             yield current
         finally:
             _trace.reset(token)
+
+
+@contextmanager
+def child_span(
+    tracer: otel_trace.Tracer,
+    name: str,
+    attributes: dict[str, Any],
+    *,
+    kind: otel_trace.SpanKind = otel_trace.SpanKind.INTERNAL,
+    parent: otel_context.Context | None = None,
+) -> Iterator[otel_trace.Span]:
+    """A span current for the block (a child of the current one unless ``parent``); an exception leaving
+    the block is recorded with ``record_failure``."""
+    with tracer.start_as_current_span(
+        name,
+        context=parent,
+        kind=kind,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as current:
+        try:
+            yield current
+        except BaseException as exc:
+            record_failure(current, exc)
+            raise
+
+
+def record_failure(span: otel_trace.Span, exc: BaseException) -> None:
+    """Mark ``span`` as failed by ``exc`` when the fault is the server's: a caller's error (an invalid input,
+    an unknown model, a refused key: a 4xx) or a cancellation (the caller left) only names its code."""
+    if isinstance(exc, ModelwireError):
+        span.set_attribute("modelwire.error.code", exc.code.value)
+        if exc.code not in _SERVER_FAULTS:
+            return
+    elif isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        span.set_attribute("modelwire.cancelled", True)
+        return
+    span.record_exception(exc)
+    span.set_status(otel_trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:200])
 
 
 @contextmanager
@@ -240,7 +276,7 @@ def span(name: str, attributes: dict[str, Any] | None = None) -> Iterator[otel_t
     if tracer is None:
         yield None
         return
-    with tracer.start_as_current_span(name, attributes=attributes) as current:
+    with child_span(tracer, name, attributes or {}) as current:
         yield current
 
 

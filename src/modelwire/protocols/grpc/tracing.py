@@ -12,7 +12,6 @@ reflection are not traced (a health watch lasts as long as the channel).
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -91,20 +90,22 @@ def _traced(
 
     def start() -> Any:
         parent = parent_context(traceparent)
-        return server_span(tracer, span_name, parent, request_id, attributes, exceptions=False)
+        return server_span(tracer, span_name, parent, request_id, attributes)
 
     if handler.unary_unary or handler.stream_unary:
         behavior: Any = handler.unary_unary or handler.stream_unary
 
         async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            aborted: grpc.aio.AbortError | None = None
             with start() as span:
                 try:
                     return await behavior(request, context)
-                except BaseException as exc:
-                    _failed(span, exc)
-                    raise
+                except grpc.aio.AbortError as exc:  # the handler's answer: its code is in the context
+                    aborted = exc
                 finally:
                     _status(span, context)
+            assert aborted is not None  # the only way here: return and any other exception left above
+            raise aborted
 
         make = (
             grpc.unary_unary_rpc_method_handler
@@ -116,6 +117,7 @@ def _traced(
     behavior = handler.unary_stream or handler.stream_stream
 
     async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        aborted: grpc.aio.AbortError | None = None
         with start() as span:
             try:
                 result = behavior(request, context)
@@ -124,11 +126,12 @@ def _traced(
                         yield message
                 else:  # a handler that writes with context.write()
                     await result
-            except BaseException as exc:
-                _failed(span, exc)
-                raise
+            except grpc.aio.AbortError as exc:  # the handler's answer: its code is in the context
+                aborted = exc
             finally:
                 _status(span, context)
+        if aborted is not None:
+            raise aborted
 
     make_stream = (
         grpc.unary_stream_rpc_method_handler
@@ -139,13 +142,6 @@ def _traced(
         streaming, handler.request_deserializer, handler.response_serializer
     )
     return handled
-
-
-def _failed(span: Span, exc: BaseException) -> None:
-    # An abort is the handler's answer (its code is read from the context); anything else is a failure.
-    if not isinstance(exc, grpc.aio.AbortError | asyncio.CancelledError | GeneratorExit):
-        span.record_exception(exc)
-        span.set_status(StatusCode.ERROR, type(exc).__name__)
 
 
 def _status(span: Span, context: grpc.aio.ServicerContext[Any, Any]) -> None:
