@@ -5,15 +5,18 @@ OTLP/gRPC to a sink started here (a real ``TraceService`` that counts spans and 
     .venv/bin/python bench/otel_cost.py REF [PAIRS] [SECONDS]     e.g.  bench/otel_cost.py 8bc2d9c 5 8
 
 Same venv, same data dir (the default model, trained once), the server pinned to CPU 0 and wrk (1 thread,
-32 connections) to CPU 1; the three variants alternate so drift on a shared machine hits each alike. CPU
-is the server process's utime + stime from /proc (its exporter thread included), divided by the requests
-wrk completed. Prints each run and the medians. Needs wrk and taskset.
+32 connections) to CPU 1; the variants alternate so drift on a shared machine hits each alike. CPU is the
+server process's utime + stime from /proc (its exporter thread included) from the start of the run until
+the sink stopped receiving its spans, divided by the requests wrk completed. Prints each run and the
+medians. Needs wrk and taskset.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -61,7 +64,7 @@ def wrk(seconds: float, body: str) -> dict[str, Any]:
             "wrk",
             "-t1",
             "-c32",
-            f"-d{seconds}s",
+            f"-d{round(seconds)}s",
             "-s",
             "bench/wrk_post.lua",
             f"http://127.0.0.1:{PORT}/predict",
@@ -78,7 +81,7 @@ def wrk(seconds: float, body: str) -> dict[str, Any]:
 
 
 def one(
-    label: str, src: Path, data: str, body: str, seconds: float, otlp: str | None, sink: Sink
+    label: str, src: Path, data: str, body: str, seconds: float, otlp: dict[str, str] | None, sink: Sink
 ) -> dict[str, Any]:
     argv = [
         "taskset",
@@ -97,10 +100,11 @@ def one(
         "--log-level",
         "warning",
     ]
-    if otlp:
-        argv += ["--otlp-endpoint", otlp]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELWIRE_", "OTEL_"))}
     env["PYTHONPATH"] = str(src)
+    if otlp:
+        argv += ["--otlp-endpoint", otlp["endpoint"]]
+        env.update({k: v for k, v in otlp.items() if k != "endpoint"})
     server = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
@@ -116,6 +120,11 @@ def one(
         wrk(3, body)  # warm up
         spans_before, cpu_before = sink.spans, cpu_s(server.pid)
         result = wrk(seconds, body)
+        if otlp:  # count the export of what the run made: wait until the sink stops receiving
+            deadline, seen = time.monotonic() + 60, -1
+            while sink.spans != seen and time.monotonic() < deadline:
+                seen = sink.spans
+                time.sleep(1.5)
         cpu = cpu_s(server.pid) - cpu_before
     finally:
         server.terminate()
@@ -132,6 +141,7 @@ def one(
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so the finally blocks clean up
     ref = sys.argv[1]
     pairs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
     seconds = float(sys.argv[3]) if len(sys.argv) > 3 else 8
@@ -148,12 +158,20 @@ def main() -> None:
         body.write('{"text": "I love this product, it works great"}')
         body.flush()
         subprocess.run(["git", "worktree", "add", "-q", "--detach", old, ref], cwd=ROOT, check=True)
+        new = Path(old).parent / (Path(old).name + "-new")
+        shutil.copytree(ROOT / "src", new)  # the working tree as it is now, whatever is edited meanwhile
         try:
             runs: list[dict[str, Any]] = []
             variants = [
                 (f"before ({ref})", Path(old) / "src", None),
-                ("tracing off", ROOT / "src", None),
-                ("tracing on", ROOT / "src", f"http://127.0.0.1:{sink_port}"),
+                ("tracing off", new, None),
+                ("tracing on", new, {"endpoint": f"http://127.0.0.1:{sink_port}"}),
+                # the SDK's queue (2048 spans) drops at saturation; with room for all, every span is paid
+                (
+                    "tracing on, no drops",
+                    new,
+                    {"endpoint": f"http://127.0.0.1:{sink_port}", "OTEL_BSP_MAX_QUEUE_SIZE": "1000000"},
+                ),
             ]
             for _ in range(pairs):
                 for label, src, otlp in variants:
@@ -162,12 +180,13 @@ def main() -> None:
                     runs.append(run)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", old], cwd=ROOT, check=False)
+            shutil.rmtree(new, ignore_errors=True)
     receiver.stop(None)
-    print("\nvariant                 req/s (median)   server CPU µs/request (median)   spans/request")
+    print("\nvariant                     req/s (median)   server CPU µs/request (median)   spans/request")
     for label, _, _ in variants:
         mine = [r for r in runs if r["label"] == label]
         print(
-            f"{label:<24}{statistics.median(r['rps'] for r in mine):>10.0f}"
+            f"{label:<28}{statistics.median(r['rps'] for r in mine):>10.0f}"
             f"{statistics.median(r['cpu_us_per_request'] for r in mine):>28.1f}"
             f"{statistics.median(r['spans_per_request'] for r in mine):>20.2f}"
         )

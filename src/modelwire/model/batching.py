@@ -36,10 +36,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import context as otel_context
+from opentelemetry.trace import Tracer
 
 from modelwire.errors import InvalidInputError, ModelwireError, UnavailableError
-from modelwire.model.runner import ModelRunner
-from modelwire.observability.tracing import active_tracer, wall_ns_ago
+from modelwire.model.runner import ModelRunner, TracedRunner
+from modelwire.observability.tracing import wall_ns_ago
 
 __all__ = ["BatchPolicy", "BatchingRunner", "Flush", "Wait", "plan"]
 
@@ -89,13 +90,16 @@ class BatchingRunner:
 
     def __init__(
         self,
-        runner: ModelRunner,
+        runner: ModelRunner | TracedRunner,
         policy: BatchPolicy,
         *,
         on_batch: BatchObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tracer: Tracer | None = None,
     ) -> None:
         self.runner = runner
+        self._tracer = tracer
+        """Span export on: each item keeps its request's trace context for its ``batch wait`` span."""
         self.model = runner.model
         self.policy = policy
         self._on_batch = on_batch
@@ -119,7 +123,7 @@ class BatchingRunner:
                 self._drive(), name=f"batcher:{self.model.name}", context=contextvars.Context()
             )
         now = self._clock()
-        trace = otel_context.get_current() if active_tracer() is not None else None
+        trace = otel_context.get_current() if self._tracer is not None else None
         pending = [_Pending(item, loop.create_future(), now, trace) for item in batch]
         self._queue.extend(pending)
         # The common case at low load: the model is idle, so dispatch here rather than wake the driver.
@@ -195,7 +199,7 @@ class BatchingRunner:
 
     def _trace_batch(self, taken: list[_Pending]) -> Token[otel_context.Context]:
         """Export on: a ``batch wait`` span per item, then the first request's context made current."""
-        tracer = active_tracer()
+        tracer = self._tracer
         if tracer is not None:
             now = self._clock()
             for item in taken:

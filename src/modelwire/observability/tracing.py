@@ -189,7 +189,8 @@ _tracer: otel_trace.Tracer | None = None
 
 
 def install(tracer: otel_trace.Tracer | None) -> None:
-    """Record spans with ``tracer`` from now on (``None``: stop). Called once at start-up (``app/``)."""
+    """Record spans with ``tracer`` from now on (``None``: stop). Called once at start-up (``app/``), before
+    the services are built: the model registry wraps runners in spans only when a tracer is installed."""
     global _tracer
     _tracer = tracer
 
