@@ -285,3 +285,34 @@ def test_with_export_off_nothing_is_sent_and_the_sdk_is_not_loaded(
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
     assert not [name for name in loaded if name.startswith(("opentelemetry.sdk", "opentelemetry.exporter"))]
     assert grpc_receiver.requests == 0  # the process has exited: whatever it would have sent, it has
+
+
+def test_spans_still_buffered_are_exported_when_the_process_stops(
+    processes: Processes, grpc_receiver: GrpcReceiver
+) -> None:
+    models = [{"name": "echo", "source": "tests.models:EchoModel"}]
+    server = processes.start(
+        "serve",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--http-port",
+        "0",
+        "--grpc-port",
+        "0",
+        "--data-dir",
+        str(processes.root / "serve"),
+        env={
+            "MODELWIRE_MODELS": json.dumps(models),
+            "MODELWIRE_OBSERVABILITY__OTLP_ENDPOINT": grpc_receiver.endpoint,  # the environment twin
+            "OTEL_BSP_SCHEDULE_DELAY": "600000",  # nothing leaves on the timer during this test
+        },
+    )
+    url = f"http://127.0.0.1:{server.wait_for(GATEWAY_READY).group(1)}"
+    reply = httpx.post(f"{url}/v1/models/echo/predict", json={"text": "bye"}, timeout=10)
+    assert reply.status_code == 200
+    assert grpc_receiver.requests == 0
+    assert server.stop() == 0  # SIGTERM: drain, then the tracer provider's shutdown flushes
+    spans = grpc_receiver.wait_for(lambda spans: len(spans) >= 3, "the flushed spans", timeout=5)
+    assert {s.service for s in spans} == {"modelwire"}  # the role's name: no OTEL_SERVICE_NAME here
+    assert "POST /v1/models/{name}/predict" in {s.name for s in spans}
