@@ -172,12 +172,13 @@ def test_otlp_http_spans_of_every_wire_of_a_serve_process(
     )
     ready = server.wait_for(GATEWAY_READY)
     url, grpc_port = f"http://127.0.0.1:{ready.group(1)}", int(ready.group(2))
-    traces = {wire: secrets.token_hex(16) for wire in ("rest", "ws", "sse", "grpc")}
+    traces = {wire: secrets.token_hex(16) for wire in ("rest", "ws", "sse", "grpc", "probe")}
 
     def parent(wire: str) -> dict[str, str]:
         return {"traceparent": f"00-{traces[wire]}-{secrets.token_hex(8)}-01"}
 
     with httpx.Client(base_url=url, timeout=10) as client:
+        assert client.get("/v2/health/ready", headers=parent("probe")).status_code == 200
         assert client.post("/v1/models/echo/predict", json={"text": "a"}, headers=parent("rest")).is_success
         stream = client.post(
             "/v1/models/echo/predict/stream", json={"texts": ["b", "c"]}, headers=parent("sse")
@@ -216,6 +217,9 @@ def test_otlp_http_spans_of_every_wire_of_a_serve_process(
     spans = http_receiver.wait_for(complete, "a span of every wire")
     assert set(http_receiver.paths) == {"/v1/traces"}  # the signal's path added to the base URL
     assert {s.service for s in spans} == {"reviews"}  # OTEL_SERVICE_NAME wins over the role's name
+    assert (
+        in_trace(spans, traces["probe"]) == []
+    )  # health probes make no span (exported in order: it'd be in)
     rest = in_trace(spans, traces["rest"])
     assert {s.name for s in rest} == {"POST /v1/models/{name}/predict", "batch wait", "model predict echo"}
     sse = in_trace(spans, traces["sse"])

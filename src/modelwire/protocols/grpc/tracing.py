@@ -60,10 +60,11 @@ class TraceInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-ar
                 traceparent = value
             elif key == REQUEST_ID_HEADER and isinstance(value, str):
                 request_id = value
+        # For the interceptors after this one (authentication logs); a span, when one starts, sets its own.
+        use_trace(TraceContext.incoming(traceparent, request_id))
         tracer = active_tracer()
         method: str = handler_call_details.method
         if tracer is None or method.startswith(_UNTRACED):
-            use_trace(TraceContext.incoming(traceparent, request_id))
             return await continuation(handler_call_details)
         handler = await continuation(handler_call_details)
         if handler is None:

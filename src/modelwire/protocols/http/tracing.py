@@ -9,8 +9,9 @@ sets the call's deadline (``core/deadline.py``); the ``DataPlane`` narrows it by
 
 With span export on (``observability/tracing.py``), each HTTP request (an SSE stream included, for as
 long as it streams) is one SERVER span named ``METHOD /route/{template}``, child of the caller's
-``traceparent``. A WebSocket gets no span of its own (it may live for hours): the caller's trace becomes
-the parent of one span per message (``DataPlane.stream``).
+``traceparent`` (health probes and ``/metrics`` scrapes excepted). A WebSocket gets no span of its own
+(it may live for hours): the caller's trace becomes the parent of one span per message
+(``DataPlane.stream``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from modelwire.protocols.http.errors import error_response
 __all__ = ["REQUEST_TIMEOUT_HEADER", "TraceMiddleware", "parse_request_timeout"]
 
 REQUEST_TIMEOUT_HEADER = "request-timeout"
+_UNTRACED = ("/v2/health/", "/metrics")  # probes and scrapes, every few seconds: no span
 _MAX_TIMEOUT_S = 86_400.0
 
 
@@ -73,7 +75,7 @@ class TraceMiddleware:
         for key, value in scope["headers"]:
             if key in (b"traceparent", b"x-request-id", b"request-timeout"):
                 headers[key] = value
-        if active_tracer() is not None:
+        if active_tracer() is not None and not scope["path"].startswith(_UNTRACED):
             await self._traced(scope, receive, send, headers)
             return
         trace = TraceContext.incoming(
