@@ -5,7 +5,7 @@ in a context variable: the REST middleware (``protocols/http/tracing.py``) and t
 (``protocols/grpc/tracing.py``) set it from the caller's W3C ``traceparent`` and ``x-request-id`` (new ones
 when absent or malformed); ``logs.py`` adds it to every log record; the gateway sends it on to the model
 service (``trace_metadata()``). ``traceparent`` is read and written by OpenTelemetry's W3C propagator
-(``opentelemetry-api``, a few hundred kB); nothing here parses it by hand.
+(``opentelemetry-api``, 0.7 MB installed); nothing here parses it by hand.
 
 Spans exist only when export is on (``--otlp-endpoint``, ``outbound/otlp.py``): the process then calls
 ``install(tracer)`` once at start-up, and ``active_tracer()`` returns it. Off (the default) it returns

@@ -140,7 +140,7 @@ class TraceMiddleware:
                 await send(message)
 
             try:
-                await self._call(scope, receive, send_traced, headers, request_id)
+                await self._call(scope, receive, send_traced, headers)
             finally:
                 route = scope.get("route")
                 template = getattr(route, "path", None)
@@ -148,9 +148,9 @@ class TraceMiddleware:
                     span.update_name(f"{method} {template}")
                     span.set_attribute("http.route", template)
 
-    async def _call(
-        self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes], request_id: str
-    ) -> None:
+    async def _call(self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes]) -> None:
+        """``app`` under the ``Request-Timeout`` deadline (``__call__`` inlines the same for export off, one
+        coroutine frame fewer on the hot path)."""
         raw_timeout = headers.get(REQUEST_TIMEOUT_HEADER.encode())
         if raw_timeout is None:
             await self.app(scope, receive, send)
