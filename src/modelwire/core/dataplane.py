@@ -28,7 +28,7 @@ from modelwire.errors import (
 from modelwire.model.base import Model
 from modelwire.model.registry import ModelHandle, ModelRegistry
 from modelwire.observability.metrics import Metrics
-from modelwire.observability.tracing import INTERNAL, active_tracer, current_trace, server_span
+from modelwire.observability.tracing import INTERNAL, active_tracer, current_trace, sampled, server_span
 from modelwire.security.principal import current_principal
 from modelwire.settings import LimitsSettings
 
@@ -180,7 +180,7 @@ class DataPlane:
             tracer = active_tracer()
             try:
                 where = path(request_id) if path is not None else None
-                if tracer is None:
+                if tracer is None or not sampled():
                     result = await self.predict(target, instance, version=target_version, ctx=ctx, path=where)
                 else:  # export on: each message of a stream is a span of its own
                     attributes = {"modelwire.protocol": ctx.protocol, "modelwire.model": target}

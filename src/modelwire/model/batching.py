@@ -40,7 +40,7 @@ from opentelemetry.trace import Tracer
 
 from modelwire.errors import InvalidInputError, ModelwireError, UnavailableError
 from modelwire.model.runner import ModelRunner, TracedRunner
-from modelwire.observability.tracing import wall_ns_ago
+from modelwire.observability.tracing import sampled, wall_ns_ago
 
 __all__ = ["BatchPolicy", "BatchingRunner", "Flush", "Wait", "plan"]
 
@@ -203,7 +203,7 @@ class BatchingRunner:
         if tracer is not None:
             now = self._clock()
             for item in taken:
-                if item.trace is not None:
+                if item.trace is not None and sampled(item.trace):
                     wait = tracer.start_span(
                         "batch wait",
                         context=item.trace,

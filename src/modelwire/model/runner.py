@@ -17,7 +17,7 @@ from opentelemetry.trace import Tracer
 
 from modelwire.errors import InvalidInputError, ModelError, ModelwireError
 from modelwire.model.base import Model
-from modelwire.observability.tracing import child_span
+from modelwire.observability.tracing import child_span, sampled
 
 __all__ = ["ModelRunner", "TracedRunner", "map_model_exceptions"]
 
@@ -95,6 +95,8 @@ class TracedRunner:
         self._tracer = tracer
 
     async def run(self, batch: Sequence[Any]) -> list[Any]:
+        if not sampled():
+            return await self.runner.run(batch)
         attributes: dict[str, str | int] = {
             "modelwire.model": self.model.name,
             "modelwire.model.version": self.model.version,

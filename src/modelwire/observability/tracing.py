@@ -54,6 +54,7 @@ __all__ = [
     "parent_context",
     "record_failure",
     "reset_trace",
+    "sampled",
     "server_span",
     "span",
     "trace_metadata",
@@ -198,6 +199,14 @@ def install(tracer: otel_trace.Tracer | None) -> None:
 def active_tracer() -> otel_trace.Tracer | None:
     """The tracer spans go to, or ``None`` when export is off (the caller then records nothing)."""
     return _tracer
+
+
+def sampled(context: otel_context.Context | None = None) -> bool:
+    """Whether a child span of ``context``'s span (default: the current one) is worth starting: its parent
+    was sampled, or it would start a trace. Under an unsampled request the sampler would drop it anyway
+    (parent-based sampling), so skipping it spares the SDK's work on every request not sampled."""
+    span_context = otel_trace.get_current_span(context).get_span_context()
+    return not span_context.is_valid or span_context.trace_flags.sampled
 
 
 def parent_context(traceparent: str | None) -> otel_context.Context | None:
