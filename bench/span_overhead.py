@@ -18,6 +18,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
 from modelwire.observability import tracing
 from modelwire.protocols.http.tracing import TraceMiddleware
@@ -81,7 +82,13 @@ def main() -> None:
     print(f"{'TraceMiddleware, export off':<40}{measure(TraceMiddleware(canned), calls):>8.1f} µs/request")
     tracing.install(provider.get_tracer("bench"))
     print(f"{'TraceMiddleware, export on':<40}{measure(TraceMiddleware(canned), calls):>8.1f} µs/request")
+    unsampled = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
+    unsampled.add_span_processor(BatchSpanProcessor(Drop()))
+    tracing.install(unsampled.get_tracer("bench"))
+    label = "TraceMiddleware, export on, not sampled"
+    print(f"{label:<40}{measure(TraceMiddleware(canned), calls):>8.1f} µs/request")
     tracing.install(None)
+    unsampled.shutdown()
     try:
         from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
     except ImportError:
