@@ -312,10 +312,25 @@ class GatewaySettings(_Section):
 
 
 class ObservabilitySettings(_Section):
-    """Metrics and logs."""
+    """Metrics, logs and traces (docs/observability.md)."""
 
     metrics: bool = True
     access_log: bool = False
+    otlp_endpoint: str | None = None
+    """Export OpenTelemetry traces over OTLP to this collector URL (``http://collector:4317`` for gRPC,
+    ``http://collector:4318`` for ``http/protobuf``). Unset: off, unless the standard
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) is set. Needs ``modelwire[otel]``."""
+    otlp_protocol: Literal["grpc", "http/protobuf"] | None = None
+    """How spans travel: ``grpc`` or ``http/protobuf``. Unset: ``OTEL_EXPORTER_OTLP_PROTOCOL``, else gRPC."""
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(
+                f"{value!r} is not a collector URL: use http(s)://host:port, such as http://127.0.0.1:4317"
+            )
+        return value
 
 
 class ModelSettings(_Section):

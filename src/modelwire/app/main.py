@@ -1,17 +1,19 @@
 """The entry points ``modelwire serve``, ``model-service``, ``gateway`` and ``worker`` call (and
-``modelwire.run()``): logging configured once, then one role on a new event loop until a signal stops it."""
+``modelwire.run()``): logging and trace export configured once, then one role on a new event loop until a
+signal stops it; then the spans still buffered are exported."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from modelwire.app import roles
 from modelwire.app.components import JobReporter
 from modelwire.app.supervisor import run_workers
+from modelwire.app.tracing import traced
 from modelwire.observability.logs import configure_logging
 from modelwire.settings import Settings
 
@@ -27,11 +29,11 @@ def use_app_dir(settings: Settings) -> None:
     sys.path.insert(0, path)
 
 
-def _main(settings: Settings, work: Coroutine[Any, Any, None]) -> None:
+def _main(settings: Settings, work: Callable[[], Coroutine[Any, Any, None]], service: str) -> None:
     configure_logging(settings.log_level)
     use_app_dir(settings)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(work)
+    with traced(settings, service), contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(work())
 
 
 def run(settings: Settings, *, rest: bool = True) -> None:
@@ -41,19 +43,23 @@ def run(settings: Settings, *, rest: bool = True) -> None:
         use_app_dir(settings)
         run_workers(settings)
         return
-    _main(settings, roles.serve(settings, rest=rest))
+    _main(
+        settings,
+        lambda: roles.serve(settings, rest=rest),
+        "modelwire" if rest else "modelwire-model-service",
+    )
 
 
 def run_gateway(settings: Settings) -> None:
     """``modelwire gateway``: the public face, forwarding inference to ``settings.gateway.upstreams``."""
-    _main(settings, roles.gateway(settings))
+    _main(settings, lambda: roles.gateway(settings), "modelwire-gateway")
 
 
 def run_worker(settings: Settings, reporter: JobReporter) -> None:
     """``modelwire worker``: job workers and no listener."""
-    _main(settings, roles.worker(settings, reporter))
+    _main(settings, lambda: roles.worker(settings, reporter), "modelwire-worker")
 
 
 def run_consume(settings: Settings) -> None:
     """``modelwire consume``: the queue consumers and no listener."""
-    _main(settings, roles.consume(settings))
+    _main(settings, lambda: roles.consume(settings), "modelwire-consume")

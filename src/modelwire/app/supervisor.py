@@ -22,6 +22,7 @@ from typing import Any
 
 from modelwire.app.listeners import check_port, reserve
 from modelwire.app.roles import serve
+from modelwire.app.tracing import traced
 from modelwire.observability.logs import configure_logging
 from modelwire.settings import Settings
 
@@ -32,7 +33,7 @@ logger = logging.getLogger("modelwire.server")
 
 def _worker_main(settings: Settings) -> None:
     configure_logging(settings.log_level)
-    with contextlib.suppress(KeyboardInterrupt):
+    with traced(settings, "modelwire"), contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(settings, shared_ports=True))
 
 

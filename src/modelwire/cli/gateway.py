@@ -9,6 +9,7 @@ import typer
 
 from modelwire.cli.main import (
     LogLevel,
+    OtlpProtocol,
     _help,
     _reported,
     app,
@@ -19,6 +20,8 @@ from modelwire.cli.main import (
     host_option,
     http_port_option,
     log_level_option,
+    otlp_endpoint_option,
+    otlp_protocol_option,
     request_timeout_option,
 )
 
@@ -158,6 +161,8 @@ def gateway(
     upstream_server_name: Annotated[
         str | None, upstream_tls_option("upstream_server_name", _HOP_PANEL)
     ] = None,
+    otlp_endpoint: Annotated[str | None, otlp_endpoint_option(_PANEL)] = None,
+    otlp_protocol: Annotated[OtlpProtocol | None, otlp_protocol_option(_PANEL)] = None,
 ) -> None:
     """Serve the public face (REST both APIs, WebSocket, SSE, jobs, dashboard, gRPC) over model services.
 
@@ -182,6 +187,8 @@ def gateway(
             log_level=log_level.value if log_level is not None else None,
             request_timeout=request_timeout,
             jobs_backend=jobs_backend,
+            otlp_endpoint=otlp_endpoint,
+            otlp_protocol=otlp_protocol.value if otlp_protocol is not None else None,
             **gateway_section(
                 upstream,
                 retry_max_attempts,

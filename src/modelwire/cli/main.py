@@ -192,6 +192,8 @@ def build_settings(
     tls_redirect_port: int | None = None,
     tls_public_host: str | None = None,
     queue: Sequence[str] | None = None,
+    otlp_endpoint: str | None = None,
+    otlp_protocol: str | None = None,
     **settings: Any,
 ) -> Settings:
     """``Settings`` from ``serve``'s flags: only the given ones (not ``None``) override.
@@ -232,6 +234,8 @@ def build_settings(
         ("tls", "http3"): http3,
         ("tls", "redirect_port"): tls_redirect_port,
         ("tls", "public_host"): tls_public_host,
+        ("observability", "otlp_endpoint"): otlp_endpoint,
+        ("observability", "otlp_protocol"): otlp_protocol,
     }
     for (section, key), value in nested.items():
         if value is not None:
@@ -277,6 +281,8 @@ def run(
     tls_redirect_port: int | None = None,
     tls_public_host: str | None = None,
     queue: Sequence[str] | None = None,
+    otlp_endpoint: str | None = None,
+    otlp_protocol: str | None = None,
     **settings: Any,
 ) -> None:
     """Serve until SIGTERM/SIGINT: ``modelwire serve`` as a function, argument for flag.
@@ -325,6 +331,8 @@ def run(
             tls_redirect_port=tls_redirect_port,
             tls_public_host=tls_public_host,
             queue=queue,
+            otlp_endpoint=otlp_endpoint,
+            otlp_protocol=otlp_protocol,
             **settings,
         )
     )
@@ -470,6 +478,33 @@ def max_batch_size_option(panel: str) -> Any:
 def max_delay_ms_option(panel: str) -> Any:
     return typer.Option(
         help=_help("Longest wait for a batch to fill, in ms", "batching.max_delay_ms"), rich_help_panel=panel
+    )
+
+
+class OtlpProtocol(enum.StrEnum):
+    grpc = "grpc"
+    http_protobuf = "http/protobuf"
+
+
+def otlp_endpoint_option(panel: str) -> Any:
+    return typer.Option(
+        metavar="URL",
+        help=_help(
+            "Export OpenTelemetry traces to this OTLP collector (http://HOST:4317; needs modelwire[otel])",
+            "observability.otlp_endpoint",
+            "off, or OTEL_EXPORTER_OTLP_ENDPOINT",
+        ),
+        rich_help_panel=panel,
+    )
+
+
+def otlp_protocol_option(panel: str) -> Any:
+    return typer.Option(
+        case_sensitive=False,
+        help=_help(
+            "grpc or http/protobuf", "observability.otlp_protocol", "grpc, or OTEL_EXPORTER_OTLP_PROTOCOL"
+        ),
+        rich_help_panel=panel,
     )
 
 

@@ -9,6 +9,7 @@ import typer
 
 from modelwire.cli.main import (
     LogLevel,
+    OtlpProtocol,
     _help,
     _reported,
     app,
@@ -22,6 +23,8 @@ from modelwire.cli.main import (
     log_level_option,
     max_batch_size_option,
     max_delay_ms_option,
+    otlp_endpoint_option,
+    otlp_protocol_option,
     request_timeout_option,
 )
 
@@ -76,6 +79,8 @@ def model_service(
             "Mutual TLS: refuse gateways and clients without a certificate signed by this CA", "tls.client_ca"
         ),
     ] = None,
+    otlp_endpoint: Annotated[str | None, otlp_endpoint_option(_PANEL)] = None,
+    otlp_protocol: Annotated[OtlpProtocol | None, otlp_protocol_option(_PANEL)] = None,
 ) -> None:
     """Serve models over gRPC only (Predictor, Open Inference Protocol, health, reflection), for gateways.
 
@@ -102,5 +107,7 @@ def model_service(
             tls_cert=tls_cert,
             tls_key=tls_key,
             tls_client_ca=tls_client_ca,
+            otlp_endpoint=otlp_endpoint,
+            otlp_protocol=otlp_protocol.value if otlp_protocol is not None else None,
         )
         main.run(settings, rest=False)

@@ -10,6 +10,7 @@ import typer
 
 from modelwire.cli.main import (
     LogLevel,
+    OtlpProtocol,
     _help,
     _reported,
     app,
@@ -24,6 +25,8 @@ from modelwire.cli.main import (
     log_level_option,
     max_batch_size_option,
     max_delay_ms_option,
+    otlp_endpoint_option,
+    otlp_protocol_option,
     queue_option,
     request_timeout_option,
 )
@@ -225,6 +228,8 @@ def serve(
             rich_help_panel=_TLS_PANEL,
         ),
     ] = None,
+    otlp_endpoint: Annotated[str | None, otlp_endpoint_option(_SERVE_PANEL)] = None,
+    otlp_protocol: Annotated[OtlpProtocol | None, otlp_protocol_option(_SERVE_PANEL)] = None,
 ) -> None:
     """Serve models over REST and gRPC until Ctrl-C or SIGTERM.
 
@@ -265,5 +270,7 @@ def serve(
             tls_redirect_port=tls_redirect_port,
             tls_public_host=tls_public_host,
             queue=queue,
+            otlp_endpoint=otlp_endpoint,
+            otlp_protocol=otlp_protocol.value if otlp_protocol is not None else None,
         )
         main.run(settings)

@@ -19,6 +19,7 @@ from modelwire.backends.resolve import describe_jobs_backend
 from modelwire.cli.gateway import check_upstreams, gateway_section, upstream_option, upstream_tls_option
 from modelwire.cli.main import (
     LogLevel,
+    OtlpProtocol,
     _help,
     _reported,
     app,
@@ -27,6 +28,8 @@ from modelwire.cli.main import (
     config_option,
     data_dir_option,
     log_level_option,
+    otlp_endpoint_option,
+    otlp_protocol_option,
 )
 from modelwire.errors import ConfigurationError
 from modelwire.settings import Settings
@@ -87,6 +90,8 @@ def worker(
     upstream_server_name: Annotated[
         str | None, upstream_tls_option("upstream_server_name", _HOP_PANEL)
     ] = None,
+    otlp_endpoint: Annotated[str | None, otlp_endpoint_option(_PANEL)] = None,
+    otlp_protocol: Annotated[OtlpProtocol | None, otlp_protocol_option(_PANEL)] = None,
 ) -> None:
     """Run job workers (no HTTP or gRPC) against a shared job store, until SIGTERM or Ctrl-C.
 
@@ -111,6 +116,8 @@ def worker(
             app_dir=app_dir,
             log_level=log_level.value if log_level is not None else None,
             jobs_backend=jobs_backend,
+            otlp_endpoint=otlp_endpoint,
+            otlp_protocol=otlp_protocol.value if otlp_protocol is not None else None,
             **_sections(concurrency),
             **gateway_section(
                 upstream, tls=(upstream_ca, upstream_cert, upstream_cert_key, upstream_server_name)

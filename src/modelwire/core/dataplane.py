@@ -28,6 +28,7 @@ from modelwire.errors import (
 from modelwire.model.base import Model
 from modelwire.model.registry import ModelHandle, ModelRegistry
 from modelwire.observability.metrics import Metrics
+from modelwire.observability.tracing import INTERNAL, active_tracer, current_trace, sampled, server_span
 from modelwire.security.principal import current_principal
 from modelwire.settings import LimitsSettings
 
@@ -176,9 +177,19 @@ class DataPlane:
         slots = asyncio.Semaphore(max_pending) if max_pending else None
 
         async def one(request_id: Any, instance: Any, target: str, target_version: str | None) -> None:
+            tracer = active_tracer()
             try:
                 where = path(request_id) if path is not None else None
-                result = await self.predict(target, instance, version=target_version, ctx=ctx, path=where)
+                if tracer is None or not sampled():
+                    result = await self.predict(target, instance, version=target_version, ctx=ctx, path=where)
+                else:  # export on: each message of a stream is a span of its own
+                    attributes = {"modelwire.protocol": ctx.protocol, "modelwire.model": target}
+                    trace = current_trace()
+                    rid = trace.request_id if trace is not None else ""
+                    with server_span(tracer, "predict message", None, rid, attributes, INTERNAL):
+                        result = await self.predict(
+                            target, instance, version=target_version, ctx=ctx, path=where
+                        )
             except ModelwireError as exc:
                 result = exc
             await done.put((request_id, result))

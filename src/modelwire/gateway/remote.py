@@ -29,7 +29,7 @@ from modelwire.core.deadline import remaining_s
 from modelwire.core.instance_codec import encode_instance
 from modelwire.errors import DeadlineExceededError, ErrorCode, InternalError, ModelwireError, UnavailableError
 from modelwire.model.base import Datatype, Model, ModelInfo, TensorSpec
-from modelwire.observability.tracing import trace_metadata
+from modelwire.observability.tracing import CLIENT, active_tracer, child_span, sampled, trace_metadata
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2 as pb
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2_grpc as pb_grpc
 
@@ -119,6 +119,21 @@ class RemoteModel(Model):
         return self.remote_info
 
     async def predict(self, batch: Sequence[Any]) -> list[Any]:
+        tracer = active_tracer()
+        if tracer is None or not sampled():  # unsampled: the caller's context goes on as it is
+            return await self._forward(batch)
+        # Export on: the hop is a CLIENT span, and the model service's span is its child (trace_metadata).
+        method = "Predict" if len(batch) == 1 else "PredictStream"
+        attributes: dict[str, str | int] = {
+            "rpc.system": "grpc",
+            "rpc.service": "modelwire.v1.Predictor",
+            "rpc.method": method,
+            "modelwire.batch.size": len(batch),
+        }
+        with child_span(tracer, f"modelwire.v1.Predictor/{method}", attributes, kind=CLIENT):
+            return await self._forward(batch)
+
+    async def _forward(self, batch: Sequence[Any]) -> list[Any]:
         timeout = remaining_s()
         if timeout is not None and timeout <= 0:
             raise DeadlineExceededError(f"no time left to call the model services for {self.name!r}")

@@ -49,6 +49,7 @@ from modelwire.jobs.states import JobStatus
 from modelwire.jobs.store import Job, JobStore, ResultRow, decode_row
 from modelwire.jobs.training import Trainer, TrainingStoppedError
 from modelwire.jobs.webhooks import WebhookDispatcher
+from modelwire.observability.tracing import span
 from modelwire.settings import JobsSettings
 
 __all__ = ["JobRunner", "JobStoppedError", "claim_backoff_s", "publish_job"]
@@ -266,7 +267,13 @@ class JobRunner:
                 reading = asyncio.ensure_future(
                     self.store.pending_rows(job.id, after=rows[-1][0], limit=self.batch_size)
                 )
-                results = await self._infer(job, rows)
+                attributes = {
+                    "modelwire.job.id": job.id,
+                    "modelwire.model": job.model,
+                    "modelwire.job.rows": len(rows),
+                }
+                with span("job batch", attributes):
+                    results = await self._infer(job, rows)
                 if writing is not None and not await writing:
                     raise JobStoppedError(job.id)
                 writing = asyncio.ensure_future(self.store.write_results(job.id, owner, results, lease))

@@ -17,6 +17,10 @@ frameworks), each item is retried alone, so the error reaches only the caller th
 Cancelling a request (client gone, deadline passed) cancels its future; cancelled items are skipped when
 a batch is formed, so they never reach the model. An item already inside a running call is simply not
 answered. ``BatchingRunner`` has the same ``run(batch)`` face as ``ModelRunner``: it wraps, never patches.
+
+With span export on (``observability/tracing.py``), each item keeps its request's trace context: when its
+batch is dispatched it gets a ``batch wait`` span (enqueued -> dispatched), and the model call runs in the
+context of the batch's first request, so its ``model predict`` span is a child of that request's span.
 """
 
 from __future__ import annotations
@@ -27,11 +31,16 @@ import contextlib
 import contextvars
 import time
 from collections.abc import Callable, Sequence
+from contextvars import Token
 from dataclasses import dataclass
 from typing import Any
 
+from opentelemetry import context as otel_context
+from opentelemetry.trace import Tracer
+
 from modelwire.errors import InvalidInputError, ModelwireError, UnavailableError
-from modelwire.model.runner import ModelRunner
+from modelwire.model.runner import ModelRunner, TracedRunner
+from modelwire.observability.tracing import sampled, wall_ns_ago
 
 __all__ = ["BatchPolicy", "BatchingRunner", "Flush", "Wait", "plan"]
 
@@ -70,6 +79,7 @@ class _Pending:
     instance: Any
     future: asyncio.Future[Any]
     enqueued_at: float
+    trace: Any = None  # the request's OpenTelemetry context, export on only
 
 
 BatchObserver = Callable[[int], None]
@@ -80,13 +90,16 @@ class BatchingRunner:
 
     def __init__(
         self,
-        runner: ModelRunner,
+        runner: ModelRunner | TracedRunner,
         policy: BatchPolicy,
         *,
         on_batch: BatchObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tracer: Tracer | None = None,
     ) -> None:
         self.runner = runner
+        self._tracer = tracer
+        """Span export on: each item keeps its request's trace context for its ``batch wait`` span."""
         self.model = runner.model
         self.policy = policy
         self._on_batch = on_batch
@@ -110,7 +123,8 @@ class BatchingRunner:
                 self._drive(), name=f"batcher:{self.model.name}", context=contextvars.Context()
             )
         now = self._clock()
-        pending = [_Pending(item, loop.create_future(), now) for item in batch]
+        trace = otel_context.get_current() if self._tracer is not None else None
+        pending = [_Pending(item, loop.create_future(), now, trace) for item in batch]
         self._queue.extend(pending)
         # The common case at low load: the model is idle, so dispatch here rather than wake the driver.
         step = plan(len(self._queue), 0.0, self._running, self.policy)
@@ -160,6 +174,7 @@ class BatchingRunner:
         try:
             if self._on_batch is not None:
                 self._on_batch(len(taken))
+            token = self._trace_batch(taken) if taken[0].trace is not None else None
             try:
                 results: list[Any] = await self.runner.run([p.instance for p in taken])
             except InvalidInputError as exc:
@@ -168,6 +183,9 @@ class BatchingRunner:
                 results = await self._one_by_one(taken) if len(taken) > 1 else [exc]
             except ModelwireError as exc:
                 results = [exc] * len(taken)
+            finally:
+                if token is not None:
+                    otel_context.detach(token)
             for item, result in zip(taken, results, strict=True):
                 if item.future.done():
                     continue
@@ -178,6 +196,22 @@ class BatchingRunner:
         finally:
             self._running -= 1
             self._wakeup.set()
+
+    def _trace_batch(self, taken: list[_Pending]) -> Token[otel_context.Context]:
+        """Export on: a ``batch wait`` span per item, then the first request's context made current."""
+        tracer = self._tracer
+        if tracer is not None:
+            now = self._clock()
+            for item in taken:
+                if item.trace is not None and sampled(item.trace):
+                    wait = tracer.start_span(
+                        "batch wait",
+                        context=item.trace,
+                        start_time=wall_ns_ago(now - item.enqueued_at),
+                        attributes={"modelwire.model": self.model.name, "modelwire.batch.size": len(taken)},
+                    )
+                    wait.end()
+        return otel_context.attach(taken[0].trace)
 
     async def _one_by_one(self, taken: list[_Pending]) -> list[Any]:
         results: list[Any] = []

@@ -16,9 +16,10 @@ from modelwire.errors import ConfigurationError, ModelNotFoundError, ModelNotRea
 from modelwire.model.base import Model
 from modelwire.model.batching import BatchingRunner, BatchPolicy
 from modelwire.model.repository import ModelRepository
-from modelwire.model.runner import ModelRunner
+from modelwire.model.runner import ModelRunner, TracedRunner
 from modelwire.model.runtimes import OnnxModel, SklearnModel, import_model_class
 from modelwire.model.sentiment import SentimentModel, train_sentiment
+from modelwire.observability.tracing import active_tracer
 from modelwire.settings import BatchingSettings, ModelSettings, Settings
 
 __all__ = ["ModelHandle", "ModelRegistry", "build_models"]
@@ -48,11 +49,14 @@ class ModelHandle:
 
 
 def _runner(model: Model, batching: BatchingSettings, executor: ThreadPoolExecutor, observe: Any) -> Runner:
+    tracer = active_tracer()
     base = ModelRunner(model, executor)
+    # Span export on (observability/tracing.py): each model call is a span; off, nothing wraps the call.
+    runner = TracedRunner(base, tracer) if tracer is not None else base
     if not batching.enabled:
-        return base
+        return runner
     policy = BatchPolicy(batching.max_batch_size, batching.max_delay_ms / 1000.0, 1)
-    return BatchingRunner(base, policy, on_batch=observe)
+    return BatchingRunner(runner, policy, on_batch=observe, tracer=tracer)
 
 
 def build_models(settings: Settings, *, progress: Callable[[str, float], None] | None = None) -> list[Model]:

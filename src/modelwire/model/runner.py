@@ -13,10 +13,13 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from opentelemetry.trace import Tracer
+
 from modelwire.errors import InvalidInputError, ModelError, ModelwireError
 from modelwire.model.base import Model
+from modelwire.observability.tracing import child_span, sampled
 
-__all__ = ["ModelRunner", "map_model_exceptions"]
+__all__ = ["ModelRunner", "TracedRunner", "map_model_exceptions"]
 
 logger = logging.getLogger("modelwire.model")
 
@@ -77,3 +80,27 @@ class ModelRunner:
                 if inspect.isawaitable(outputs):
                     outputs = await outputs
         return _per_item(self.model, outputs, len(batch))
+
+
+class TracedRunner:
+    """A ``ModelRunner`` whose every call is a ``model predict <name>`` span (span export on).
+
+    It wraps the runner (the registry puts it in only when a tracer is installed), so with export off the
+    model call costs nothing more than before.
+    """
+
+    def __init__(self, runner: ModelRunner, tracer: Tracer) -> None:
+        self.runner = runner
+        self.model = runner.model
+        self._tracer = tracer
+
+    async def run(self, batch: Sequence[Any]) -> list[Any]:
+        if not sampled():
+            return await self.runner.run(batch)
+        attributes: dict[str, str | int] = {
+            "modelwire.model": self.model.name,
+            "modelwire.model.version": self.model.version,
+            "modelwire.batch.size": len(batch),
+        }
+        with child_span(self._tracer, f"model predict {self.model.name}", attributes):
+            return await self.runner.run(batch)
