@@ -95,6 +95,7 @@ class HotPathMiddleware:
         self, route: HotRoute, params: dict[str, Any], scope: Scope, receive: Receive, send: Send
     ) -> None:
         scope["endpoint"] = route.endpoint
+        scope["route"] = route  # what the router records; tracing names the span by its ``path`` template
         scope["path_params"] = {**scope.get("path_params", {}), **params}
         started = False
 
