@@ -161,10 +161,9 @@ async def _redis(tag: str) -> BrokerUnderTest:
     return under
 
 
-@pytest.fixture(params=KINDS)
-async def broker(request: pytest.FixtureRequest) -> AsyncIterator[BrokerUnderTest]:
-    """A reachable broker (skipped, or failed under CI, when not) with names of this test's own."""
-    kind: str = request.param
+@contextlib.asynccontextmanager
+async def open_broker(kind: str) -> AsyncIterator[BrokerUnderTest]:
+    """A reachable broker of ``kind`` (skipped, or failed under CI, when not) with names of its own."""
     url = {"rabbitmq": AMQP_URL, "redis": REDIS_URL}.get(kind, NATS_URL)
     _require(url)
     tag = uuid.uuid4().hex[:10]
@@ -179,3 +178,17 @@ async def broker(request: pytest.FixtureRequest) -> AsyncIterator[BrokerUnderTes
     finally:
         for cleanup in under.cleanups:
             await cleanup()
+
+
+@pytest.fixture(params=KINDS)
+async def broker(request: pytest.FixtureRequest) -> AsyncIterator[BrokerUnderTest]:
+    """Each broker in turn (core NATS, JetStream, RabbitMQ, Redis Streams)."""
+    async with open_broker(request.param) as under:
+        yield under
+
+
+@pytest.fixture(params=[kind for kind in KINDS if kind != "nats"])
+async def durable_broker(request: pytest.FixtureRequest) -> AsyncIterator[BrokerUnderTest]:
+    """The brokers that keep a message until it is acknowledged (core NATS is at-most-once)."""
+    async with open_broker(request.param) as under:
+        yield under

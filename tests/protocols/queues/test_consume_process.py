@@ -91,10 +91,9 @@ class ConsumeProcess:
 
 
 @pytest.fixture
-def durable(broker: BrokerUnderTest) -> BrokerUnderTest:
-    if broker.kind == "nats":
-        pytest.skip("core NATS request-reply is at-most-once; JetStream is the durable path (nats-jetstream)")
-    return broker
+def durable(durable_broker: BrokerUnderTest) -> BrokerUnderTest:
+    """Core NATS request-reply is at-most-once: JetStream (``nats-jetstream``) is its durable path."""
+    return durable_broker
 
 
 @pytest.fixture

@@ -172,11 +172,10 @@ def test_queue_settings_keep_the_password_out_of_the_url() -> None:
     assert queue.username == "user"
 
 
+@pytest.mark.parametrize("broker", ["rabbitmq"], indirect=True)
 async def test_rabbitmq_uses_an_existing_classic_queue_as_it_is(
     broker: BrokerUnderTest, start: Start
 ) -> None:
-    if broker.kind != "rabbitmq":
-        pytest.skip("RabbitMQ's queue types")
     import aio_pika
 
     async with await aio_pika.connect(broker.url) as connection:
