@@ -29,9 +29,19 @@ import uuid
 from collections import OrderedDict
 from typing import Any
 
+from opentelemetry import trace as otel_trace
+
 from modelwire.backends.queue import Delivery, QueueBroker
 from modelwire.core.dataplane import CallContext
 from modelwire.errors import InternalError, InvalidInputError, ModelwireError, UnavailableError
+from modelwire.observability.tracing import (
+    TraceContext,
+    active_tracer,
+    current_trace,
+    parent_context,
+    server_span,
+    use_trace,
+)
 from modelwire.protocols.facades import Facades
 from modelwire.protocols.queues.messages import MessageCodec, QueueRequest, answer, error_answer, header
 from modelwire.security.policy import Credentials
@@ -43,6 +53,7 @@ __all__ = ["QueueConsumer"]
 logger = logging.getLogger("modelwire.queues")
 
 _IDEMPOTENT_ENTRIES = 10_000
+_CONSUMER = otel_trace.SpanKind.CONSUMER
 
 
 class QueueConsumer:
@@ -107,8 +118,24 @@ class QueueConsumer:
     async def _handle(self, delivery: Delivery) -> None:
         if delivery.deliveries > 1:
             self.counts["redelivered"] += 1
+        traceparent = header(delivery.headers, "traceparent")
+        trace = TraceContext.incoming(traceparent, header(delivery.headers, "x-request-id"))
+        use_trace(trace)  # this delivery's own task: logs and the answer name its request id
         try:
-            await self._process(delivery)
+            tracer = active_tracer()
+            if tracer is None:
+                await self._process(delivery)
+                return
+            attributes = {
+                "messaging.system": self.broker.kind,
+                "messaging.operation.type": "process",
+                "messaging.destination.name": delivery.source,
+                "messaging.message.delivery_count": delivery.deliveries,
+            }
+            name = f"process {delivery.source or self.queue.queue_name}"
+            parent = parent_context(traceparent)
+            with server_span(tracer, name, parent, trace.request_id, attributes, kind=_CONSUMER):
+                await self._process(delivery)
         except Exception as exc:
             err = InternalError()
             logger.error("queue message failed [error_id=%s]; giving it back", err.error_id, exc_info=exc)
@@ -213,7 +240,9 @@ class QueueConsumer:
 
 def _echoed(delivery: Delivery) -> dict[str, str]:
     """The request's id (made up when it has none) and trace context, for its answer's headers."""
-    echoed = {"x-request-id": header(delivery.headers, "x-request-id") or uuid.uuid4().hex}
+    trace = current_trace()
+    request_id = trace.request_id if trace is not None else header(delivery.headers, "x-request-id")
+    echoed = {"x-request-id": request_id or uuid.uuid4().hex}
     if (traceparent := header(delivery.headers, "traceparent")) is not None:
         echoed["traceparent"] = traceparent
     return echoed
