@@ -19,6 +19,7 @@ import json
 import resource
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -52,16 +53,26 @@ def predictor_request(text: str) -> bytes:
     return _field(1, text.encode())
 
 
-def v2_request(model: str, text: str) -> bytes:
-    """``inference.ModelInferRequest``: one BYTES input ``text`` of shape [1], in ``bytes_contents``."""
+def v2_request(model: str, text: str, outputs: Sequence[str] = (), content_type: str = "") -> bytes:
+    """``inference.ModelInferRequest``: one BYTES input ``text`` of shape [1], in ``bytes_contents``; each
+    of ``outputs`` asked for by name (``outputs``, field 6: a runtime such as MLServer's scikit-learn one
+    computes only the outputs asked for, ``predict`` when none is); ``content_type`` set as the input's
+    ``content_type`` parameter (MLServer decodes a ``"str"`` input as strings, not one byte buffer)."""
     contents = _field(8, text.encode())  # InferTensorContents.bytes_contents
     tensor = (
         _field(1, b"text")  # name
         + _field(2, b"BYTES")  # datatype
         + _field(3, _varint(1))  # shape, packed int64
+        # parameters: map<string, InferParameter> entry {key = 1, value = 2}; InferParameter.string_param = 3
+        + (
+            _field(4, _field(1, b"content_type") + _field(2, _field(3, content_type.encode())))
+            if content_type
+            else b""
+        )
         + _field(5, contents)  # contents
     )
-    return _field(1, model.encode()) + _field(5, tensor)  # model_name, inputs
+    requested = b"".join(_field(6, _field(1, name.encode())) for name in outputs)
+    return _field(1, model.encode()) + _field(5, tensor) + requested  # model_name, inputs, outputs
 
 
 @dataclass
@@ -150,13 +161,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kind", choices=sorted(METHODS), default="predictor")
     parser.add_argument("--model", default="sentiment", help="model name for --kind v2")
     parser.add_argument("--text", default=TEXT)
+    parser.add_argument("--output", action="append", default=[], help="--kind v2: ask for this output")
+    parser.add_argument("--content-type", default="", help="--kind v2: the input's content_type parameter")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--channels", type=int, default=0, help="default: 1 at concurrency 1, else 4")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--timeout", type=float, default=10.0, help="deadline of each call, seconds")
     args = parser.parse_args(argv)
-    request = predictor_request(args.text) if args.kind == "predictor" else v2_request(args.model, args.text)
+    request = (
+        predictor_request(args.text)
+        if args.kind == "predictor"
+        else v2_request(args.model, args.text, args.output, args.content_type)
+    )
     channels = args.channels or (1 if args.concurrency == 1 else min(4, args.concurrency))
     try:
         import uvloop  # type: ignore[import-not-found]
