@@ -370,7 +370,9 @@ class QueueSettings(_Section):
     max_message_bytes: int | None = Field(default=None, ge=64)
     """Default ``limits.max_body_bytes``; a larger message is dead-lettered."""
     trust_broker: bool = False
-    """With auth on: the broker authenticates, messages run as ``queue:<name>`` (scope predict)."""
+    """With auth on: the broker authenticates, messages run as ``queue:<name>`` with ``scopes``."""
+    scopes: tuple[str, ...] = ("predict",)
+    """The scopes of ``queue:<name>`` when ``trust_broker`` (``jobs:write``: its messages may submit jobs)."""
     username: str | None = None
     password: SecretStr | None = None
     password_file: Path | None = None

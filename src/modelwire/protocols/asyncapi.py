@@ -43,8 +43,37 @@ _SCHEMAS: dict[str, Any] = {
             "instances": {"type": "array", "minItems": 1},
             "model": _TEXT,
             "version": _TEXT,
+            "op": {"const": "predict", "description": "the default; op job submits a job (JobRequest)"},
         },
         "examples": [{"text": "I love this product"}, {"model": "sentiment", "texts": ["great", "awful"]}],
+    },
+    "JobRequest": {
+        "type": "object",
+        "description": "op job: an async job (the POST /v1/jobs body plus kind), answered with the job.",
+        "required": ["op", "inputs"],
+        "additionalProperties": False,
+        "properties": {
+            "op": {"const": "job"},
+            "inputs": {"type": "array", "description": "rows; {text, label} objects for kind train"},
+            "kind": {"enum": ["predict", "train"], "default": "predict"},
+            "model": _TEXT,
+            "version": _TEXT,
+            "callback_url": {"type": "string", "format": "uri"},
+            "metadata": {"type": "object"},
+        },
+        "examples": [{"op": "job", "model": "sentiment", "inputs": ["great", "awful"]}],
+    },
+    "Job": {
+        "type": "object",
+        "description": "The job as POST /v1/jobs answers it (202) and GET /v1/jobs/{id} shows it.",
+        "required": ["id", "kind", "model", "status", "progress"],
+        "properties": {
+            "id": _TEXT,
+            "kind": {"enum": ["predict", "train"]},
+            "model": _TEXT,
+            "status": {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
+            "progress": {"type": "object"},
+        },
     },
     "Error": _ERROR,
     "Answer": {
@@ -99,7 +128,17 @@ _MESSAGES: dict[str, Any] = {
             },
         },
     },
+    "JobRequest": {
+        "contentType": "application/json",
+        "summary": "An async job to submit (op job); the same headers as a PredictRequest",
+        "payload": {"$ref": "#/components/schemas/JobRequest"},
+    },
     "Answer": {"contentType": "application/json", "payload": {"$ref": "#/components/schemas/Answer"}},
+    "JobAccepted": {
+        "contentType": "application/json",
+        "summary": "The answer to a JobRequest: the job, or an error answer",
+        "payload": {"oneOf": [{"$ref": "#/components/schemas/Job"}, {"$ref": "#/components/schemas/Answer"}]},
+    },
     "DeadLetter": {
         "summary": "The unreadable (or poison) message as it came, with the reason",
         "headers": {"type": "object", "properties": {"x-modelwire-error": _TEXT}},
@@ -140,17 +179,18 @@ def _queue(doc: dict[str, Any], index: int, queue: QueueSettings) -> None:
     if kind == "nats" and queue.jetstream:
         channels.append((f"{server}Durable", queue.jetstream_subjects))
     for key, address in channels:
-        doc["channels"][key] = {"address": address, "servers": servers, "messages": _msg("PredictRequest")}
+        requests = {**_msg("PredictRequest"), **_msg("JobRequest")}
+        doc["channels"][key] = {"address": address, "servers": servers, "messages": requests}
         doc["channels"][f"{key}Replies"] = {
             "address": None,
             "description": "the request's reply address (reply_to, the reply subject or Reply-To header)",
             "servers": servers,
-            "messages": _msg("Answer"),
+            "messages": {**_msg("Answer"), **_msg("JobAccepted")},
         }
         doc["operations"][f"{key}Answer"] = {
             "action": "receive",
             "channel": _ref("channels", key),
-            "summary": "Answer an inference request; the answer goes to its reply address",
+            "summary": "Answer an inference request or submit a job; the answer goes to its reply address",
             "reply": {
                 "address": {"location": _REPLY_LOCATION.get(kind, "$message.header#/reply_to")},
                 "channel": _ref("channels", f"{key}Replies"),

@@ -129,3 +129,17 @@ def test_a_kafka_url_is_refused_with_the_reason(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "kafka:// is not supported yet" in result.output
+
+
+async def test_each_request_channel_takes_jobs_and_answers_with_the_job(tmp_path: Path) -> None:
+    doc, _ = await served_document(tmp_path)
+    for operation in doc["operations"].values():
+        if "reply" not in operation:
+            continue
+        requests = resolve(doc, operation["channel"]["$ref"])["messages"]
+        replies = resolve(doc, operation["reply"]["channel"]["$ref"])["messages"]
+        assert {"PredictRequest", "JobRequest"} <= set(requests)
+        assert {"Answer", "JobAccepted"} <= set(replies)
+    job = doc["components"]["schemas"]["JobRequest"]
+    assert job["properties"]["op"] == {"const": "job"}
+    assert job["properties"]["kind"]["enum"] == ["predict", "train"]

@@ -14,6 +14,10 @@ exactly one of:
 - **given back**: a failure of this process (the broker unreachable mid-reply): not acknowledged, so the
   broker delivers it again, counting.
 
+A job message (``"op": "job"``) is submitted through the jobs façade, which decides whether the principal
+may (``jobs:write``, ``models:admin`` for a training job), and is answered with the job (the REST 202
+body); its ``idempotency-key`` header is the job's Idempotency-Key, kept in the job store.
+
 A request carrying an ``idempotency-key`` header is answered from a bounded in-process record when it is
 delivered again (same key, same principal), so a redelivered duplicate gets the same answer as the first.
 ``stop`` is the graceful drain: stop fetching, finish and acknowledge what is in flight, close.
@@ -27,15 +31,31 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from typing import Any
 
 from modelwire.backends.queue import Delivery, QueueBroker
 from modelwire.core.dataplane import CallContext
-from modelwire.errors import InternalError, InvalidInputError, ModelwireError, UnavailableError
+from modelwire.errors import (
+    ConfigurationError,
+    InternalError,
+    InvalidInputError,
+    ModelwireError,
+    UnavailableError,
+)
+from modelwire.jobs.manager import JobRequest
 from modelwire.protocols.facades import Facades
-from modelwire.protocols.queues.messages import MessageCodec, QueueRequest, answer, error_answer, header
+from modelwire.protocols.queues.messages import (
+    JobMessage,
+    MessageCodec,
+    QueueRequest,
+    answer,
+    error_answer,
+    header,
+)
 from modelwire.security.policy import Credentials
 from modelwire.security.principal import ALL_SCOPES, Principal, Scope, use_principal
+from modelwire.security.scopes import job_scope
 from modelwire.settings import QueueSettings
 
 __all__ = ["QueueConsumer"]
@@ -43,6 +63,7 @@ __all__ = ["QueueConsumer"]
 logger = logging.getLogger("modelwire.queues")
 
 _IDEMPOTENT_ENTRIES = 10_000
+_MAX_KEY_CHARS = 255  # as REST's Idempotency-Key header
 
 
 class QueueConsumer:
@@ -59,6 +80,11 @@ class QueueConsumer:
         )
         self.default_model = queue.model or services.settings.effective_models()[0].name
         self.api_key_header = services.settings.auth.api_key_header.lower()
+        try:
+            self.trusted = frozenset(Scope(scope) for scope in queue.scopes)
+        except ValueError as exc:
+            known = ", ".join(s.value for s in Scope)
+            raise ConfigurationError(f"[[queues]] scopes: {exc}; use some of {known}") from None
         self.counts = {"answered": 0, "dead_lettered": 0, "redelivered": 0, "given_back": 0}
         self._slots = asyncio.Semaphore(queue.prefetch)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -134,6 +160,12 @@ class QueueConsumer:
         model = request.model or header(delivery.headers, "model") or self.default_model
         headers = {**_echoed(delivery), "model": model}
         key = header(delivery.headers, "idempotency-key")
+        if isinstance(request, JobMessage):  # the job store keeps its idempotency key, across restarts
+            job = await self._submit(request, model, key, principal, refusal)
+            await self.broker.reply(delivery, self.codec.encode(job, content_type), content_type, headers)
+            await self.broker.ack(delivery)
+            self.counts["answered"] += 1
+            return
         record = (principal.id, key) if key is not None and refusal is None else None
         if record is not None and (known := self._answers.get(record)) is not None:
             await self.broker.reply(delivery, known, content_type, headers)
@@ -174,6 +206,38 @@ class QueueConsumer:
         except ModelwireError as exc:
             return error_answer(exc)
 
+    async def _submit(
+        self,
+        request: JobMessage,
+        model: str,
+        key: str | None,
+        principal: Principal,
+        refusal: ModelwireError | None,
+    ) -> Any:
+        """The job submitted through the jobs façade (which decides the kind's scope), or an error answer."""
+        try:
+            if refusal is not None:
+                raise refusal
+            if key is not None and len(key) > _MAX_KEY_CHARS:
+                raise InvalidInputError(
+                    f"idempotency-key is longer than {_MAX_KEY_CHARS} characters", field="idempotency-key"
+                )
+            policy = self.services.security
+            if policy.enforcing:  # the rate limit counts it like a submit on any wire; no scope decided here
+                await policy.meter(principal, job_scope(request.kind), model)
+            use_principal(principal)
+            job_request = JobRequest(
+                model, request.kind, request.version, request.callback_url, dict(request.metadata), key
+            )
+
+            async def rows() -> AsyncIterator[list[Any]]:
+                yield request.inputs
+
+            job, _created = await self.services.jobs.submit(job_request, rows())
+            return job
+        except ModelwireError as exc:
+            return error_answer(exc)
+
     def _principal(self, delivery: Delivery) -> tuple[Principal, ModelwireError | None]:
         """Who the message runs as: its credential when auth is on (the same policy as every wire), the
         queue itself when auth is off or the broker authenticates (``trust_broker``)."""
@@ -183,8 +247,8 @@ class QueueConsumer:
         if not policy.auth_on:
             return queue_principal, None
         if self.queue.trust_broker:
-            scopes = frozenset({Scope.PREDICT})
-            return Principal(id=queue_principal.id, kind="queue", scopes=scopes, authenticated=True), None
+            trusted = Principal(id=queue_principal.id, kind="queue", scopes=self.trusted, authenticated=True)
+            return trusted, None
         bearer = None
         authorization = header(delivery.headers, "authorization")
         if authorization is not None:
