@@ -79,6 +79,12 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livesum",
         )
+        self.events_out = Counter(
+            "modelwire_events_out",
+            "Events sent to event sinks ([[event_sinks]]), by broker and outcome (published, dropped).",
+            ["broker", "outcome"],
+            registry=self.registry,
+        )
         self.live = LiveStats()
 
     def connection_opened(self, protocol: str) -> None:
