@@ -85,7 +85,14 @@ class QueueConsumer:
         except ValueError as exc:
             known = ", ".join(s.value for s in Scope)
             raise ConfigurationError(f"[[queues]] scopes: {exc}; use some of {known}") from None
-        self.counts = {"answered": 0, "dead_lettered": 0, "redelivered": 0, "given_back": 0}
+        metrics = services.metrics
+        self.stats = metrics.live.queue(queue.queue_name, broker.kind)  # the dashboard's consumer panel
+        self.counts = self.stats.counts
+        self._counted = {
+            outcome: metrics.queue_messages.labels(broker.kind, queue.queue_name, outcome)
+            for outcome in self.stats.OUTCOMES
+        }
+        self._in_flight = metrics.queue_in_flight.labels(broker.kind, queue.queue_name)
         self._slots = asyncio.Semaphore(queue.prefetch)
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
@@ -109,11 +116,19 @@ class QueueConsumer:
             await self._slots.acquire()
             task = asyncio.create_task(self._handle(delivery))
             self._tasks.add(task)
+            self.stats.in_flight += 1
+            self._in_flight.inc()
             task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        self.stats.in_flight -= 1
+        self._in_flight.dec()
         self._slots.release()
+
+    def _count(self, outcome: str) -> None:
+        self.counts[outcome] = self.counts[outcome] + 1
+        self._counted[outcome].inc()
 
     async def stop(self, grace_s: float) -> None:
         """Stop fetching; answer and acknowledge what is in flight (within ``grace_s``); close."""
@@ -128,17 +143,17 @@ class QueueConsumer:
             if task is not None:
                 task.cancel()
         await self.broker.close()
-        logger.info("stopped consuming %s: %s", self.broker.display, self.counts)
+        logger.info("stopped consuming %s: %s", self.broker.display, dict(self.counts))
 
     async def _handle(self, delivery: Delivery) -> None:
         if delivery.deliveries > 1:
-            self.counts["redelivered"] += 1
+            self._count("redelivered")
         try:
             await self._process(delivery)
         except Exception as exc:
             err = InternalError()
             logger.error("queue message failed [error_id=%s]; giving it back", err.error_id, exc_info=exc)
-            self.counts["given_back"] += 1
+            self._count("given_back")
             with contextlib.suppress(Exception):
                 await self.broker.retry(delivery)
 
@@ -164,7 +179,7 @@ class QueueConsumer:
             job = await self._submit(request, model, key, principal, refusal)
             await self.broker.reply(delivery, self.codec.encode(job, content_type), content_type, headers)
             await self.broker.ack(delivery)
-            self.counts["answered"] += 1
+            self._count("answered")
             return
         record = (principal.id, key) if key is not None and refusal is None else None
         if record is not None and (known := self._answers.get(record)) is not None:
@@ -177,7 +192,7 @@ class QueueConsumer:
         if record is not None:
             self._remember(record, data)
         await self.broker.ack(delivery)
-        self.counts["answered"] += 1
+        self._count("answered")
 
     async def _answer(
         self,
@@ -266,7 +281,7 @@ class QueueConsumer:
             data = self.codec.encode(error_answer(exc), content_type)
             await self.broker.reply(delivery, data, content_type, _echoed(delivery))
         await self.broker.ack(delivery)
-        self.counts["dead_lettered"] += 1
+        self._count("dead_lettered")
         logger.info("dead-lettered a message from %s: %s", delivery.source, exc.message)
 
     def _remember(self, record: tuple[str, str], data: bytes) -> None:
