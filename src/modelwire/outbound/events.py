@@ -93,6 +93,7 @@ class EventSink:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.connected = False
+        self._sending = False
         self.sent = 0
         self.dropped = 0
         self._dropped_at_failure = 0
@@ -113,7 +114,10 @@ class EventSink:
             return
         headers = {"ce-id": envelope["id"], "ce-type": event.type, "ce-subject": event.topic}
         if len(self._buffer) >= self.limit:
-            self._buffer.popleft()
+            if self._sending and len(self._buffer) > 1:
+                del self._buffer[1]  # the head is with the broker now: the next oldest goes
+            else:
+                self._buffer.popleft()
             self._drop()
         self._buffer.append((subject_of(event.topic), body, headers))
         self._wakeup.set()
@@ -173,6 +177,7 @@ class EventSink:
                 await self._wakeup.wait()
                 continue
             subject, body, headers = self._buffer[0]
+            self._sending = True
             try:
                 async with asyncio.timeout(_SEND_TIMEOUT_S):
                     await self.transport.send(subject, body, headers)
@@ -181,6 +186,8 @@ class EventSink:
                 self._failed(exc)
                 await self.transport.close()
                 continue
+            finally:
+                self._sending = False
             if self._buffer and self._buffer[0][1] is body:  # not dropped as the oldest meanwhile
                 self._buffer.popleft()
             self.sent += 1
