@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import pytest
 
 from modelwire.app.builder import build_services
+from modelwire.app.components import QueueConsumers
 from modelwire.app.lifecycle import Server
 from modelwire.model.base import Model
 from modelwire.model.registry import build_models
@@ -46,7 +47,8 @@ class ThreadedServer:
 
         async def start() -> Server:
             services = build_services(self.settings, models=build_models(self.settings) + list(self._extra))
-            server = Server(self.settings, services=services)
+            queues = [QueueConsumers(self.settings)] if self.settings.queues else []  # as `serve` runs them
+            server = Server(self.settings, services=services, components=queues)
             await server.start()
             return server
 

@@ -27,6 +27,7 @@ from modelwire.backends.urls import QUEUE_SCHEMES, is_redis_url, is_sqlite_url, 
 __all__ = [
     "AuthSettings",
     "BatchingSettings",
+    "EventSinkSettings",
     "EventsSettings",
     "GRPCSettings",
     "GatewaySettings",
@@ -356,7 +357,55 @@ _QUEUE_DEFAULTS = {  # kind -> (the requests' queue/subject/stream, its dead let
 }
 
 
-class QueueSettings(_Section):
+class _BrokerSection(_Section):
+    """A broker's URL and credentials: a password in the URL is moved to ``password`` (a secret, never
+    logged); ``password_file`` reads it from a file instead."""
+
+    url: str
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_credentials(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            data = {"url": data}
+        if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+            return data
+        url: str = data["url"]
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme.lower() not in QUEUE_SCHEMES:
+            known = ", ".join(f"{s}://" for s in QUEUE_SCHEMES)
+            raise ValueError(f"broker URL {url.split('@')[-1]!r} has no known scheme; use one of {known}")
+        authority, slash, path = rest.partition("/")
+        userinfo, at, host = authority.rpartition("@")
+        if at:
+            user, colon, password = userinfo.partition(":")
+            data = {**data, "url": f"{scheme}://{host}{slash}{path}"}
+            if user and "username" not in data:
+                data["username"] = user
+            if colon and "password" not in data:
+                data["password"] = password
+        return data
+
+    @property
+    def kind(self) -> str:
+        """``rabbitmq``, ``nats``, ``redis`` or ``kafka``."""
+        kind = queue_kind(self.url)
+        assert kind is not None  # checked by the validator
+        return kind
+
+    def secret(self) -> str | None:
+        """The broker password: ``password``, else the first line of ``password_file``."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            return self.password_file.read_text().strip() or None
+        return None
+
+
+class QueueSettings(_BrokerSection):
     """One broker to take inference requests from (``[[queues]]``, ``--queue URL``; docs/queues.md).
 
     The scheme picks the broker: ``amqp://``/``amqps://`` RabbitMQ, ``nats://``/``tls://`` NATS (core
@@ -364,7 +413,6 @@ class QueueSettings(_Section):
     URL is moved to ``password`` (a secret, never logged); ``password_file`` reads it from a file instead.
     """
 
-    url: str
     name: str | None = None
     """RabbitMQ queue / NATS subject / Redis stream: ``modelwire.requests`` (Redis ``modelwire:requests``)."""
     dead_letter: str | None = None
@@ -385,40 +433,9 @@ class QueueSettings(_Section):
     max_message_bytes: int | None = Field(default=None, ge=64)
     """Default ``limits.max_body_bytes``; a larger message is dead-lettered."""
     trust_broker: bool = False
-    """With auth on: the broker authenticates, messages run as ``queue:<name>`` (scope predict)."""
-    username: str | None = None
-    password: SecretStr | None = None
-    password_file: Path | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _split_credentials(cls, data: Any) -> Any:
-        if isinstance(data, str):
-            data = {"url": data}
-        if not isinstance(data, dict) or not isinstance(data.get("url"), str):
-            return data
-        url: str = data["url"]
-        scheme, sep, rest = url.partition("://")
-        if not sep or scheme.lower() not in QUEUE_SCHEMES:
-            known = ", ".join(f"{s}://" for s in QUEUE_SCHEMES)
-            raise ValueError(f"queue URL {url.split('@')[-1]!r} has no known scheme; use one of {known}")
-        authority, slash, path = rest.partition("/")
-        userinfo, at, host = authority.rpartition("@")
-        if at:
-            user, colon, password = userinfo.partition(":")
-            data = {**data, "url": f"{scheme}://{host}{slash}{path}"}
-            if user and "username" not in data:
-                data["username"] = user
-            if colon and "password" not in data:
-                data["password"] = password
-        return data
-
-    @property
-    def kind(self) -> str:
-        """``rabbitmq``, ``nats``, ``redis`` or ``kafka``."""
-        kind = queue_kind(self.url)
-        assert kind is not None  # checked by the validator
-        return kind
+    """With auth on: the broker authenticates, messages run as ``queue:<name>`` with ``scopes``."""
+    scopes: tuple[str, ...] = ("predict",)
+    """The scopes of ``queue:<name>`` when ``trust_broker`` (``jobs:write``: its messages may submit jobs)."""
 
     @property
     def queue_name(self) -> str:
@@ -428,13 +445,30 @@ class QueueSettings(_Section):
     def dead_letter_name(self) -> str:
         return self.dead_letter or _QUEUE_DEFAULTS[self.kind][1]
 
-    def secret(self) -> str | None:
-        """The broker password: ``password``, else the first line of ``password_file``."""
-        if self.password is not None:
-            return self.password.get_secret_value()
-        if self.password_file is not None:
-            return self.password_file.read_text().strip() or None
-        return None
+
+_SINK_DEFAULTS = {"rabbitmq": "modelwire.events", "nats": "modelwire.events", "redis": "modelwire:events"}
+
+
+class EventSinkSettings(_BrokerSection):
+    """A broker the event bus publishes chosen topics to (``[[event_sinks]]``; docs/queues.md, "Events out").
+
+    RabbitMQ: the topic exchange ``destination`` (``modelwire.events``), routing key the topic with ``/`` as
+    ``.`` (``jobs.<id>``, ``models``); NATS: the subject ``<destination>.<topic with / as .>``; Redis: the
+    stream ``destination`` (``modelwire:events``), trimmed to about ``max_len`` entries. Each event is a
+    CloudEvents 1.0 JSON envelope. Publishing never holds the server up: at most ``buffer`` events wait,
+    the oldest dropped (and counted) past that or while the broker is unreachable.
+    """
+
+    topics: tuple[str, ...] = ("jobs/*", "models")
+    """Topics or patterns as ``/v1/events`` takes them: ``jobs/*``, ``models``, ``server``, ``metrics``..."""
+    destination: str | None = None
+    buffer: int = Field(default=10_000, ge=1, le=1_000_000)
+    max_len: int = Field(default=100_000, ge=1)
+    """Redis: the stream is trimmed to about this many entries (``XADD MAXLEN ~``)."""
+
+    @property
+    def destination_name(self) -> str:
+        return self.destination or _SINK_DEFAULTS.get(self.kind, "modelwire.events")
 
 
 class Settings(BaseSettings):
@@ -462,6 +496,8 @@ class Settings(BaseSettings):
     models: tuple[ModelSettings, ...] = ()
     queues: tuple[QueueSettings, ...] = ()
     """Brokers to take inference requests from (``--queue URL``, ``[[queues]]``; docs/queues.md)."""
+    event_sinks: tuple[EventSinkSettings, ...] = ()
+    """Brokers the event bus publishes chosen topics to (``[[event_sinks]]``; docs/queues.md)."""
 
     http: HTTPSettings = HTTPSettings()
     grpc: GRPCSettings = GRPCSettings()

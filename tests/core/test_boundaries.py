@@ -43,7 +43,7 @@ ALLOWED: dict[str, set[str]] = {
     "backends.resolve": FOUNDATION
     | {"jobs", "events", "security", "backends.urls", "backends.sqlite", "backends.redis"}
     | {"backends.queue", "backends.rabbitmq", "backends.nats"},
-    "outbound": FOUNDATION,
+    "outbound": FOUNDATION | {"events", "observability", "backends.queue"},
     "gateway": FOUNDATION | {"core", "model", "observability", "client", "protocols.grpc._generated"},
     "protocols.facades": FOUNDATION | {"core", "jobs", "events", "security", "observability"},
     "protocols.grpc": FOUNDATION
@@ -68,7 +68,7 @@ ALLOWED: dict[str, set[str]] = {
     "protocols.http.ws": FOUNDATION
     | {"core", "events", "security", "observability", "protocols.facades", "protocols.http"},
     "protocols.queues": FOUNDATION
-    | {"core", "security", "observability", "protocols.facades", "backends.queue"},
+    | {"core", "jobs", "security", "observability", "protocols.facades", "backends.queue"},
     "dashboard": set(),
     "app": FOUNDATION
     | {"core", "model", "security", "events", "jobs", "observability", "backends.resolve", "outbound"}

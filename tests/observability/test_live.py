@@ -100,3 +100,31 @@ def test_samples_are_bounded_but_counts_exact(clock: FakeClock) -> None:
     assert len(stats._latencies["rest"]) == live._MAX_SAMPLES
     clock.now += 1
     assert stats.snapshot()["protocols"]["rest"]["requests_per_s"] == live._MAX_SAMPLES + 500
+
+
+def test_queue_consumers_rate_over_the_window_and_counts_since_the_start(clock: FakeClock) -> None:
+    stats = LiveStats()
+    assert stats.snapshot()["queues"] == []
+    consumer = stats.queue("modelwire.requests", "rabbitmq")
+    assert stats.queue("modelwire.requests", "rabbitmq") is consumer  # one per broker and queue
+    consumer.counts["answered"] += 6
+    consumer.counts["dead_lettered"] += 2
+    consumer.counts["redelivered"] += 1
+    consumer.in_flight = 3
+    clock.now += 2.0
+    assert stats.snapshot()["queues"] == [
+        {
+            "name": "modelwire.requests",
+            "broker": "rabbitmq",
+            "messages_per_s": 4.0,  # answered + dead-lettered, over 2 s
+            "in_flight": 3,
+            "answered": 6,
+            "dead_lettered": 2,
+            "redelivered": 1,
+            "given_back": 0,
+        }
+    ]
+    clock.now += 1.0
+    again = stats.snapshot()["queues"][0]
+    assert again["messages_per_s"] == 0.0  # nothing new in this window
+    assert again["answered"] == 6  # the counts stay

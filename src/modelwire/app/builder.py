@@ -12,7 +12,12 @@ from typing import Any
 from modelwire.app.follow import follow_remote_jobs
 from modelwire.app.services import Services
 from modelwire.app.versions import ModelVersions, batching_for
-from modelwire.backends.resolve import open_event_bus, open_job_store, open_rate_limiter
+from modelwire.backends.resolve import (
+    open_event_bus,
+    open_event_transport,
+    open_job_store,
+    open_rate_limiter,
+)
 from modelwire.core.dataplane import DataPlane
 from modelwire.events.bus import EventBus
 from modelwire.events.publishers import MetricsPublisher
@@ -22,6 +27,7 @@ from modelwire.jobs.webhooks import WebhookDispatcher
 from modelwire.model.base import Model
 from modelwire.model.registry import ModelRegistry, build_models
 from modelwire.observability.metrics import Metrics
+from modelwire.outbound.events import EventSink
 from modelwire.outbound.webhooks import HttpxWebhookPoster
 from modelwire.security.policy import SecurityPolicy
 from modelwire.settings import Settings
@@ -61,6 +67,7 @@ def build_services(
         versions=versions,
         jobs=_jobs(settings, dataplane, bus, versions),
         publisher=publisher,
+        event_sinks=_event_sinks(settings, bus, metrics),
     )
     follow_remote_jobs(services)  # jobs on Redis: act on other processes' job events too
     return services
@@ -81,6 +88,15 @@ def _jobs(settings: Settings, dataplane: DataPlane, events: EventBus, versions: 
     )
     trainer = Trainer(settings.model_repository, dataplane, versions.register)
     return JobManager(jobs, store, dataplane, events, webhooks, trainer)
+
+
+def _event_sinks(settings: Settings, bus: EventBus, metrics: Metrics) -> list[EventSink]:
+    sinks = []
+    for sink in settings.event_sinks:
+        out = EventSink(open_event_transport(sink), sink.topics, buffer=sink.buffer, metrics=metrics)
+        out.attach(bus)
+        sinks.append(out)
+    return sinks
 
 
 def _gauges(dataplane: DataPlane, events: EventBus) -> dict[str, Any]:

@@ -57,6 +57,8 @@ _MAX_QUIET_S = 5.0
 async def start_services(services: Services) -> None:
     """Load every model (a model that fails to load stops the start with its error), start jobs and events."""
     await services.events.start()
+    for sink in services.event_sinks:  # connects in the background: a broker down never stops the start
+        sink.start()
     await services.registry.load_all()
     for handle in services.registry.handles():
         services.metrics.model_ready.labels(handle.name, handle.version).set(1)
@@ -104,6 +106,7 @@ async def stop_services(services: Services) -> None:
     for handle in services.registry.handles():
         services.metrics.model_ready.labels(handle.name, handle.version).set(0)
     await services.registry.unload_all()
+    await asyncio.gather(*(sink.stop() for sink in services.event_sinks))
     await services.security.close()
 
 

@@ -16,6 +16,7 @@ from modelwire.events.publishers import MetricsPublisher
 from modelwire.jobs.manager import JobManager
 from modelwire.model.registry import ModelRegistry
 from modelwire.observability.metrics import Metrics
+from modelwire.outbound.events import EventSink
 from modelwire.security.policy import SecurityPolicy
 from modelwire.settings import Settings
 
@@ -38,5 +39,7 @@ class Services:
     """Async jobs: submit, poll, cancel (``jobs/``); its workers run while the services run."""
     publisher: MetricsPublisher
     """The ``metrics`` topic's per-second snapshot, started with the services."""
+    event_sinks: list[EventSink] = field(default_factory=list)
+    """``[[event_sinks]]``: chosen topics published to brokers, started and stopped with the services."""
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when shutdown begins: long-lived streams finish what is in flight and close (WebSocket 1001)."""

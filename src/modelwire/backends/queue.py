@@ -6,6 +6,9 @@ adapter answers each (``reply``), or dead-letters it with a reason (``dead_lette
 acknowledges it (``ack``): at-least-once. ``deliveries`` counts how often the broker has handed this message
 out, this time included, from the broker's own count where it keeps one (RabbitMQ quorum queues, JetStream,
 Redis ``XPENDING``), so a message that keeps crashing consumers can be dead-lettered.
+
+``EventTransport`` is the other direction: what an event sink (``outbound/events.py``) sends through, one
+broker connection that publishes events (``backends/<broker>/publisher.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["Delivery", "QueueBroker"]
+__all__ = ["Delivery", "EventTransport", "QueueBroker"]
 
 
 @dataclass(slots=True)
@@ -68,3 +71,21 @@ class QueueBroker(Protocol):
 
     async def close(self) -> None:
         """Close the connection; what is still unacknowledged goes back to the broker."""
+
+
+class EventTransport(Protocol):
+    """One broker connection publishing events. No I/O before ``connect``; the caller reconnects."""
+
+    kind: str
+    display: str
+    """Where it publishes, with no credential (for logs)."""
+
+    async def connect(self) -> None:
+        """Connect and declare the destination (the exchange, the stream); raise if unreachable."""
+
+    async def send(self, subject: str, body: bytes, headers: Mapping[str, str]) -> None:
+        """Publish ``body`` (a CloudEvents JSON envelope) for the topic ``subject`` (its ``/`` as ``.``);
+        return once the broker has it (confirmed or flushed); raise when it cannot."""
+
+    async def close(self) -> None:
+        """Close the connection (quietly: it may be broken already)."""

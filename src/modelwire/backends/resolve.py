@@ -16,13 +16,14 @@ from modelwire.events.bus import EventBus, LocalEventBus
 from modelwire.security.ratelimit import MemoryRateLimiter, RateLimiter, rate_limits_enabled
 
 if TYPE_CHECKING:
-    from modelwire.backends.queue import QueueBroker
+    from modelwire.backends.queue import EventTransport, QueueBroker
     from modelwire.jobs.store import JobStore
-    from modelwire.settings import QueueSettings, Settings
+    from modelwire.settings import EventSinkSettings, QueueSettings, Settings
 
 __all__ = [
     "describe_jobs_backend",
     "open_event_bus",
+    "open_event_transport",
     "open_job_store",
     "open_queue_broker",
     "open_rate_limiter",
@@ -114,5 +115,29 @@ def open_queue_broker(queue: QueueSettings) -> QueueBroker:
     except ImportError as exc:
         raise ConfigurationError(
             f"{queue.url.split('://')[0]}:// needs the broker client ({exc.name}): "
+            "pip install 'modelwire[queues]'"
+        ) from None
+
+
+def open_event_transport(sink: EventSinkSettings) -> EventTransport:
+    """The broker an ``[[event_sinks]]`` URL names (docs/queues.md, "Events out"). No I/O."""
+    kind = sink.kind
+    if kind == "kafka":
+        raise ConfigurationError(KAFKA_NOT_SUPPORTED)
+    if kind == "redis":
+        from modelwire.backends.redis.publisher import RedisEventTransport
+
+        return RedisEventTransport(sink)
+    try:
+        if kind == "rabbitmq":
+            from modelwire.backends.rabbitmq.publisher import RabbitMQEventTransport
+
+            return RabbitMQEventTransport(sink)
+        from modelwire.backends.nats.publisher import NatsEventTransport
+
+        return NatsEventTransport(sink)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"{sink.url.split('://')[0]}:// needs the broker client ({exc.name}): "
             "pip install 'modelwire[queues]'"
         ) from None

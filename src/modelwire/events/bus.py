@@ -35,6 +35,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import collections
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -48,6 +49,8 @@ from modelwire.security.principal import Principal, current_principal
 from modelwire.security.scopes import require_topics
 
 __all__ = ["Event", "EventBus", "LocalEventBus", "Subscription", "event_size"]
+
+logger = logging.getLogger("modelwire.events")
 
 _EVENT_OVERHEAD = 64  # id, time, the envelope's keys: what every event costs besides its data
 
@@ -216,6 +219,11 @@ class EventBus(abc.ABC):
     def add_remote_listener(self, listener: Callable[[Event], None]) -> None:  # noqa: B027 - optional hook
         """Call ``listener`` with each event another process published (never, on an in-process bus)."""
 
+    def add_publish_listener(self, listener: Callable[[Event], None]) -> None:  # noqa: B027 - optional hook
+        """Call ``listener`` (synchronously: it must not block) with each event published by this process,
+        once it is published; an event sink (``outbound/events.py``) sends them out from here, so an event
+        leaves once however many processes share the bus."""
+
     @abc.abstractmethod
     async def close(self) -> None:
         """End every subscription (readers see the end of their stream) and release the backend."""
@@ -246,6 +254,7 @@ class LocalEventBus(EventBus):
         self._closed = False
         self.published = 0
         self.dropped = 0
+        self._publish_listeners: list[Callable[[Event], None]] = []
 
     @property
     def subscriber_count(self) -> int:
@@ -267,7 +276,19 @@ class LocalEventBus(EventBus):
         self._last_id += 1
         event = Event(self._last_id, topic, type, data, owner=owner)
         self.deliver(event, ephemeral=ephemeral)
+        self.published_here(event)
         return event
+
+    def add_publish_listener(self, listener: Callable[[Event], None]) -> None:
+        self._publish_listeners.append(listener)
+
+    def published_here(self, event: Event) -> None:
+        """Hand ``event``, published by this process, to the publish listeners. Backends call this."""
+        for listener in self._publish_listeners:
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("a publish listener failed on %s", event.type)
 
     def deliver(self, event: Event, *, ephemeral: bool = False) -> None:
         """Fan ``event`` out to local subscribers and keep it for replay. Backends call this."""

@@ -12,10 +12,39 @@ import math
 import time
 from typing import Any
 
-__all__ = ["PROTOCOLS", "LiveStats"]
+__all__ = ["PROTOCOLS", "LiveStats", "QueueStats"]
 
 PROTOCOLS = ("rest", "grpc", "ws", "sse")
 _MAX_SAMPLES = 20_000  # per protocol and window: percentiles from a bounded sample, counts stay exact
+
+
+class QueueStats:
+    """One queue consumer's counts (``protocols/queues/``): what it answered, dead-lettered, saw redelivered
+    and gave back, and how many messages it holds now. ``LiveStats.snapshot`` turns them into rates."""
+
+    OUTCOMES = ("answered", "dead_lettered", "redelivered", "given_back")
+
+    def __init__(self, name: str, broker: str) -> None:
+        self.name = name
+        self.broker = broker
+        self.counts: collections.Counter[str] = collections.Counter(dict.fromkeys(self.OUTCOMES, 0))
+        self.in_flight = 0
+        self._done_at_snapshot = 0
+
+    @property
+    def done(self) -> int:
+        """Messages finished: answered or dead-lettered (each acknowledged)."""
+        return self.counts["answered"] + self.counts["dead_lettered"]
+
+    def window(self, interval: float) -> dict[str, Any]:
+        done, self._done_at_snapshot = self.done - self._done_at_snapshot, self.done
+        return {
+            "name": self.name,
+            "broker": self.broker,
+            "messages_per_s": round(done / interval, 2),
+            "in_flight": self.in_flight,
+            **{outcome: self.counts[outcome] for outcome in self.OUTCOMES},
+        }
 
 
 class LiveStats:
@@ -26,7 +55,15 @@ class LiveStats:
         self._count: collections.Counter[str] = collections.Counter()
         self._errors: collections.Counter[str] = collections.Counter()
         self._connections: collections.Counter[str] = collections.Counter()
+        self._queues: dict[tuple[str, str], QueueStats] = {}
         self._since = time.monotonic()
+
+    def queue(self, name: str, broker: str) -> QueueStats:
+        """The counts of the consumer of ``name`` on ``broker`` (made on first use; shown in snapshots)."""
+        stats = self._queues.get((broker, name))
+        if stats is None:
+            stats = self._queues[(broker, name)] = QueueStats(name, broker)
+        return stats
 
     def observe(self, protocol: str, seconds: float, ok: bool) -> None:
         self._count[protocol] += 1
@@ -63,7 +100,8 @@ class LiveStats:
         self._count.clear()
         self._errors.clear()
         self._since = now
-        return {"interval_s": round(interval, 3), "protocols": protocols}
+        queues = [stats.window(interval) for _, stats in sorted(self._queues.items())]
+        return {"interval_s": round(interval, 3), "protocols": protocols, "queues": queues}
 
 
 def _percentile_ms(ordered: list[float], q: float) -> float | None:

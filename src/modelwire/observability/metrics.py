@@ -79,6 +79,26 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livesum",
         )
+        self.queue_messages = Counter(
+            "modelwire_queue_messages",
+            "Queue consumers' messages by broker, queue and outcome (answered, dead_lettered, redelivered, "
+            "given_back).",
+            ["broker", "queue", "outcome"],
+            registry=self.registry,
+        )
+        self.queue_in_flight = Gauge(
+            "modelwire_queue_in_flight",
+            "Messages a queue consumer holds unacknowledged, by broker and queue.",
+            ["broker", "queue"],
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.events_out = Counter(
+            "modelwire_events_out",
+            "Events sent to event sinks ([[event_sinks]]), by broker and outcome (published, dropped).",
+            ["broker", "outcome"],
+            registry=self.registry,
+        )
         self.live = LiveStats()
 
     def connection_opened(self, protocol: str) -> None:

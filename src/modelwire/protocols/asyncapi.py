@@ -1,5 +1,6 @@
 """The AsyncAPI 3 document: every message channel this configuration serves, the counterpart of
 ``/openapi.json`` and the ``.proto`` files. Served at ``/asyncapi.json``, printed by ``modelwire asyncapi``.
+The ``[[event_sinks]]`` are there too: where each publishes its CloudEvents.
 
 Pure: settings in, a dict out. It names the ``[[queues]]`` (requests, replies, dead letters per broker, with
 the names they were given), the WebSocket (``/v1/ws``, ``/v1/models/{name}/ws``) and the SSE streams
@@ -13,7 +14,7 @@ import urllib.parse
 from typing import Any
 
 from modelwire._version import __version__
-from modelwire.settings import QueueSettings, Settings
+from modelwire.settings import EventSinkSettings, QueueSettings, Settings
 
 __all__ = ["asyncapi_document"]
 
@@ -43,8 +44,54 @@ _SCHEMAS: dict[str, Any] = {
             "instances": {"type": "array", "minItems": 1},
             "model": _TEXT,
             "version": _TEXT,
+            "op": {"const": "predict", "description": "the default; op job submits a job (JobRequest)"},
         },
         "examples": [{"text": "I love this product"}, {"model": "sentiment", "texts": ["great", "awful"]}],
+    },
+    "JobRequest": {
+        "type": "object",
+        "description": "op job: an async job (the POST /v1/jobs body plus kind), answered with the job.",
+        "required": ["op", "inputs"],
+        "additionalProperties": False,
+        "properties": {
+            "op": {"const": "job"},
+            "inputs": {"type": "array", "description": "rows; {text, label} objects for kind train"},
+            "kind": {"enum": ["predict", "train"], "default": "predict"},
+            "model": _TEXT,
+            "version": _TEXT,
+            "callback_url": {"type": "string", "format": "uri"},
+            "metadata": {"type": "object"},
+        },
+        "examples": [{"op": "job", "model": "sentiment", "inputs": ["great", "awful"]}],
+    },
+    "Job": {
+        "type": "object",
+        "description": "The job as POST /v1/jobs answers it (202) and GET /v1/jobs/{id} shows it.",
+        "required": ["id", "kind", "model", "status", "progress"],
+        "properties": {
+            "id": _TEXT,
+            "kind": {"enum": ["predict", "train"]},
+            "model": _TEXT,
+            "status": {"enum": ["queued", "running", "succeeded", "failed", "cancelled"]},
+            "progress": {"type": "object"},
+        },
+    },
+    "CloudEvent": {
+        "type": "object",
+        "description": "An event of the bus as CloudEvents 1.0 structured JSON: id, type, data as on "
+        "/v1/events (id as a string), subject and topic the topic, time RFC 3339.",
+        "required": ["specversion", "id", "source", "type", "subject", "topic", "time", "data"],
+        "properties": {
+            "specversion": {"const": "1.0"},
+            "id": _TEXT,
+            "source": _TEXT,
+            "type": {"type": "string", "examples": ["job.succeeded", "model.loaded"]},
+            "subject": _TEXT,
+            "topic": _TEXT,
+            "time": {"type": "string", "format": "date-time"},
+            "datacontenttype": {"const": "application/json"},
+            "data": {"type": "object"},
+        },
     },
     "Error": _ERROR,
     "Answer": {
@@ -99,7 +146,17 @@ _MESSAGES: dict[str, Any] = {
             },
         },
     },
+    "JobRequest": {
+        "contentType": "application/json",
+        "summary": "An async job to submit (op job); the same headers as a PredictRequest",
+        "payload": {"$ref": "#/components/schemas/JobRequest"},
+    },
     "Answer": {"contentType": "application/json", "payload": {"$ref": "#/components/schemas/Answer"}},
+    "JobAccepted": {
+        "contentType": "application/json",
+        "summary": "The answer to a JobRequest: the job, or an error answer",
+        "payload": {"oneOf": [{"$ref": "#/components/schemas/Job"}, {"$ref": "#/components/schemas/Answer"}]},
+    },
     "DeadLetter": {
         "summary": "The unreadable (or poison) message as it came, with the reason",
         "headers": {"type": "object", "properties": {"x-modelwire-error": _TEXT}},
@@ -109,6 +166,11 @@ _MESSAGES: dict[str, Any] = {
     "WsServerMessage": {"payload": {"$ref": "#/components/schemas/WsServerMessage"}},
     "Event": {"payload": {"$ref": "#/components/schemas/Event"}},
     "StreamPrediction": {"payload": {"$ref": "#/components/schemas/Answer"}},
+    "CloudEvent": {
+        "contentType": "application/cloudevents+json",
+        "summary": "An event of a chosen topic ([[event_sinks]])",
+        "payload": {"$ref": "#/components/schemas/CloudEvent"},
+    },
 }
 _PROTOCOL = {"rabbitmq": "amqp", "nats": "nats", "redis": "redis"}
 _REPLY_LOCATION = {
@@ -140,17 +202,18 @@ def _queue(doc: dict[str, Any], index: int, queue: QueueSettings) -> None:
     if kind == "nats" and queue.jetstream:
         channels.append((f"{server}Durable", queue.jetstream_subjects))
     for key, address in channels:
-        doc["channels"][key] = {"address": address, "servers": servers, "messages": _msg("PredictRequest")}
+        requests = {**_msg("PredictRequest"), **_msg("JobRequest")}
+        doc["channels"][key] = {"address": address, "servers": servers, "messages": requests}
         doc["channels"][f"{key}Replies"] = {
             "address": None,
             "description": "the request's reply address (reply_to, the reply subject or Reply-To header)",
             "servers": servers,
-            "messages": _msg("Answer"),
+            "messages": {**_msg("Answer"), **_msg("JobAccepted")},
         }
         doc["operations"][f"{key}Answer"] = {
             "action": "receive",
             "channel": _ref("channels", key),
-            "summary": "Answer an inference request; the answer goes to its reply address",
+            "summary": "Answer an inference request or submit a job; the answer goes to its reply address",
             "reply": {
                 "address": {"location": _REPLY_LOCATION.get(kind, "$message.header#/reply_to")},
                 "channel": _ref("channels", f"{key}Replies"),
@@ -163,6 +226,43 @@ def _queue(doc: dict[str, Any], index: int, queue: QueueSettings) -> None:
         "messages": _msg("DeadLetter"),
     }
     doc["operations"][f"{dead}Publish"] = {"action": "send", "channel": _ref("channels", dead)}
+
+
+_SINK_ADDRESS = {  # kind -> (address, what it is)
+    "rabbitmq": (
+        "{destination}",
+        "the topic exchange; routing key the topic with / as . (jobs.<id>, models)",
+    ),
+    "nats": ("{destination}.{subject}", "the subject: the topic with / as . (jobs.<id>, models)"),
+    "redis": ("{destination}", "the stream; fields topic, type, id and body (the envelope)"),
+}
+
+
+def _sink(doc: dict[str, Any], index: int, sink: EventSinkSettings) -> None:
+    kind = sink.kind
+    server = f"{kind}Events{index}"
+    parts = urllib.parse.urlsplit(sink.url)
+    doc["servers"][server] = {
+        "host": parts.netloc.rsplit("@", 1)[-1],
+        "protocol": _PROTOCOL.get(kind, kind) + ("s" if parts.scheme in ("amqps", "rediss", "tls") else ""),
+        "description": f"{kind} event sink: topics {', '.join(sink.topics)} (docs/queues.md)",
+    }
+    address, what = _SINK_ADDRESS[kind]
+    channel: dict[str, Any] = {
+        "address": address.replace("{destination}", sink.destination_name),
+        "description": what,
+        "servers": [_ref("servers", server)],
+        "messages": _msg("CloudEvent"),
+    }
+    if "{subject}" in channel["address"]:
+        channel["parameters"] = {"subject": {"description": "the topic with / as . (jobs.<id>, models)"}}
+    key = f"{server}Channel"
+    doc["channels"][key] = channel
+    doc["operations"][f"{server}Publish"] = {
+        "action": "send",
+        "channel": _ref("channels", key),
+        "summary": "Publish the chosen topics' events",
+    }
 
 
 def _http(doc: dict[str, Any], http_host: str, tls: bool) -> None:
@@ -208,5 +308,8 @@ def asyncapi_document(settings: Settings, *, http_host: str | None = None) -> di
     for index, queue in enumerate(settings.queues):
         if queue.kind != "kafka":
             _queue(doc, index, queue)
+    for index, sink in enumerate(settings.event_sinks):
+        if sink.kind != "kafka":
+            _sink(doc, index, sink)
     _http(doc, http_host or f"{settings.host}:{settings.http_port}", settings.tls.enabled)
     return doc

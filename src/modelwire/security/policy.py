@@ -213,6 +213,14 @@ class SecurityPolicy:
             raise rate_limited_error(decision)
         return decision
 
+    async def meter(self, principal: Principal, scope: Scope | None, model: str | None) -> None:
+        """Take a rate-limit token as ``admit`` does, deciding no scope: for an action whose façade decides
+        it (a job's scope depends on its kind, ``security.scopes.job_scope``). Raises when refused."""
+        if self.limiter.enabled:
+            decision = await self.limiter.acquire(principal.id, scope, model)
+            if decision is not None and not decision.allowed:
+                raise rate_limited_error(decision)
+
     def www_authenticate(self, exc: UnauthenticatedError) -> str:
         """The ``WWW-Authenticate`` value for a 401 (RFC 6750)."""
         error = exc.details.get("error")

@@ -16,16 +16,22 @@ import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from modelwire.settings import QueueSettings
+from modelwire.app.builder import build_services
+from modelwire.app.components import QueueConsumers
+from modelwire.app.lifecycle import Server
+from modelwire.settings import QueueSettings, Settings
+from tests.models import EchoModel
 
 AMQP_URL = os.environ.get("MODELWIRE_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
 NATS_URL = os.environ.get("MODELWIRE_TEST_NATS", "nats://127.0.0.1:4222")
 REDIS_URL = os.environ.get("MODELWIRE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
+Start = Callable[..., Any]
 KINDS = ("rabbitmq", "nats", "nats-jetstream", "redis")
 
 
@@ -192,3 +198,29 @@ async def durable_broker(request: pytest.FixtureRequest) -> AsyncIterator[Broker
     """The brokers that keep a message until it is acknowledged (core NATS is at-most-once)."""
     async with open_broker(request.param) as under:
         yield under
+
+
+@pytest.fixture
+async def start(broker: BrokerUnderTest, tmp_path: Path) -> AsyncIterator[Start]:
+    """``await start(**settings)``: a consumer of ``broker`` on the echo model; stopped at the end."""
+    servers: list[Server] = []
+
+    async def run(*, queue: dict[str, Any] | None = None, **overrides: Any) -> Server:
+        settings = Settings(
+            host="127.0.0.1",
+            data_dir=tmp_path,
+            models=[{"name": "echo", "source": "tests.models:EchoModel"}],
+            queues=[broker.queue(**(queue or {}))],
+            **overrides,
+        )
+        services = build_services(settings, models=[EchoModel("echo")])
+        server = Server(
+            settings, services=services, rest=False, grpc=False, components=[QueueConsumers(settings)]
+        )
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield run
+    for server in servers:
+        await server.stop()

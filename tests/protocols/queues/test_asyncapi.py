@@ -129,3 +129,33 @@ def test_a_kafka_url_is_refused_with_the_reason(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "kafka:// is not supported yet" in result.output
+
+
+async def test_each_request_channel_takes_jobs_and_answers_with_the_job(tmp_path: Path) -> None:
+    doc, _ = await served_document(tmp_path)
+    for operation in doc["operations"].values():
+        if "reply" not in operation:
+            continue
+        requests = resolve(doc, operation["channel"]["$ref"])["messages"]
+        replies = resolve(doc, operation["reply"]["channel"]["$ref"])["messages"]
+        assert {"PredictRequest", "JobRequest"} <= set(requests)
+        assert {"Answer", "JobAccepted"} <= set(replies)
+    job = doc["components"]["schemas"]["JobRequest"]
+    assert job["properties"]["op"] == {"const": "job"}
+    assert job["properties"]["kind"]["enum"] == ["predict", "train"]
+
+
+async def test_it_names_the_event_sinks_channels(tmp_path: Path) -> None:
+    sinks = [
+        {"url": "amqp://guest:secret@127.0.0.1:5672/"},
+        {"url": "nats://127.0.0.1:4222", "topics": ["jobs/*"]},
+        {"url": "redis://127.0.0.1:6379/0", "destination": "audit:events"},
+    ]
+    doc, _ = await served_document(tmp_path, event_sinks=sinks)
+    check_structure(doc)
+    published = {
+        resolve(doc, op["channel"]["$ref"])["address"]
+        for op in doc["operations"].values()
+        if op["action"] == "send" and "CloudEvent" in resolve(doc, op["channel"]["$ref"])["messages"]
+    }
+    assert published == {"modelwire.events", "modelwire.events.{subject}", "audit:events"}

@@ -11,49 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 
-from modelwire.app.builder import build_services
-from modelwire.app.components import QueueConsumers
-from modelwire.app.lifecycle import Server
 from modelwire.client.queues import QueueSender
 from modelwire.security.principal import Scope
-from modelwire.settings import QueueSettings, Settings
-from tests.models import EchoModel
-from tests.protocols.queues.conftest import BrokerUnderTest
-
-Start = Callable[..., Any]
-
-
-@pytest.fixture
-async def start(broker: BrokerUnderTest, tmp_path: Path) -> AsyncIterator[Start]:
-    """``await start(**settings)``: a consumer of ``broker`` on the echo model; stopped at the end."""
-    servers: list[Server] = []
-
-    async def run(*, queue: dict[str, Any] | None = None, **overrides: Any) -> Server:
-        settings = Settings(
-            host="127.0.0.1",
-            data_dir=tmp_path,
-            models=[{"name": "echo", "source": "tests.models:EchoModel"}],
-            queues=[broker.queue(**(queue or {}))],
-            **overrides,
-        )
-        services = build_services(settings, models=[EchoModel("echo")])
-        server = Server(
-            settings, services=services, rest=False, grpc=False, components=[QueueConsumers(settings)]
-        )
-        await server.start()
-        servers.append(server)
-        return server
-
-    yield run
-    for server in servers:
-        await server.stop()
+from modelwire.settings import QueueSettings
+from tests.protocols.queues.conftest import BrokerUnderTest, Start
 
 
 def sender(broker: BrokerUnderTest, **kwargs: Any) -> QueueSender:

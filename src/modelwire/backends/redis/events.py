@@ -183,7 +183,9 @@ class RedisEventBus(LocalEventBus):
             self._warn(f"publishing {type} on {topic} failed: {exc.message}")
             return None
         await self._delivered(event_id)
-        return Event(event_id, topic, type, data, event_time, owner)
+        event = Event(event_id, topic, type, data, event_time, owner)
+        self.published_here(event)
+        return event
 
     async def _delivered(self, event_id: int) -> None:
         """Wait (a bounded time) until the reader delivered ``event_id`` here."""

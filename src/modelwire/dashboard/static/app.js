@@ -111,6 +111,31 @@ function onMetrics(data) {
   byTestId("kpi-connections").textContent = formatNumber(connections);
   byTestId("kpi-subscribers").textContent = formatNumber(data.subscribers ?? null);
   if (Array.isArray(data.models)) reconcileModels(data.models);
+  if (Array.isArray(data.queues)) renderConsumers(data.queues);
+}
+
+// ---- queue consumers ---------------------------------------------------------------------------------
+
+// One row per consumer of the metrics snapshot's `queues`: its rate over the last window, the messages it
+// holds unacknowledged, and its counts since the server started.
+function renderConsumers(queues) {
+  const panel = byTestId("consumers-panel");
+  panel.hidden = queues.length === 0;
+  const body = $("tbody", byTestId("consumers-table"));
+  body.replaceChildren(
+    ...queues.map((q) =>
+      el(
+        "tr",
+        { "data-consumer": `${q.broker}:${q.name}` },
+        el("td", { class: "consumer-name" }, q.name),
+        el("td", {}, q.broker),
+        el("td", { "data-field": "messages_per_s" }, formatNumber(q.messages_per_s ?? 0)),
+        el("td", { "data-field": "in_flight" }, String(q.in_flight ?? 0)),
+        el("td", { "data-field": "redelivered" }, String(q.redelivered ?? 0)),
+        el("td", { "data-field": "dead_lettered" }, String(q.dead_lettered ?? 0)),
+      ),
+    ),
+  );
 }
 
 // ---- models ------------------------------------------------------------------------------------------

@@ -14,6 +14,10 @@ exactly one of:
 - **given back**: a failure of this process (the broker unreachable mid-reply): not acknowledged, so the
   broker delivers it again, counting.
 
+A job message (``"op": "job"``) is submitted through the jobs façade, which decides whether the principal
+may (``jobs:write``, ``models:admin`` for a training job), and is answered with the job (the REST 202
+body); its ``idempotency-key`` header is the job's Idempotency-Key, kept in the job store.
+
 A request carrying an ``idempotency-key`` header is answered from a bounded in-process record when it is
 delivered again (same key, same principal), so a redelivered duplicate gets the same answer as the first.
 ``stop`` is the graceful drain: stop fetching, finish and acknowledge what is in flight, close.
@@ -27,13 +31,21 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from typing import Any
 
 from opentelemetry import trace as otel_trace
 
 from modelwire.backends.queue import Delivery, QueueBroker
 from modelwire.core.dataplane import CallContext
-from modelwire.errors import InternalError, InvalidInputError, ModelwireError, UnavailableError
+from modelwire.errors import (
+    ConfigurationError,
+    InternalError,
+    InvalidInputError,
+    ModelwireError,
+    UnavailableError,
+)
+from modelwire.jobs.manager import JobRequest
 from modelwire.observability.tracing import (
     TraceContext,
     active_tracer,
@@ -43,9 +55,17 @@ from modelwire.observability.tracing import (
     use_trace,
 )
 from modelwire.protocols.facades import Facades
-from modelwire.protocols.queues.messages import MessageCodec, QueueRequest, answer, error_answer, header
+from modelwire.protocols.queues.messages import (
+    JobMessage,
+    MessageCodec,
+    QueueRequest,
+    answer,
+    error_answer,
+    header,
+)
 from modelwire.security.policy import Credentials
 from modelwire.security.principal import ALL_SCOPES, Principal, Scope, use_principal
+from modelwire.security.scopes import job_scope
 from modelwire.settings import QueueSettings
 
 __all__ = ["QueueConsumer"]
@@ -53,6 +73,7 @@ __all__ = ["QueueConsumer"]
 logger = logging.getLogger("modelwire.queues")
 
 _IDEMPOTENT_ENTRIES = 10_000
+_MAX_KEY_CHARS = 255  # as REST's Idempotency-Key header
 _CONSUMER = otel_trace.SpanKind.CONSUMER
 
 
@@ -70,7 +91,19 @@ class QueueConsumer:
         )
         self.default_model = queue.model or services.settings.effective_models()[0].name
         self.api_key_header = services.settings.auth.api_key_header.lower()
-        self.counts = {"answered": 0, "dead_lettered": 0, "redelivered": 0, "given_back": 0}
+        try:
+            self.trusted = frozenset(Scope(scope) for scope in queue.scopes)
+        except ValueError as exc:
+            known = ", ".join(s.value for s in Scope)
+            raise ConfigurationError(f"[[queues]] scopes: {exc}; use some of {known}") from None
+        metrics = services.metrics
+        self.stats = metrics.live.queue(queue.queue_name, broker.kind)  # the dashboard's consumer panel
+        self.counts = self.stats.counts
+        self._counted = {
+            outcome: metrics.queue_messages.labels(broker.kind, queue.queue_name, outcome)
+            for outcome in self.stats.OUTCOMES
+        }
+        self._in_flight = metrics.queue_in_flight.labels(broker.kind, queue.queue_name)
         self._slots = asyncio.Semaphore(queue.prefetch)
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
@@ -94,11 +127,19 @@ class QueueConsumer:
             await self._slots.acquire()
             task = asyncio.create_task(self._handle(delivery))
             self._tasks.add(task)
+            self.stats.in_flight += 1
+            self._in_flight.inc()
             task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        self.stats.in_flight -= 1
+        self._in_flight.dec()
         self._slots.release()
+
+    def _count(self, outcome: str) -> None:
+        self.counts[outcome] = self.counts[outcome] + 1
+        self._counted[outcome].inc()
 
     async def stop(self, grace_s: float) -> None:
         """Stop fetching; answer and acknowledge what is in flight (within ``grace_s``); close."""
@@ -113,11 +154,11 @@ class QueueConsumer:
             if task is not None:
                 task.cancel()
         await self.broker.close()
-        logger.info("stopped consuming %s: %s", self.broker.display, self.counts)
+        logger.info("stopped consuming %s: %s", self.broker.display, dict(self.counts))
 
     async def _handle(self, delivery: Delivery) -> None:
         if delivery.deliveries > 1:
-            self.counts["redelivered"] += 1
+            self._count("redelivered")
         traceparent = header(delivery.headers, "traceparent")
         trace = TraceContext.incoming(traceparent, header(delivery.headers, "x-request-id"))
         use_trace(trace)  # this delivery's own task: logs and the answer name its request id
@@ -139,7 +180,7 @@ class QueueConsumer:
         except Exception as exc:
             err = InternalError()
             logger.error("queue message failed [error_id=%s]; giving it back", err.error_id, exc_info=exc)
-            self.counts["given_back"] += 1
+            self._count("given_back")
             with contextlib.suppress(Exception):
                 await self.broker.retry(delivery)
 
@@ -161,6 +202,12 @@ class QueueConsumer:
         model = request.model or header(delivery.headers, "model") or self.default_model
         headers = {**_echoed(delivery), "model": model}
         key = header(delivery.headers, "idempotency-key")
+        if isinstance(request, JobMessage):  # the job store keeps its idempotency key, across restarts
+            job = await self._submit(request, model, key, principal, refusal)
+            await self.broker.reply(delivery, self.codec.encode(job, content_type), content_type, headers)
+            await self.broker.ack(delivery)
+            self._count("answered")
+            return
         record = (principal.id, key) if key is not None and refusal is None else None
         if record is not None and (known := self._answers.get(record)) is not None:
             await self.broker.reply(delivery, known, content_type, headers)
@@ -172,7 +219,7 @@ class QueueConsumer:
         if record is not None:
             self._remember(record, data)
         await self.broker.ack(delivery)
-        self.counts["answered"] += 1
+        self._count("answered")
 
     async def _answer(
         self,
@@ -201,6 +248,38 @@ class QueueConsumer:
         except ModelwireError as exc:
             return error_answer(exc)
 
+    async def _submit(
+        self,
+        request: JobMessage,
+        model: str,
+        key: str | None,
+        principal: Principal,
+        refusal: ModelwireError | None,
+    ) -> Any:
+        """The job submitted through the jobs façade (which decides the kind's scope), or an error answer."""
+        try:
+            if refusal is not None:
+                raise refusal
+            if key is not None and len(key) > _MAX_KEY_CHARS:
+                raise InvalidInputError(
+                    f"idempotency-key is longer than {_MAX_KEY_CHARS} characters", field="idempotency-key"
+                )
+            policy = self.services.security
+            if policy.enforcing:  # the rate limit counts it like a submit on any wire; no scope decided here
+                await policy.meter(principal, job_scope(request.kind), model)
+            use_principal(principal)
+            job_request = JobRequest(
+                model, request.kind, request.version, request.callback_url, dict(request.metadata), key
+            )
+
+            async def rows() -> AsyncIterator[list[Any]]:
+                yield request.inputs
+
+            job, _created = await self.services.jobs.submit(job_request, rows())
+            return job
+        except ModelwireError as exc:
+            return error_answer(exc)
+
     def _principal(self, delivery: Delivery) -> tuple[Principal, ModelwireError | None]:
         """Who the message runs as: its credential when auth is on (the same policy as every wire), the
         queue itself when auth is off or the broker authenticates (``trust_broker``)."""
@@ -210,8 +289,8 @@ class QueueConsumer:
         if not policy.auth_on:
             return queue_principal, None
         if self.queue.trust_broker:
-            scopes = frozenset({Scope.PREDICT})
-            return Principal(id=queue_principal.id, kind="queue", scopes=scopes, authenticated=True), None
+            trusted = Principal(id=queue_principal.id, kind="queue", scopes=self.trusted, authenticated=True)
+            return trusted, None
         bearer = None
         authorization = header(delivery.headers, "authorization")
         if authorization is not None:
@@ -229,7 +308,7 @@ class QueueConsumer:
             data = self.codec.encode(error_answer(exc), content_type)
             await self.broker.reply(delivery, data, content_type, _echoed(delivery))
         await self.broker.ack(delivery)
-        self.counts["dead_lettered"] += 1
+        self._count("dead_lettered")
         logger.info("dead-lettered a message from %s: %s", delivery.source, exc.message)
 
     def _remember(self, record: tuple[str, str], data: bytes) -> None:

@@ -1,7 +1,11 @@
 """Queue messages without I/O: a request body to a ``QueueRequest``, an answer to bytes.
 
 A request is the body of ``POST /v1/models/{name}/predict`` plus the optional ``model`` and ``version``:
-exactly one of ``text``, ``texts``, ``instance`` or ``instances``. JSON, or msgpack when the message's
+exactly one of ``text``, ``texts``, ``instance`` or ``instances``; ``"op": "predict"`` may say so. A
+message with ``"op": "job"`` submits an async job instead: the ``POST /v1/jobs`` body (``model``,
+``inputs``, ``version``, ``callback_url``, ``metadata``) plus ``kind`` (``predict`` or ``train``, whose
+inputs are ``{"text", "label"}`` rows), as gRPC's ``Jobs/Submit`` takes it; it is answered with the job
+(the REST 202 body). JSON, or msgpack when the message's
 content type says so (``application/msgpack``, ``application/x-msgpack``, ``application/vnd.msgpack``);
 the answer is encoded the same way. The answer is what REST answers: the model's output object for one
 input, ``{"predictions": [...]}`` for a batch (a failed item as ``{"error": {...}}``), and
@@ -12,20 +16,30 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from modelwire.core.messages import MessageDecoder
 from modelwire.errors import InvalidInputError, ModelwireError, PayloadTooLargeError
 
-__all__ = ["JSON", "MSGPACK", "MessageCodec", "QueueRequest", "answer", "error_answer", "parse"]
+__all__ = [
+    "JSON",
+    "MSGPACK",
+    "JobMessage",
+    "MessageCodec",
+    "QueueRequest",
+    "answer",
+    "error_answer",
+    "parse",
+]
 
 JSON = "application/json"
 MSGPACK = "application/msgpack"
 _MSGPACK_TYPES = frozenset({MSGPACK, "application/x-msgpack", "application/vnd.msgpack"})
 _INPUTS = ("text", "texts", "instance", "instances")
-_KNOWN = frozenset({*_INPUTS, "model", "version"})
+_KNOWN = frozenset({*_INPUTS, "model", "version", "op"})
+_OPS = ("predict", "job")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,15 +56,37 @@ class QueueRequest:
         return self.field in ("texts", "instances")
 
 
-def parse(message: Any) -> QueueRequest:
+class JobMessage(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """``"op": "job"``: an async job to submit (the ``POST /v1/jobs`` body plus ``kind``)."""
+
+    inputs: list[Any]
+    model: str | None = None
+    kind: Literal["predict", "train"] = "predict"
+    version: str | None = None
+    callback_url: str | None = None
+    metadata: dict[str, Any] = {}
+    op: Literal["job"] = "job"
+
+
+def parse(message: Any) -> QueueRequest | JobMessage:
     """A decoded message (any JSON/msgpack value) to its request; ``InvalidInputError`` names the field."""
     if not isinstance(message, dict):
         raise InvalidInputError('a request must be an object such as {"text": "..."}', field="$")
+    op = message.get("op", "predict")
+    if op not in _OPS:
+        raise InvalidInputError(
+            f"unknown op {str(op)[:40]!r}: use 'predict' (the default) or 'job'", field="$.op"
+        )
+    if op == "job":
+        try:
+            return msgspec.convert(message, JobMessage)
+        except msgspec.ValidationError as exc:
+            raise InvalidInputError(f"a job message: {exc}", field=_where(str(exc))) from None
     unknown = sorted(str(k) for k in message if k not in _KNOWN)
     if unknown:
         raise InvalidInputError(
             f"unknown field {unknown[0][:64]!r}; a request has one of 'text', 'texts', 'instance' or "
-            "'instances', and optionally 'model' and 'version'",
+            "'instances', and optionally 'model' and 'version' (\"op\": \"job\" submits a job instead)",
             field=f"$.{unknown[0][:64]}",
         )
     given = [key for key in _INPUTS if key in message]
@@ -75,6 +111,12 @@ def parse(message: Any) -> QueueRequest:
         if message.get(key) is not None and not isinstance(message[key], str):
             raise InvalidInputError(f"'{key}' must be a string", field=f"$.{key}")
     return QueueRequest(field, value, message.get("model"), message.get("version"))
+
+
+def _where(message: str) -> str:
+    """The ``$.path`` msgspec names at the end of its message (``... - at `$.inputs```), else ``$``."""
+    _, at, path = message.rpartition(" - at `")
+    return path.rstrip("`") if at else "$"
 
 
 def answer(request: QueueRequest, result: Any) -> Any:
@@ -102,7 +144,7 @@ class MessageCodec:
         media = (content_type or "").split(";", 1)[0].strip().lower()
         return MSGPACK if media in _MSGPACK_TYPES else JSON
 
-    def decode(self, body: bytes, content_type: str | None) -> QueueRequest:
+    def decode(self, body: bytes, content_type: str | None) -> QueueRequest | JobMessage:
         if len(body) > self.max_bytes:
             raise PayloadTooLargeError(f"the message is {len(body)} bytes; the limit is {self.max_bytes}")
         if not body.strip():
