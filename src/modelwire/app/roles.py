@@ -22,6 +22,7 @@ points the command line calls.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -64,23 +65,42 @@ async def serve_until_signalled(
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, server.reload_tls)
     try:
-        await (start() if start is not None else server.start())
-        freeze_startup_objects()
-        if on_ready is not None:
-            on_ready()
-        await stop.wait()
-        if on_stopping is not None:
-            on_stopping()
+        if await _started_unless_stopped(start() if start is not None else server.start(), stop):
+            freeze_startup_objects()
+            if on_ready is not None:
+                on_ready()
+            await stop.wait()
+            if on_stopping is not None:
+                on_stopping()
+            else:
+                logger.info(
+                    "shutting down: draining in-flight requests (grace %.0f s)",
+                    server.settings.limits.shutdown_grace_s,
+                )
         else:
-            logger.info(
-                "shutting down: draining in-flight requests (grace %.0f s)",
-                server.settings.limits.shutdown_grace_s,
-            )
+            logger.info("stopping before the start finished (SIGTERM or SIGINT)")
         await server.stop()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     logger.info("stopped")
+
+
+async def _started_unless_stopped(starting: Awaitable[None], stop: asyncio.Event) -> bool:
+    """Run the start; a signal meanwhile (a broker that never answers, a long training) cancels it: False."""
+    start_task = asyncio.ensure_future(starting)
+    stop_task = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({start_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop_task.cancel()
+    if start_task.done():
+        start_task.result()  # a failed start raises its own error
+        return True
+    start_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await start_task
+    return False
 
 
 async def serve(settings: Settings, *, rest: bool = True, shared_ports: bool = False) -> None:

@@ -32,6 +32,13 @@ from nats.js.errors import NotFoundError
 from modelwire.backends.queue import Delivery
 from modelwire.settings import QueueSettings
 
+_FIRST_CONNECT_S = 10.0
+
+
+async def _log_error(exc: Exception) -> None:
+    # once connected, nats-py reports each failed reconnect here; the first connect's failure is raised
+    logger.warning("NATS: %s", exc or type(exc).__name__)
+
 __all__ = ["NatsBroker"]
 
 logger = logging.getLogger("modelwire.queues")
@@ -69,14 +76,24 @@ class NatsBroker:
 
     async def connect(self) -> None:
         settings = self.settings
-        self._nc = nc = await nats.connect(
-            servers=[settings.url],
-            user=settings.username,
-            password=settings.secret(),
-            name="modelwire",
-            allow_reconnect=True,
-            max_reconnect_attempts=-1,
-        )
+        try:
+            # nats-py retries a refused FIRST connect without end when reconnects are unbounded (which a
+            # running consumer wants): bound the first one, so a NATS that is down stops the start with
+            # its reason instead of hanging silently
+            async with asyncio.timeout(_FIRST_CONNECT_S):
+                self._nc = nc = await nats.connect(
+                    servers=[settings.url],
+                    user=settings.username,
+                    password=settings.secret(),
+                    name="modelwire",
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    connect_timeout=_FIRST_CONNECT_S / 2,
+                    error_cb=_log_error,
+                )
+        except TimeoutError:
+            message = f"no answer from NATS within {_FIRST_CONNECT_S:g} s (is it running?)"
+            raise ConnectionError(message) from None
         self._sub = await nc.subscribe(
             settings.queue_name,
             queue=settings.group,
