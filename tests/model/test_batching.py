@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import pytest
 
 from modelwire import Datatype, InvalidInputError, Model, ModelError, TensorSpec, UnavailableError
-from modelwire.model.batching import BatchingRunner, BatchPolicy, Flush, Wait, plan
+from modelwire.model.batching import BatchingRunner, BatchPolicy, Flush, Wait, next_yields, plan
 from modelwire.model.runner import ModelRunner
 from tests.models import EchoModel, ErrorModel
 
@@ -42,6 +42,24 @@ def test_plan(queued: int, oldest_age_s: float, running: int, policy: BatchPolic
 def test_plan_is_pure() -> None:
     policy = BatchPolicy(4, 0.02)
     assert [plan(2, 0.01, 0, policy) for _ in range(3)] == [Wait(pytest.approx(0.01))] * 3
+
+
+@pytest.mark.parametrize(
+    ("yields", "gathered", "callers", "expected"),
+    [
+        pytest.param(0, 0, 1, 0, id="a lone caller: dispatch at once, as before"),
+        pytest.param(0, 0, 2, 32, id="two callers batched while the model was busy: load, yield"),
+        pytest.param(32, 3, 4, 32, id="yielding gathered items: keep yielding"),
+        pytest.param(32, 0, 1, 16, id="yielding gathered nothing: halve"),
+        pytest.param(1, 0, 1, 0, id="down to dispatching at once"),
+    ],
+)
+def test_next_yields(yields: int, gathered: int, callers: int, expected: int) -> None:
+    assert next_yields(yields, gathered, callers, BatchPolicy(32, 0.0, 1, 32)) == expected
+
+
+def test_next_yields_off_never_yields() -> None:
+    assert next_yields(0, 0, 8, BatchPolicy(32, 0.0, 1, 0)) == 0
 
 
 # -- test doubles --------------------------------------------------------------------------------------
@@ -140,6 +158,61 @@ async def test_requests_arriving_while_the_model_is_busy_form_the_next_batch(gat
     assert await first == ["out:first"]
     assert [await task for task in later] == [[f"out:later-{i}"] for i in range(10)]
     assert gate.calls == [["first"], [f"later-{i}" for i in range(10)]]
+    await runner.close()
+
+
+async def trickle(runner: BatchingRunner, texts: list[str]) -> list[asyncio.Task[list[Any]]]:
+    """Start one request per loop cycle, the way grpc.aio hands calls over, one poll cycle at a time."""
+    tasks = []
+    for text in texts:
+        tasks.append(asyncio.ensure_future(runner.run([text])))
+        await asyncio.sleep(0)
+    return tasks
+
+
+async def test_a_lone_caller_is_dispatched_at_once_without_yielding() -> None:
+    model = EchoModel()
+    runner = batcher(model, max_batch_size=32, max_delay_s=0.0)
+    await runner.run(["many-0", "many-1"])  # one caller's many items: no evidence of concurrent load
+    for i in range(3):
+        await runner.run([f"alone-{i}"])
+    trickled = await trickle(runner, ["t0", "t1"])  # not yielding: the first goes alone
+    await asyncio.wait_for(asyncio.gather(*trickled), 10)
+    await runner.close()
+
+    assert model.calls[:4] == [["many-0", "many-1"], ["alone-0"], ["alone-1"], ["alone-2"]]
+    assert model.calls[4] == ["t0"]
+
+
+async def test_under_load_requests_trickling_in_one_per_loop_cycle_join_one_batch(gate: GateModel) -> None:
+    runner = batcher(gate, max_batch_size=32, max_delay_s=0.0)
+    first = await started(runner.run(["first"]))
+    await gate.wait_entered()
+    busy = [await started(runner.run([f"busy-{i}"])) for i in range(2)]
+    gate.gate.set()  # the model now answers at once; "busy-0/1" were a batch of two: evidence of load
+    assert await first == ["out:first"]
+    assert [await task for task in busy] == [["out:busy-0"], ["out:busy-1"]]
+
+    trickled = await trickle(runner, [f"t{i}" for i in range(6)])
+    assert [await task for task in trickled] == [[f"out:t{i}"] for i in range(6)]
+    await runner.close()
+
+    assert gate.calls[:2] == [["first"], ["busy-0", "busy-1"]]
+    assert gate.calls[2:] == [[f"t{i}" for i in range(6)]], "the trickle should have formed one batch"
+
+
+async def test_yielding_under_load_keeps_the_max_delay_and_answers_everyone(gate: GateModel) -> None:
+    runner = batcher(gate, max_batch_size=32, max_delay_s=0.005)
+    first = await started(runner.run(["first"]))
+    await gate.wait_entered()
+    busy = [await started(runner.run([f"busy-{i}"])) for i in range(2)]
+    gate.gate.set()
+    await asyncio.wait_for(asyncio.gather(first, *busy), 10)
+
+    for round_ in range(3):  # items keep arriving while it yields: it must still dispatch, every round
+        trickled = await trickle(runner, [f"r{round_}-{i}" for i in range(4)])
+        results = await asyncio.wait_for(asyncio.gather(*trickled), 10)
+        assert results == [[f"out:r{round_}-{i}"] for i in range(4)]
     await runner.close()
 
 

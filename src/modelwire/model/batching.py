@@ -11,6 +11,16 @@ The policy is adaptive: while the model is busy the queue grows, and the next ca
 arrived meanwhile (up to ``max_batch_size``), so batches grow with load and cost nothing at low load.
 ``max_delay_ms`` is how long an item may wait for companions while the model is idle; 0 dispatches at once.
 
+Yielding to the loop before a dispatch. Some listeners hand requests to the loop one poll cycle at a time:
+grpc.aio accepts one call per completion-queue round trip, so at concurrency 32 the batcher sees one or two
+calls at a time while the rest wait inside gRPC's core, and an idle model would take nearly every call
+alone (a model call and a thread hop each). So when there is evidence of concurrent load, the driver lets
+the loop run up to ``max_yields`` more cycles before it dispatches to an idle model, and the items
+delivered meanwhile join the batch. ``next_yields`` adapts that number: a batch of two or more callers
+formed while the model was busy starts it, yielding that gathers items keeps it, yielding that gathers nothing
+halves it down to 0; so a lone caller (concurrency 1) never sees a batch of two and pays nothing: its
+item is dispatched at once, as before.
+
 When the model rejects a whole call with ``InvalidInputError`` (one malformed row is enough for most
 frameworks), each item is retried alone, so the error reaches only the caller that sent it.
 
@@ -42,7 +52,7 @@ from modelwire.errors import InvalidInputError, ModelwireError, UnavailableError
 from modelwire.model.runner import ModelRunner, TracedRunner
 from modelwire.observability.tracing import sampled, wall_ns_ago
 
-__all__ = ["BatchPolicy", "BatchingRunner", "Flush", "Wait", "plan"]
+__all__ = ["BatchPolicy", "BatchingRunner", "Flush", "Wait", "next_yields", "plan"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +60,8 @@ class BatchPolicy:
     max_batch_size: int = 32
     max_delay_s: float = 0.0
     max_concurrency: int = 1
+    max_yields: int = 32
+    """Most loop cycles to let pass before dispatching to an idle model under load (0: never yield)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +86,28 @@ def plan(queued: int, oldest_age_s: float, running: int, policy: BatchPolicy) ->
     return Wait(remaining)
 
 
+def next_yields(yields: int, gathered: int, callers: int, policy: BatchPolicy) -> int:
+    """How many loop cycles to yield before the next dispatch to an idle model. Pure.
+
+    ``yields`` is the current number; ``gathered`` how many items arrived while this dispatch yielded
+    (0 when it did not); ``callers`` how many ``run`` calls the dispatched items came from. Yielding that
+    gathered something keeps it at ``max_yields``; yielding that gathered nothing halves it (down to 0:
+    dispatch at once); a batch of two or more callers formed without yielding (they arrived while the
+    model was busy) is evidence of concurrent load, and sets it to ``max_yields``. One caller's many
+    items are not.
+    """
+    if yields > 0:
+        return policy.max_yields if gathered else yields // 2
+    return policy.max_yields if callers >= 2 else 0
+
+
 @dataclass(slots=True)
 class _Pending:
     instance: Any
     future: asyncio.Future[Any]
     enqueued_at: float
     trace: Any = None  # the request's OpenTelemetry context, export on only
+    first: bool = True  # the first item of its ``run`` call: counts the callers in a batch
 
 
 BatchObserver = Callable[[int], None]
@@ -110,6 +138,7 @@ class BatchingRunner:
         self._driver: asyncio.Task[None] | None = None
         self._calls: dict[asyncio.Task[None], list[_Pending]] = {}
         self._closed = False
+        self._yields = 0
 
     async def run(self, batch: Sequence[Any]) -> list[Any]:
         """Queue every item and wait for all of them; one result or ``ModelwireError`` per item."""
@@ -124,12 +153,13 @@ class BatchingRunner:
             )
         now = self._clock()
         trace = otel_context.get_current() if self._tracer is not None else None
-        pending = [_Pending(item, loop.create_future(), now, trace) for item in batch]
+        pending = [_Pending(item, loop.create_future(), now, trace, i == 0) for i, item in enumerate(batch)]
         self._queue.extend(pending)
         # The common case at low load: the model is idle, so dispatch here rather than wake the driver.
-        step = plan(len(self._queue), 0.0, self._running, self.policy)
-        if isinstance(step, Flush):
-            self._dispatch(step.size)
+        if not self._yields:
+            step = plan(len(self._queue), 0.0, self._running, self.policy)
+            if isinstance(step, Flush):
+                self._dispatch(step.size)
         if self._queue:
             self._wakeup.set()
         futures = [p.future for p in pending]
@@ -146,12 +176,29 @@ class BatchingRunner:
             oldest = self._clock() - self._queue[0].enqueued_at if self._queue else 0.0
             step = plan(len(self._queue), oldest, self._running, self.policy)
             if isinstance(step, Flush):
+                if self._yields and step.size < self.policy.max_batch_size:
+                    step = await self._gather_more()
+                    if not isinstance(step, Flush):
+                        continue
                 self._dispatch(step.size)
                 continue
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(step.seconds):
                     await self._wakeup.wait()
+
+    async def _gather_more(self) -> Flush | Wait:
+        """Let the loop run up to ``self._yields`` cycles so that calls already on the way are queued too."""
+        before = len(self._queue)
+        for _ in range(self._yields):
+            await asyncio.sleep(0)
+            if self._closed or len(self._queue) >= self.policy.max_batch_size:
+                break
+        self._drop_cancelled_head()
+        gathered = max(0, len(self._queue) - before)
+        self._yields = next_yields(self._yields, gathered, 0, self.policy)
+        oldest = self._clock() - self._queue[0].enqueued_at if self._queue else 0.0
+        return plan(len(self._queue), oldest, self._running, self.policy)
 
     def _drop_cancelled_head(self) -> None:
         while self._queue and self._queue[0].future.done():
@@ -165,6 +212,8 @@ class BatchingRunner:
                 taken.append(item)
         if not taken:
             return
+        if not self._yields:
+            self._yields = next_yields(0, 0, sum(item.first for item in taken), self.policy)
         self._running += 1
         task = asyncio.get_running_loop().create_task(self._call(taken))
         self._calls[task] = taken
