@@ -39,6 +39,7 @@ async def _log_error(exc: Exception) -> None:
     # once connected, nats-py reports each failed reconnect here; the first connect's failure is raised
     logger.warning("NATS: %s", exc or type(exc).__name__)
 
+
 __all__ = ["NatsBroker"]
 
 logger = logging.getLogger("modelwire.queues")
