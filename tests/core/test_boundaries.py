@@ -38,7 +38,7 @@ ALLOWED: dict[str, set[str]] = {
     "backends.sqlite": FOUNDATION | {"jobs", "events", "security", "backends.urls"},
     "backends.redis": FOUNDATION | {"jobs", "events", "security", "backends.urls", "backends.queue"},
     "backends.queue": FOUNDATION,  # the interface a broker implements, for the queue adapter
-    "backends.rabbitmq": FOUNDATION | {"backends.queue"},
+    "backends.rabbitmq": FOUNDATION | {"backends.queue", "backends.urls"},
     "backends.nats": FOUNDATION | {"backends.queue"},
     "backends.resolve": FOUNDATION
     | {"jobs", "events", "security", "backends.urls", "backends.sqlite", "backends.redis"}

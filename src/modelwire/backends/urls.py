@@ -5,9 +5,18 @@ The schemes are decided here and nowhere else; ``resolve.py`` turns a URL into a
 
 from __future__ import annotations
 
+import urllib.parse
 from pathlib import Path
 
-__all__ = ["QUEUE_SCHEMES", "REDIS_SCHEMES", "is_redis_url", "is_sqlite_url", "queue_kind", "sqlite_path"]
+__all__ = [
+    "QUEUE_SCHEMES",
+    "REDIS_SCHEMES",
+    "is_redis_url",
+    "is_sqlite_url",
+    "queue_kind",
+    "sqlite_path",
+    "with_credentials",
+]
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _SQLITE = "sqlite:///"
@@ -43,3 +52,16 @@ def queue_kind(url: str) -> str | None:
     """``rabbitmq``, ``nats``, ``redis`` or ``kafka`` for a broker URL; ``None`` for an unknown scheme."""
     scheme, sep, _ = url.partition("://")
     return QUEUE_SCHEMES.get(scheme.lower()) if sep else None
+
+
+def with_credentials(url: str, username: str | None, secret: str | None) -> str:
+    """``url`` with the user name and password put back (settings keep them apart, so logs never show
+    them): what a broker client is given at connect time, and nothing else."""
+    if username is None and secret is None:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    auth = urllib.parse.quote(username or "", safe="")
+    if secret is not None:
+        auth += ":" + urllib.parse.quote(secret, safe="")
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{auth}@{host}"))

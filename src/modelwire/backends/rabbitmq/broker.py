@@ -21,9 +21,9 @@ from typing import Any
 import aio_pika
 import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
-from yarl import URL
 
 from modelwire.backends.queue import Delivery
+from modelwire.backends.urls import with_credentials
 from modelwire.settings import QueueSettings
 
 __all__ = ["RabbitMQBroker"]
@@ -52,13 +52,7 @@ class RabbitMQBroker:
         self._returned: dict[str, int] = {}  # classic queues: messages given back, by _key
 
     def _url(self) -> str:
-        url = URL(self.settings.url)
-        if self.settings.username is not None:
-            url = url.with_user(self.settings.username)
-        secret = self.settings.secret()
-        if secret is not None:
-            url = url.with_password(secret)
-        return str(url)
+        return with_credentials(self.settings.url, self.settings.username, self.settings.secret())
 
     async def connect(self) -> None:
         properties: dict[str, Any] = {"product": "modelwire"}

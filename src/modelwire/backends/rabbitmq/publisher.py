@@ -13,8 +13,8 @@ from collections.abc import Mapping
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
-from yarl import URL
 
+from modelwire.backends.urls import with_credentials
 from modelwire.settings import EventSinkSettings
 
 __all__ = ["RabbitMQEventTransport"]
@@ -33,13 +33,7 @@ class RabbitMQEventTransport:
         self._exchange: AbstractExchange | None = None
 
     def _url(self) -> str:
-        url = URL(self.settings.url)
-        if self.settings.username is not None:
-            url = url.with_user(self.settings.username)
-        secret = self.settings.secret()
-        if secret is not None:
-            url = url.with_password(secret)
-        return str(url)
+        return with_credentials(self.settings.url, self.settings.username, self.settings.secret())
 
     async def connect(self) -> None:
         self._connection = await aio_pika.connect(self._url(), client_properties={"product": "modelwire"})

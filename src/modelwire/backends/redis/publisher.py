@@ -9,13 +9,13 @@ notices a failure and reconnects, counting what it drops meanwhile.
 from __future__ import annotations
 
 import contextlib
-import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
 from redis.asyncio import Redis
 
 from modelwire.backends.redis.connection import RedisTarget
+from modelwire.backends.urls import with_credentials
 from modelwire.settings import EventSinkSettings
 
 __all__ = ["RedisEventTransport"]
@@ -33,14 +33,7 @@ class RedisEventTransport:
         self._redis: Redis | None = None
 
     def _url(self) -> str:
-        parts = urllib.parse.urlsplit(self.settings.url)
-        secret, user = self.settings.secret(), self.settings.username
-        if secret is None and user is None:
-            return self.settings.url
-        auth = urllib.parse.quote(user or "", safe="")
-        if secret is not None:
-            auth += ":" + urllib.parse.quote(secret, safe="")
-        return urllib.parse.urlunsplit(parts._replace(netloc=f"{auth}@{parts.netloc}"))
+        return with_credentials(self.settings.url, self.settings.username, self.settings.secret())
 
     async def connect(self) -> None:
         redis = RedisTarget.parse(self._url()).connect("modelwire-events-out", retries=0)

@@ -19,7 +19,6 @@ import logging
 import os
 import secrets
 import socket
-import urllib.parse
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -28,6 +27,7 @@ from redis.asyncio import Redis
 
 from modelwire.backends.queue import Delivery
 from modelwire.backends.redis.connection import RedisTarget
+from modelwire.backends.urls import with_credentials
 from modelwire.settings import QueueSettings
 
 __all__ = ["RedisStreamBroker"]
@@ -59,14 +59,7 @@ class RedisStreamBroker:
         self._claimed_at = 0.0
 
     def _url(self) -> str:
-        parts = urllib.parse.urlsplit(self.settings.url)
-        secret, user = self.settings.secret(), self.settings.username
-        if secret is None and user is None:
-            return self.settings.url
-        auth = urllib.parse.quote(user or "", safe="")
-        if secret is not None:
-            auth += ":" + urllib.parse.quote(secret, safe="")
-        return urllib.parse.urlunsplit(parts._replace(netloc=f"{auth}@{parts.netloc}"))
+        return with_credentials(self.settings.url, self.settings.username, self.settings.secret())
 
     async def connect(self) -> None:
         self._redis = redis = RedisTarget.parse(self._url()).connect("modelwire-queue")
