@@ -26,6 +26,7 @@ from modelwire.app.components import QueueConsumers
 from modelwire.app.lifecycle import Server
 from modelwire.settings import QueueSettings, Settings
 from tests.models import EchoModel
+from tests.required import unavailable
 
 AMQP_URL = os.environ.get("MODELWIRE_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
 NATS_URL = os.environ.get("MODELWIRE_TEST_NATS", "nats://127.0.0.1:4222")
@@ -41,9 +42,7 @@ def _require(url: str) -> None:
         socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), timeout=1).close()
     except OSError as exc:
         message = f"{parts.scheme} broker at {parts.hostname}:{parts.port} is unreachable: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + " (CI=true: the brokers are required)")
-        pytest.skip(message)
+        unavailable(message)
 
 
 @dataclass
