@@ -11,6 +11,8 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -53,3 +55,14 @@ def test_sigterm_during_the_start_stops_the_process(tmp_path: Path) -> None:
     assert "stopping before the start finished" in output, output
     assert "cannot consume" not in output, "the start ran to its own failure: the signal was not heard"
     assert output.rstrip().endswith("stopped"), output
+
+
+async def test_the_same_port_for_rest_and_grpc_is_refused_before_anything_binds(tmp_path: Path) -> None:
+    from modelwire.app.lifecycle import Server
+    from modelwire.errors import ConfigurationError
+    from modelwire.settings import Settings
+
+    port = free_port()
+    server = Server(Settings(host="127.0.0.1", http_port=port, grpc_port=port, data_dir=tmp_path))
+    with pytest.raises(ConfigurationError, match="must differ"):
+        await server.start()

@@ -160,13 +160,14 @@ class Server:
         check_exposure(settings)  # before binding anything: auth off on a public address
         reserved = []
         if not self._shared_ports and self.rest:
+            if self.grpc and settings.http_port == settings.grpc_port != 0:
+                raise ConfigurationError("--http-port and --grpc-port must differ")
             self.http_port = check_port(settings.host, settings.http_port, "http")
-            if self.grpc:
-                self.grpc_port = check_port(settings.host, settings.grpc_port, "grpc")
-                if self.http_port == self.grpc_port:
-                    raise ConfigurationError("--http-port and --grpc-port must differ")
+            # held before the gRPC port is picked: two port-0 probes in a row may get the same number
             reserved.append(reserve(settings.host, self.http_port))
         try:
+            if reserved and self.grpc:
+                self.grpc_port = check_port(settings.host, settings.grpc_port, "grpc")
             if self.services is None:
                 self.services = await asyncio.to_thread(build_services, settings, progress=progress)
             services = self.services
