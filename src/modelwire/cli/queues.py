@@ -19,6 +19,7 @@ from modelwire.cli.main import (
     build_settings,
     config_option,
     data_dir_option,
+    event_sink_option,
     log_level_option,
     queue_option,
 )
@@ -43,6 +44,7 @@ def consume(
         ),
     ] = None,
     queue: Annotated[list[str] | None, queue_option(_PANEL)] = None,
+    event_sink: Annotated[list[str] | None, event_sink_option(_PANEL)] = None,
     data_dir: Annotated[Path | None, data_dir_option(_PANEL)] = None,
     config: Annotated[Path | None, config_option(_PANEL)] = None,
     app_dir: Annotated[Path | None, app_dir_option(_PANEL)] = None,
@@ -65,6 +67,7 @@ def consume(
             app_dir=app_dir,
             log_level=log_level.value if log_level is not None else None,
             queue=queue,
+            event_sink=event_sink,
         )
         if not settings.queues:
             raise ConfigurationError("nothing to consume: pass --queue URL (or a [[queues]] section)")
@@ -118,6 +121,7 @@ def send(
 @app.command()
 def asyncapi(
     queue: Annotated[list[str] | None, queue_option(_PANEL)] = None,
+    event_sink: Annotated[list[str] | None, event_sink_option(_PANEL)] = None,
     config: Annotated[Path | None, config_option(_PANEL)] = None,
 ) -> None:
     """Print the AsyncAPI 3 document (JSON) of the message channels: the queues, WebSocket and SSE.
@@ -127,5 +131,5 @@ def asyncapi(
     from modelwire.protocols.asyncapi import asyncapi_document
 
     with _reported():
-        settings = build_settings(config=config, queue=queue)
+        settings = build_settings(config=config, queue=queue, event_sink=event_sink)
         sys.stdout.write(json.dumps(asyncapi_document(settings), indent=2) + "\n")

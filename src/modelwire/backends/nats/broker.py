@@ -91,6 +91,7 @@ class NatsBroker:
                     max_reconnect_attempts=-1,
                     connect_timeout=_FIRST_CONNECT_S / 2,
                     error_cb=_log_error,
+                    tls=settings.tls_context(),
                 )
         except TimeoutError:
             message = f"no answer from NATS within {_FIRST_CONNECT_S:g} s (is it running?)"
