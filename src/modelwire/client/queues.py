@@ -37,8 +37,10 @@ class QueueSender:
         name: str | None = None,
         durable: bool = False,
         timeout: float = 30.0,
+        publishing: int = _PUBLISHING,
     ) -> None:
-        """``url`` is the broker's, or a whole ``QueueSettings`` (names the consumer was given)."""
+        """``url`` is the broker's, or a whole ``QueueSettings`` (names the consumer was given).
+        ``publishing``: requests being published at once (core NATS: in flight, a request is one call)."""
         self.queue = url if isinstance(url, QueueSettings) else QueueSettings(url=url, name=name)
         self.durable = durable
         self.timeout = timeout
@@ -49,7 +51,7 @@ class QueueSender:
         self._answered: set[str] = set()
         self._close: list[Any] = []
         self._send: Any = None
-        self._publishing = asyncio.Semaphore(_PUBLISHING)
+        self._publishing = asyncio.Semaphore(publishing)
 
     async def __aenter__(self) -> QueueSender:
         kind = self.queue.kind
