@@ -94,25 +94,32 @@ def send(
         ),
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer.", min=0.001)] = 30.0,
+    ca_file: Annotated[
+        Path | None, typer.Option(help="TLS: the CA bundle the broker's certificate is checked against.")
+    ] = None,
+    cert_file: Annotated[Path | None, typer.Option(help="TLS: a client certificate (PEM).")] = None,
+    key_file: Annotated[Path | None, typer.Option(help="TLS: the client certificate's key (PEM).")] = None,
 ) -> None:
     """Send each TEXT as a request and print each answer (JSON, one line each), in order."""
     from modelwire.client.queues import QueueSender
+    from modelwire.settings import QueueSettings
 
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
 
-    async def main() -> list[bytes]:
-        async with QueueSender(url, name=name, durable=durable, timeout=timeout) as sender:
+    async def main(queue: QueueSettings) -> list[bytes]:
+        async with QueueSender(queue, durable=durable, timeout=timeout) as sender:
             bodies = [json.dumps({"text": t, **({"model": model} if model else {})}).encode() for t in texts]
             return await asyncio.gather(*(sender.request(b, headers=headers) for b in bodies))
 
     with _reported():
+        queue = QueueSettings(url=url, name=name, ca_file=ca_file, cert_file=cert_file, key_file=key_file)
         try:
-            answers = asyncio.run(main())
+            answers = asyncio.run(main(queue))
         except TimeoutError:
             raise ConfigurationError(
                 f"no answer within {timeout:g} s: is a consumer running (modelwire consume --queue {url})?"
             ) from None
-        except (OSError, ConnectionError) as exc:
+        except (OSError, ConnectionError, ValueError) as exc:
             raise ConfigurationError(f"cannot reach {url.split('@')[-1]}: {exc}") from None
     for answer in answers:
         sys.stdout.write(answer.decode() + "\n")

@@ -5,8 +5,10 @@ certificate) stopping the start with a reason a person can act on."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -74,6 +76,21 @@ async def test_request_reply_over_tls_with_a_client_certificate(
                 answer = await sender.request(b'{"text": "over tls"}')
                 assert json.loads(answer) == {"echo": "over tls", "length": 8}
                 assert sender.last_headers["model-version"] == "1"
+
+
+async def test_queue_send_over_tls(tls_broker: TlsBroker, tmp_path: Path) -> None:
+    """``modelwire queue send`` with ``--ca-file``/``--cert-file``/``--key-file``, a real process."""
+    entry = queue(tls_broker)
+    async with consumer(tmp_path, entry):
+        command = [sys.executable, "-m", "modelwire", "queue", "send", tls_broker.url, "over tls"]
+        command += ["--ca-file", entry["ca_file"], "--cert-file", entry["cert_file"]]
+        command += ["--key-file", entry["key_file"], "--timeout", "30"]
+        proc = await asyncio.create_subprocess_exec(
+            *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, (out + err).decode()
+    assert json.loads(out) == {"echo": "over tls", "length": 8}
 
 
 async def test_a_broker_certificate_from_another_ca_is_refused(tls_broker: TlsBroker, tmp_path: Path) -> None:
