@@ -4,8 +4,9 @@ Targets, each its own process, all started once and measured in turn (idle ones 
 
 - ``rest``: ``modelwire serve`` (the default sentiment model, batching on), ``POST /predict`` over HTTP/1.1
   (aiohttp, keep-alive, one connection per request in flight);
-- ``<broker>``: ``modelwire consume --queue URL`` on the same model and data dir, for RabbitMQ (a quorum
-  queue, as modelwire declares it), NATS core request-reply, NATS JetStream and Redis Streams;
+- ``<broker>``: ``modelwire serve`` with a ``[[queues]]`` entry (the consumer ``consume`` runs, plus
+  ``/metrics`` for batch formation; its REST face idles) on the same model and data dir, for RabbitMQ
+  (a quorum queue, as modelwire declares it), NATS core request-reply, NATS JetStream and Redis Streams;
 - ``<broker>-floor``: this file's ``floor`` command, the same broker's own client answering each request
   without a model (``{"ok": true}``) with the same delivery work modelwire does: RabbitMQ reply published
   with a publisher confirm, then ack, on a quorum queue with prefetch 64; NATS ``msg.respond`` /
@@ -14,7 +15,8 @@ Targets, each its own process, all started once and measured in turn (idle ones 
 The producer (this process) keeps 1, 32 or 128 requests in flight for ``--duration`` seconds (closed
 loop) with ``modelwire.client.queues.QueueSender``, the same code for modelwire and for the floors, and
 records each request→reply latency. Per cell: messages/s, p50/p99 latency, and the target process's CPU
-time (``/proc/<pid>/stat`` utime + stime, the whole process group) per message. Medians of ``--runs``
+time (``/proc/<pid>/stat`` utime + stime, the whole process group) per message, and items per model
+batch (``modelwire_batch_size`` from ``/metrics``, before and after). Medians of ``--runs``
 runs; the targets alternate inside each run.
 
     scripts/bench queues                       3 runs x 4 s per cell (~10 min)
@@ -172,6 +174,7 @@ class Target:
     queue: dict[str, Any] = field(default_factory=dict)
     http_port: int | None = None
     ready: str = ""
+    metrics_port: int | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -199,10 +202,25 @@ class Target:
                     )
                     if response.status_code == 200:
                         return
-            elif self.ready in self.log.read_text(errors="replace"):
+            elif self.ready in self.log.read_text(errors="replace") and self.batches() is not None:
                 return
             time.sleep(0.2)
         raise RuntimeError(f"{self.key} not ready after {timeout:g} s:\n{self.log.read_text()[-3000:]}")
+
+    def batches(self) -> tuple[float, float] | None:
+        """(batches, items) so far from ``modelwire_batch_size`` in ``/metrics``; (0, 0) for a floor."""
+        if self.metrics_port is None:
+            return (0.0, 0.0)
+        try:
+            text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            return None
+        totals = {"count": 0.0, "sum": 0.0}
+        for line in text.splitlines():
+            for kind in totals:
+                if line.startswith(f"modelwire_batch_size_{kind}{{"):
+                    totals[kind] += float(line.rsplit(" ", 1)[1])
+        return totals["count"], totals["sum"]
 
     def cpu_seconds(self) -> float:
         assert self.proc is not None
@@ -260,15 +278,19 @@ def targets(run_dir: Path, data_dir: Path, brokers: list[str]) -> list[Target]:
         ],
         run_dir / "rest.log",
         http_port=http_port,
+        metrics_port=http_port,
     )
     found = [rest]
     for kind in brokers:
         tag = uuid.uuid4().hex[:8]
         queue = {"url": URLS[kind], **names(kind, tag), "prefetch": PREFETCH}
-        argv = [modelwire, "consume", "--data-dir", str(data_dir), "--config", str(run_dir / f"{kind}.toml")]
+        # serve, not consume: the same consumer, and /metrics to read batch formation from
+        port = free_port()
+        argv = [modelwire, "serve", "--http-port", str(port), "--grpc-port", str(free_port())]
+        argv += ["--data-dir", str(data_dir), "--config", str(run_dir / f"{kind}.toml")]
         (run_dir / f"{kind}.toml").write_text(_toml(queue))
         found.append(
-            Target(kind, kind, argv, run_dir / f"{kind}.log", queue, ready="modelwire consume ready")
+            Target(kind, kind, argv, run_dir / f"{kind}.log", queue, ready="consuming", metrics_port=port)
         )
         floor_queue = {"url": URLS[kind], **names(kind, tag + "f")}
         argv = [sys.executable, str(ROOT / "bench/queues.py"), "floor", kind, json.dumps(floor_queue)]
@@ -313,6 +335,7 @@ async def cell(target: Target, concurrency: int, duration: float) -> dict[str, f
                     await response.read()
                     response.raise_for_status()
 
+            batches0 = target.batches() or (0.0, 0.0)
             cpu0, t0 = target.cpu_seconds(), time.perf_counter()
             stop_at = t0 + duration
             await asyncio.gather(*(loop(post) for _ in range(concurrency)))
@@ -331,15 +354,19 @@ async def cell(target: Target, concurrency: int, duration: float) -> dict[str, f
             async def ask() -> None:
                 await sender.request(body)
 
+            batches0 = target.batches() or (0.0, 0.0)
             cpu0, t0 = target.cpu_seconds(), time.perf_counter()
             stop_at = t0 + duration
             await asyncio.gather(*(loop(ask) for _ in range(concurrency)))
             wall, cpu = time.perf_counter() - t0, target.cpu_seconds() - cpu0
             if sender.duplicates:
                 print(f"  {target.key}: {sender.duplicates} duplicate answers", flush=True)
+    batches1 = target.batches() or (0.0, 0.0)
+    formed, items = batches1[0] - batches0[0], batches1[1] - batches0[1]
     n = len(latencies)
     latencies.sort()
     return {
+        "items_per_batch": items / formed if formed else 0.0,
         "msgs_per_s": n / wall,
         "p50_ms": latencies[n // 2] * 1000,
         "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000,
@@ -382,8 +409,9 @@ def render(results: dict[str, Any]) -> str:
         f"{results['runs']} runs x {results['duration']:g} s per cell, medians; 2 cores shared with other "
         "work (a noisy machine: compare the ratios inside one run, not the absolute numbers).",
         "",
-        "| target | in flight | messages/s | p50 ms | p99 ms | CPU us/msg | vs REST msg/s | CPU vs floor |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| target | in flight | messages/s | p50 ms | p99 ms | CPU us/msg | items/batch | vs REST msg/s "
+        "| CPU vs floor |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for concurrency in results["concurrency"]:
         rest = rows.get(f"rest@{concurrency}")
@@ -396,9 +424,10 @@ def render(results: dict[str, Any]) -> str:
             vs_floor = f"{row['cpu_us_per_msg'] / floor_row['cpu_us_per_msg']:.2f}x" if floor_row else ""
             if key == "rest":
                 vs_rest = "1.00x"
+            batch = f"{row['items_per_batch']:.1f}" if row.get("items_per_batch") else ""
             lines.append(
                 f"| {key} | {concurrency} | {row['msgs_per_s']:.0f} | {row['p50_ms']:.2f} "
-                f"| {row['p99_ms']:.2f} | {row['cpu_us_per_msg']:.0f} | {vs_rest} | {vs_floor} |"
+                f"| {row['p99_ms']:.2f} | {row['cpu_us_per_msg']:.0f} | {batch} | {vs_rest} | {vs_floor} |"
             )
     return "\n".join(lines) + "\n"
 
