@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import ssl
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,7 +23,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from modelwire.backends.urls import QUEUE_SCHEMES, is_redis_url, is_sqlite_url, queue_kind
+from modelwire.backends.urls import QUEUE_SCHEMES, is_redis_url, is_sqlite_url, is_tls_url, queue_kind
 
 __all__ = [
     "AuthSettings",
@@ -365,6 +366,52 @@ class _BrokerSection(_Section):
     username: str | None = None
     password: SecretStr | None = None
     password_file: Path | None = None
+    ca_file: Path | None = None
+    """TLS (``amqps://``, ``tls://``, ``rediss://``): the CA bundle (PEM) that the broker's certificate is
+    checked against (default: the system's)."""
+    cert_file: Path | None = None
+    """TLS: this client's certificate (PEM), for a broker that asks for one (mutual TLS)."""
+    key_file: Path | None = None
+    """TLS: the private key of ``cert_file`` (PEM; default: in ``cert_file`` itself)."""
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> _BrokerSection:
+        given = [name for name in ("ca_file", "cert_file", "key_file") if getattr(self, name) is not None]
+        if given and not is_tls_url(self.url):
+            raise ValueError(
+                f"{', '.join(given)} need a TLS URL (amqps://, tls://, rediss://), not {self.url.split('://')[0]}://"
+            )
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("key_file is the key of cert_file: give cert_file too")
+        return self
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The client TLS context for a TLS URL (the broker's certificate and host name checked against
+        ``ca_file`` or the system's CAs; ``cert_file``/``key_file`` presented); ``None`` for a plain one.
+        ``ValueError`` names the files when one cannot be read or used."""
+        if not is_tls_url(self.url):
+            return None
+        try:
+            context = ssl.create_default_context(cafile=self.ca_file)
+            if self.cert_file is not None:
+                context.load_cert_chain(self.cert_file, self.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            files = ", ".join(str(p) for p in (self.ca_file, self.cert_file, self.key_file) if p is not None)
+            raise ValueError(f"the TLS files of {self.url} ({files}) cannot be used: {exc}") from None
+        return context
+
+    def redis_tls(self) -> dict[str, Any]:
+        """redis-py's TLS arguments for a ``rediss://`` URL (it takes files, not a context)."""
+        if not is_tls_url(self.url):
+            return {}
+        self.tls_context()  # the files checked here, with their names, before redis-py reads them
+        tls: dict[str, Any] = {"ssl_cert_reqs": "required", "ssl_check_hostname": True}
+        for key, path in (("ssl_ca_certs", self.ca_file), ("ssl_certfile", self.cert_file)):
+            if path is not None:
+                tls[key] = str(path)
+        if self.cert_file is not None:
+            tls["ssl_keyfile"] = str(self.key_file or self.cert_file)
+        return tls
 
     @model_validator(mode="before")
     @classmethod

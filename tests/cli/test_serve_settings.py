@@ -303,6 +303,52 @@ def test_queue_flags_environment_and_config_file(
     assert served[3].queues[0].kind == "nats"
 
 
+def test_event_sink_flags_environment_and_config_file(
+    runner: CliRunner,
+    served: list[Settings],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "modelwire.toml"
+    config.write_text('[[event_sinks]]\nurl = "redis://127.0.0.1:6379/0"\nmax_len = 50\n')
+    env = {"MODELWIRE_EVENT_SINKS": '[{"url": "nats://127.0.0.1:4222", "topics": ["models"]}]'}
+    serve(runner, "--event-sink", "amqp://guest:pw@127.0.0.1:5672/", "--event-sink", "nats://127.0.0.1:4222")
+    serve(runner, env=env)  # the environment over the file
+    serve(runner)  # the file
+    modelwire.run(event_sink=["redis://127.0.0.1:6379/1"])
+    flag, environment, file, run = (settings.event_sinks for settings in served)
+    assert [s.kind for s in flag] == ["rabbitmq", "nats"]
+    assert flag[0].secret() == "pw"
+    assert "pw" not in flag[0].url
+    assert (environment[0].kind, environment[0].topics) == ("nats", ("models",))
+    assert (file[0].kind, file[0].max_len) == ("redis", 50)
+    assert run[0].url == "redis://127.0.0.1:6379/1"
+    result = runner.invoke(app, ["serve", "--event-sink", "http://user:pw@127.0.0.1/"])
+    assert result.exit_code == 1
+    assert "no known scheme" in result.output
+    assert ":pw@" not in result.output
+
+
+def test_event_sink_flag_on_consume_worker_and_asyncapi(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[Settings] = []
+    monkeypatch.setattr(main, "run_consume", calls.append)
+    monkeypatch.setattr(main, "run_worker", lambda settings, _reporter: calls.append(settings))
+    sink = ["--event-sink", "nats://127.0.0.1:4222", "--data-dir", str(tmp_path)]
+    env = {"MODELWIRE_EVENT_SINKS": '[{"url": "redis://127.0.0.1:6379/0"}]'}
+    result = runner.invoke(app, ["consume", "--queue", "redis://127.0.0.1:6379/0", *sink], env=env)
+    assert result.exit_code == 0, result.output
+    (tmp_path / "jobs.sqlite3").touch()  # a worker shares a server's job database
+    result = runner.invoke(app, ["worker", *sink], env=env)
+    assert result.exit_code == 0, result.output
+    assert [[s.kind for s in settings.event_sinks] for settings in calls] == [["nats"], ["nats"]]
+    result = runner.invoke(app, ["asyncapi", "--event-sink", "nats://127.0.0.1:4222"])
+    assert result.exit_code == 0, result.output
+    assert "modelwire.events" in result.output
+
+
 def test_an_unknown_queue_scheme_is_one_line(runner: CliRunner, served: list[Settings]) -> None:
     result = runner.invoke(app, ["serve", "--queue", "http://user:pw@127.0.0.1/"])
     assert result.exit_code == 1

@@ -55,7 +55,8 @@ class QueueBroker(Protocol):
         self, delivery: Delivery, body: bytes, content_type: str, headers: Mapping[str, str] | None = None
     ) -> None:
         """Publish an answer to the delivery's reply address (confirmed by the broker where it can), with
-        the correlation id and ``headers`` (``model``, ``x-request-id``, ``traceparent``)."""
+        the correlation id and ``headers`` (``model``, ``model-version``, ``x-request-id``,
+        ``traceparent``)."""
 
     async def dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Put the message on the dead-letter destination with ``reason`` (``x-modelwire-error``)."""

@@ -11,8 +11,10 @@ from pathlib import Path
 __all__ = [
     "QUEUE_SCHEMES",
     "REDIS_SCHEMES",
+    "TLS_SCHEMES",
     "is_redis_url",
     "is_sqlite_url",
+    "is_tls_url",
     "queue_kind",
     "sqlite_path",
     "with_credentials",
@@ -30,6 +32,8 @@ QUEUE_SCHEMES: dict[str, str] = {
     "kafka": "kafka",
 }
 """A ``[[queues]]`` URL's scheme to the broker it names (``backends/resolve.py`` opens it)."""
+TLS_SCHEMES = ("amqps", "tls", "rediss")
+"""The broker schemes that connect over TLS."""
 
 
 def is_redis_url(url: str) -> bool:
@@ -52,6 +56,12 @@ def queue_kind(url: str) -> str | None:
     """``rabbitmq``, ``nats``, ``redis`` or ``kafka`` for a broker URL; ``None`` for an unknown scheme."""
     scheme, sep, _ = url.partition("://")
     return QUEUE_SCHEMES.get(scheme.lower()) if sep else None
+
+
+def is_tls_url(url: str) -> bool:
+    """``amqps://``, ``tls://`` (NATS) or ``rediss://``: the broker is reached over TLS."""
+    scheme, sep, _ = url.partition("://")
+    return bool(sep) and scheme.lower() in TLS_SCHEMES
 
 
 def with_credentials(url: str, username: str | None, secret: str | None) -> str:

@@ -16,6 +16,7 @@ from modelwire.cli.main import (
     build_settings,
     config_option,
     data_dir_option,
+    event_sink_option,
     grpc_port_option,
     host_option,
     http_port_option,
@@ -161,6 +162,7 @@ def gateway(
     upstream_server_name: Annotated[
         str | None, upstream_tls_option("upstream_server_name", _HOP_PANEL)
     ] = None,
+    event_sink: Annotated[list[str] | None, event_sink_option(_PANEL)] = None,
     otlp_endpoint: Annotated[str | None, otlp_endpoint_option(_PANEL)] = None,
     otlp_protocol: Annotated[OtlpProtocol | None, otlp_protocol_option(_PANEL)] = None,
 ) -> None:
@@ -187,6 +189,7 @@ def gateway(
             log_level=log_level.value if log_level is not None else None,
             request_timeout=request_timeout,
             jobs_backend=jobs_backend,
+            event_sink=event_sink,
             otlp_endpoint=otlp_endpoint,
             otlp_protocol=otlp_protocol.value if otlp_protocol is not None else None,
             **gateway_section(

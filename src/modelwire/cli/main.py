@@ -192,6 +192,7 @@ def build_settings(
     tls_redirect_port: int | None = None,
     tls_public_host: str | None = None,
     queue: Sequence[str] | None = None,
+    event_sink: Sequence[str] | None = None,
     otlp_endpoint: str | None = None,
     otlp_protocol: str | None = None,
     **settings: Any,
@@ -247,6 +248,8 @@ def build_settings(
         values["models"] = tuple(parse_model_spec(spec) for spec in models)
     if queue:
         values["queues"] = tuple(queue)
+    if event_sink:
+        values["event_sinks"] = tuple(event_sink)
     return Settings(**values)
 
 
@@ -281,6 +284,7 @@ def run(
     tls_redirect_port: int | None = None,
     tls_public_host: str | None = None,
     queue: Sequence[str] | None = None,
+    event_sink: Sequence[str] | None = None,
     otlp_endpoint: str | None = None,
     otlp_protocol: str | None = None,
     **settings: Any,
@@ -331,6 +335,7 @@ def run(
             tls_redirect_port=tls_redirect_port,
             tls_public_host=tls_public_host,
             queue=queue,
+            event_sink=event_sink,
             otlp_endpoint=otlp_endpoint,
             otlp_protocol=otlp_protocol,
             **settings,
@@ -525,6 +530,21 @@ def queue_option(panel: str) -> Any:
             "Also answer inference requests from a broker: amqp://, nats:// or redis:// (docs/queues.md); "
             "repeat for more",
             "queues",
+            "none",
+        ),
+        show_default=False,
+        rich_help_panel=panel,
+    )
+
+
+def event_sink_option(panel: str) -> Any:
+    return typer.Option(
+        "--event-sink",
+        metavar="URL",
+        help=_help(
+            "Publish job and model events to a broker: amqp://, nats:// or redis:// (docs/queues.md, "
+            "Events out); repeat for more",
+            "event_sinks",
             "none",
         ),
         show_default=False,

@@ -19,6 +19,7 @@ from modelwire.cli.main import (
     build_settings,
     config_option,
     data_dir_option,
+    event_sink_option,
     log_level_option,
     queue_option,
 )
@@ -43,6 +44,7 @@ def consume(
         ),
     ] = None,
     queue: Annotated[list[str] | None, queue_option(_PANEL)] = None,
+    event_sink: Annotated[list[str] | None, event_sink_option(_PANEL)] = None,
     data_dir: Annotated[Path | None, data_dir_option(_PANEL)] = None,
     config: Annotated[Path | None, config_option(_PANEL)] = None,
     app_dir: Annotated[Path | None, app_dir_option(_PANEL)] = None,
@@ -65,6 +67,7 @@ def consume(
             app_dir=app_dir,
             log_level=log_level.value if log_level is not None else None,
             queue=queue,
+            event_sink=event_sink,
         )
         if not settings.queues:
             raise ConfigurationError("nothing to consume: pass --queue URL (or a [[queues]] section)")
@@ -91,25 +94,32 @@ def send(
         ),
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer.", min=0.001)] = 30.0,
+    ca_file: Annotated[
+        Path | None, typer.Option(help="TLS: the CA bundle the broker's certificate is checked against.")
+    ] = None,
+    cert_file: Annotated[Path | None, typer.Option(help="TLS: a client certificate (PEM).")] = None,
+    key_file: Annotated[Path | None, typer.Option(help="TLS: the client certificate's key (PEM).")] = None,
 ) -> None:
     """Send each TEXT as a request and print each answer (JSON, one line each), in order."""
     from modelwire.client.queues import QueueSender
+    from modelwire.settings import QueueSettings
 
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
 
-    async def main() -> list[bytes]:
-        async with QueueSender(url, name=name, durable=durable, timeout=timeout) as sender:
+    async def main(queue: QueueSettings) -> list[bytes]:
+        async with QueueSender(queue, durable=durable, timeout=timeout) as sender:
             bodies = [json.dumps({"text": t, **({"model": model} if model else {})}).encode() for t in texts]
             return await asyncio.gather(*(sender.request(b, headers=headers) for b in bodies))
 
     with _reported():
+        queue = QueueSettings(url=url, name=name, ca_file=ca_file, cert_file=cert_file, key_file=key_file)
         try:
-            answers = asyncio.run(main())
+            answers = asyncio.run(main(queue))
         except TimeoutError:
             raise ConfigurationError(
                 f"no answer within {timeout:g} s: is a consumer running (modelwire consume --queue {url})?"
             ) from None
-        except (OSError, ConnectionError) as exc:
+        except (OSError, ConnectionError, ValueError) as exc:
             raise ConfigurationError(f"cannot reach {url.split('@')[-1]}: {exc}") from None
     for answer in answers:
         sys.stdout.write(answer.decode() + "\n")
@@ -118,6 +128,7 @@ def send(
 @app.command()
 def asyncapi(
     queue: Annotated[list[str] | None, queue_option(_PANEL)] = None,
+    event_sink: Annotated[list[str] | None, event_sink_option(_PANEL)] = None,
     config: Annotated[Path | None, config_option(_PANEL)] = None,
 ) -> None:
     """Print the AsyncAPI 3 document (JSON) of the message channels: the queues, WebSocket and SSE.
@@ -127,5 +138,5 @@ def asyncapi(
     from modelwire.protocols.asyncapi import asyncapi_document
 
     with _reported():
-        settings = build_settings(config=config, queue=queue)
+        settings = build_settings(config=config, queue=queue, event_sink=event_sink)
         sys.stdout.write(json.dumps(asyncapi_document(settings), indent=2) + "\n")

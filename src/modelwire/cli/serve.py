@@ -19,6 +19,7 @@ from modelwire.cli.main import (
     build_settings,
     config_option,
     data_dir_option,
+    event_sink_option,
     grpc_port_option,
     host_option,
     http_port_option,
@@ -216,6 +217,7 @@ def serve(
         ),
     ] = None,
     queue: Annotated[list[str] | None, queue_option(_SERVE_PANEL)] = None,
+    event_sink: Annotated[list[str] | None, event_sink_option(_SERVE_PANEL)] = None,
     tls_public_host: Annotated[
         str | None,
         typer.Option(
@@ -270,6 +272,7 @@ def serve(
             tls_redirect_port=tls_redirect_port,
             tls_public_host=tls_public_host,
             queue=queue,
+            event_sink=event_sink,
             otlp_endpoint=otlp_endpoint,
             otlp_protocol=otlp_protocol.value if otlp_protocol is not None else None,
         )

@@ -37,8 +37,10 @@ class QueueSender:
         name: str | None = None,
         durable: bool = False,
         timeout: float = 30.0,
+        publishing: int = _PUBLISHING,
     ) -> None:
-        """``url`` is the broker's, or a whole ``QueueSettings`` (names the consumer was given)."""
+        """``url`` is the broker's, or a whole ``QueueSettings`` (names the consumer was given).
+        ``publishing``: requests being published at once (core NATS: in flight, a request is one call)."""
         self.queue = url if isinstance(url, QueueSettings) else QueueSettings(url=url, name=name)
         self.durable = durable
         self.timeout = timeout
@@ -49,7 +51,7 @@ class QueueSender:
         self._answered: set[str] = set()
         self._close: list[Any] = []
         self._send: Any = None
-        self._publishing = asyncio.Semaphore(_PUBLISHING)
+        self._publishing = asyncio.Semaphore(publishing)
 
     async def __aenter__(self) -> QueueSender:
         kind = self.queue.kind
@@ -106,7 +108,7 @@ class QueueSender:
             url = url.with_user(self.queue.username)
         if (secret := self.queue.secret()) is not None:
             url = url.with_password(secret)
-        connection = await aio_pika.connect(str(url))
+        connection = await aio_pika.connect(str(url), ssl_context=self.queue.tls_context())
         self._close.append(connection.close)
         channel = await connection.channel()
         replies = await channel.declare_queue(exclusive=True)
@@ -135,7 +137,12 @@ class QueueSender:
     async def _open_nats(self) -> None:
         import nats
 
-        nc = await nats.connect(self.queue.url, user=self.queue.username, password=self.queue.secret())
+        nc = await nats.connect(
+            self.queue.url,
+            user=self.queue.username,
+            password=self.queue.secret(),
+            tls=self.queue.tls_context(),
+        )
         self._close.append(nc.drain)
         inbox = nc.new_inbox()
         js = nc.jetstream()
@@ -161,7 +168,12 @@ class QueueSender:
     async def _open_redis(self) -> None:
         from redis.asyncio import Redis
 
-        redis = Redis.from_url(self.queue.url, username=self.queue.username, password=self.queue.secret())
+        redis = Redis.from_url(
+            self.queue.url,
+            username=self.queue.username,
+            password=self.queue.secret(),
+            **self.queue.redis_tls(),
+        )
         reply_to = f"{self.queue.queue_name}:replies:{uuid.uuid4().hex}"
 
         stopping = asyncio.Event()

@@ -76,7 +76,24 @@ class DataPlane:
         names its own place (``field`` ``$.texts[3]``), for every wire alike. Raises for what fails the
         request as a whole: unknown model, overload, deadline, shutdown.
         """
-        return await self._infer(name, instances, version, ctx, _item_paths(path))
+        results, _version = await self._infer(name, instances, version, ctx, _item_paths(path))
+        return results
+
+    async def infer_served(
+        self,
+        name: str,
+        instances: Sequence[Any],
+        *,
+        version: str | None = None,
+        ctx: CallContext,
+        path: str | None = None,
+        single: bool = False,
+    ) -> tuple[list[Any], str]:
+        """``infer``, and the version that answered (the default one when ``version`` is None): what an
+        answer says in its model-version header. ``single``: ``path`` names the one instance itself
+        (``$.text``), as ``predict`` does; its error is returned in the list, not raised."""
+        field_of = (lambda _i: path) if single and path is not None else _item_paths(path)
+        return await self._infer(name, instances, version, ctx, field_of)
 
     async def _infer(
         self,
@@ -85,7 +102,7 @@ class DataPlane:
         version: str | None,
         ctx: CallContext,
         field_of: Callable[[int], str] | None,
-    ) -> list[Any]:
+    ) -> tuple[list[Any], str]:
         started = self.last_call = time.perf_counter()
         code = ErrorCode.INTERNAL.value
         label = name
@@ -105,7 +122,7 @@ class DataPlane:
                 for i, result in enumerate(results):
                     if isinstance(result, ModelwireError) and result.field is None:
                         result.field = field_of(i)
-            return results
+            return results, handle.version
         except ModelwireError as exc:
             code = exc.code.value
             if exc.code is ErrorCode.NOT_FOUND:
@@ -133,7 +150,7 @@ class DataPlane:
     ) -> Any:
         """Predict one instance; its per-item error is raised, naming ``path`` (``$.text``) when given."""
         field_of = None if path is None else (lambda _i: path)
-        (result,) = await self._infer(name, [instance], version, ctx, field_of)
+        (result,), _version = await self._infer(name, [instance], version, ctx, field_of)
         if isinstance(result, ModelwireError):
             raise result
         return result

@@ -201,10 +201,13 @@ async def durable_broker(request: pytest.FixtureRequest) -> AsyncIterator[Broker
 
 @pytest.fixture
 async def start(broker: BrokerUnderTest, tmp_path: Path) -> AsyncIterator[Start]:
-    """``await start(**settings)``: a consumer of ``broker`` on the echo model; stopped at the end."""
+    """``await start(**settings)``: a consumer of ``broker`` on the echo model (or ``models=[...]``);
+    stopped at the end."""
     servers: list[Server] = []
 
-    async def run(*, queue: dict[str, Any] | None = None, **overrides: Any) -> Server:
+    async def run(
+        *, queue: dict[str, Any] | None = None, models: list[Any] | None = None, **overrides: Any
+    ) -> Server:
         settings = Settings(
             host="127.0.0.1",
             data_dir=tmp_path,
@@ -212,7 +215,7 @@ async def start(broker: BrokerUnderTest, tmp_path: Path) -> AsyncIterator[Start]
             queues=[broker.queue(**(queue or {}))],
             **overrides,
         )
-        services = build_services(settings, models=[EchoModel("echo")])
+        services = build_services(settings, models=models or [EchoModel("echo")])
         server = Server(
             settings, services=services, rest=False, grpc=False, components=[QueueConsumers(settings)]
         )

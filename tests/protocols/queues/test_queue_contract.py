@@ -19,6 +19,7 @@ import pytest
 from modelwire.client.queues import QueueSender
 from modelwire.security.principal import Scope
 from modelwire.settings import QueueSettings
+from tests.models import EchoModel
 from tests.protocols.queues.conftest import BrokerUnderTest, Start
 
 
@@ -159,6 +160,35 @@ async def test_the_answer_carries_the_request_id_and_model(broker: BrokerUnderTe
     assert headers["x-request-id"] == "req-7"
     assert headers["traceparent"] == TRACEPARENT
     assert headers["model"] == "echo"
+    assert headers["model-version"] == "1"
+
+
+async def test_the_answer_names_the_version_that_produced_it(broker: BrokerUnderTest, start: Start) -> None:
+    server = await start(models=[EchoModel("echo", "1"), EchoModel("echo", "2")])
+    assert server.services is not None
+    default = server.services.dataplane.resolve_version("echo")
+    other = "1" if default == "2" else "2"
+
+    async def answered(message: Any, **headers: str) -> tuple[Any, dict[str, str]]:
+        async with sender(broker) as s:
+            data = await s.request(json.dumps(message).encode(), headers=headers)
+            return json.loads(data), s.last_headers
+
+    answer, headers = await answered({"text": "hi"})
+    assert answer == {"echo": "hi", "length": 2}
+    assert (headers["model"], headers["model-version"]) == ("echo", default)
+    _, headers = await answered({"text": "hi", "version": other})
+    assert headers["model-version"] == other
+    _, headers = await answered({"texts": ["a", "b"]}, version=other)  # the version in a header
+    assert headers["model-version"] == other
+    refused, headers = await answered({"text": "bad", "version": other})  # the model answered: an error
+    assert refused["error"]["code"] == "INVALID_ARGUMENT"
+    assert headers["model-version"] == other
+    unknown, headers = await answered({"text": "hi", "version": "9"})  # no version ran
+    assert unknown["error"]["code"] == "NOT_FOUND"
+    assert "model-version" not in headers
+    assert headers["model"] == "echo"
+    assert headers["x-request-id"]
 
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

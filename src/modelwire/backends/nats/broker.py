@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
@@ -77,24 +78,46 @@ class NatsBroker:
 
     async def connect(self) -> None:
         settings = self.settings
-        try:
-            # nats-py retries a refused FIRST connect without end when reconnects are unbounded (which a
-            # running consumer wants): bound the first one, so a NATS that is down stops the start with
-            # its reason instead of hanging silently
-            async with asyncio.timeout(_FIRST_CONNECT_S):
-                self._nc = nc = await nats.connect(
-                    servers=[settings.url],
-                    user=settings.username,
-                    password=settings.secret(),
-                    name="modelwire",
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    connect_timeout=_FIRST_CONNECT_S / 2,
-                    error_cb=_log_error,
-                )
-        except TimeoutError:
-            message = f"no answer from NATS within {_FIRST_CONNECT_S:g} s (is it running?)"
-            raise ConnectionError(message) from None
+        tls = settings.tls_context()
+        refused: list[Exception] = []  # what the first connect met, for its error message
+        fatal = asyncio.Event()
+
+        async def on_error(exc: Exception) -> None:
+            if self._nc is None:
+                refused.append(exc)
+                if isinstance(exc, ssl.SSLError):  # a certificate refused is not cured by retrying
+                    fatal.set()
+            await _log_error(exc)
+
+        # nats-py retries a refused FIRST connect without end when reconnects are unbounded (which a
+        # running consumer wants): bound the first one, so a NATS that is down (or refusing our TLS)
+        # stops the start with its reason instead of hanging silently
+        connecting = asyncio.ensure_future(
+            nats.connect(
+                servers=[settings.url],
+                user=settings.username,
+                password=settings.secret(),
+                name="modelwire",
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                connect_timeout=_FIRST_CONNECT_S / 2,
+                error_cb=on_error,
+                tls=tls,
+            )
+        )
+        refusal = asyncio.ensure_future(fatal.wait())
+        await asyncio.wait(
+            {connecting, refusal}, timeout=_FIRST_CONNECT_S, return_when=asyncio.FIRST_COMPLETED
+        )
+        refusal.cancel()
+        if not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(BaseException):
+                await connecting
+            if refused:
+                raise ConnectionError(f"NATS refused the connection: {refused[-1]}")
+            raise ConnectionError(f"no answer from NATS within {_FIRST_CONNECT_S:g} s (is it running?)")
+        self._nc = nc = connecting.result()
         self._sub = await nc.subscribe(
             settings.queue_name,
             queue=settings.group,

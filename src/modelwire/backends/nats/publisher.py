@@ -43,6 +43,7 @@ class NatsEventTransport:
             reconnect_time_wait=0.1,
             connect_timeout=5,
             error_cb=_quiet,  # failures are raised here and logged once by the sink, not at every try
+            tls=self.settings.tls_context(),
         )
 
     async def send(self, subject: str, body: bytes, headers: Mapping[str, str]) -> None:

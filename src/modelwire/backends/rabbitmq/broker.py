@@ -56,7 +56,9 @@ class RabbitMQBroker:
 
     async def connect(self) -> None:
         properties: dict[str, Any] = {"product": "modelwire"}
-        self._connection = await aio_pika.connect_robust(self._url(), client_properties=properties)
+        self._connection = await aio_pika.connect_robust(
+            self._url(), client_properties=properties, ssl_context=self.settings.tls_context()
+        )
         await self._declare(self.settings.queue_name, {"x-queue-type": "quorum"})
         await self._declare(self.settings.dead_letter_name, {})
         channel = self._channel = await self._connection.channel(publisher_confirms=True)

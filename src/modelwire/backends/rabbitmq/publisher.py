@@ -36,7 +36,9 @@ class RabbitMQEventTransport:
         return with_credentials(self.settings.url, self.settings.username, self.settings.secret())
 
     async def connect(self) -> None:
-        self._connection = await aio_pika.connect(self._url(), client_properties={"product": "modelwire"})
+        self._connection = await aio_pika.connect(
+            self._url(), client_properties={"product": "modelwire"}, ssl_context=self.settings.tls_context()
+        )
         self._channel = await self._connection.channel(publisher_confirms=True)
         self._exchange = await self._channel.declare_exchange(
             self.settings.destination_name, aio_pika.ExchangeType.TOPIC, durable=True

@@ -11,6 +11,7 @@ import logging
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
@@ -57,8 +58,11 @@ class RedisTarget:
         netloc = f"{host}:{parts.port}" if parts.port else host
         return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
-    def connect(self, name: str = "modelwire", *, retries: int = 3) -> Redis:
-        """A client (a connection pool); ``name`` is what ``CLIENT LIST`` shows for its connections."""
+    def connect(
+        self, name: str = "modelwire", *, retries: int = 3, tls: dict[str, Any] | None = None
+    ) -> Redis:
+        """A client (a connection pool); ``name`` is what ``CLIENT LIST`` shows for its connections;
+        ``tls``: redis-py's ``ssl_*`` arguments for a ``rediss://`` URL (``BrokerSettings.redis_tls``)."""
         # A dropped connection (Redis restarted, an idle one cut by a proxy) is retried on a fresh one;
         # every script is safe to run twice (see job_scripts.py).
         return Redis.from_url(
@@ -69,6 +73,7 @@ class RedisTarget:
             client_name=name,
             retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
             retry_on_error=[redis_errors.ConnectionError, redis_errors.TimeoutError],
+            **(tls or {}),
         )
 
 

@@ -36,7 +36,8 @@ class RedisEventTransport:
         return with_credentials(self.settings.url, self.settings.username, self.settings.secret())
 
     async def connect(self) -> None:
-        redis = RedisTarget.parse(self._url()).connect("modelwire-events-out", retries=0)
+        tls = self.settings.redis_tls()
+        redis = RedisTarget.parse(self._url()).connect("modelwire-events-out", retries=0, tls=tls)
         try:
             await redis.ping()
         except BaseException:

@@ -62,7 +62,8 @@ class RedisStreamBroker:
         return with_credentials(self.settings.url, self.settings.username, self.settings.secret())
 
     async def connect(self) -> None:
-        self._redis = redis = RedisTarget.parse(self._url()).connect("modelwire-queue")
+        tls = self.settings.redis_tls()
+        self._redis = redis = RedisTarget.parse(self._url()).connect("modelwire-queue", tls=tls)
         try:
             await redis.xgroup_create(self.stream, self.settings.group, id="0", mkstream=True)
         except redis_errors.ResponseError as exc:

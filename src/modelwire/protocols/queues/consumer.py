@@ -107,7 +107,7 @@ class QueueConsumer:
         self._slots = asyncio.Semaphore(queue.prefetch)
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
-        self._answers: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._answers: OrderedDict[tuple[str, str], tuple[bytes, str | None]] = OrderedDict()
 
     async def start(self) -> None:
         """Connect (raises when the broker is unreachable) and start taking messages."""
@@ -210,14 +210,15 @@ class QueueConsumer:
             return
         record = (principal.id, key) if key is not None and refusal is None else None
         if record is not None and (known := self._answers.get(record)) is not None:
-            await self.broker.reply(delivery, known, content_type, headers)
+            data, served = known
+            await self.broker.reply(delivery, data, content_type, _served(headers, served))
             await self.broker.ack(delivery)
             return
-        result = await self._answer(delivery, request, model, principal, refusal)
+        result, served = await self._answer(delivery, request, model, principal, refusal)
         data = self.codec.encode(result, content_type)
-        await self.broker.reply(delivery, data, content_type, headers)
+        await self.broker.reply(delivery, data, content_type, _served(headers, served))
         if record is not None:
-            self._remember(record, data)
+            self._remember(record, (data, served))
         await self.broker.ack(delivery)
         self._count("answered")
 
@@ -228,7 +229,8 @@ class QueueConsumer:
         model: str,
         principal: Principal,
         refusal: ModelwireError | None,
-    ) -> Any:
+    ) -> tuple[Any, str | None]:
+        """The answer, and the version that produced it (None when no model ran: unknown, refused...)."""
         version = request.version or header(delivery.headers, "version")
         deadline = time.monotonic() + self.services.settings.limits.request_timeout_s
         ctx = CallContext(self.protocol, deadline)
@@ -240,13 +242,19 @@ class QueueConsumer:
             if policy.enforcing:
                 await policy.admit(principal, Scope.PREDICT, model)
             use_principal(principal)  # this task's own context: per-model keys are checked by the core
-            if request.batch:
-                results = await dataplane.infer(model, request.value, version=version, ctx=ctx, path=path)
-                return answer(request, results)
-            result = await dataplane.predict(model, request.value, version=version, ctx=ctx, path=path)
-            return answer(request, result)
+            single = not request.batch
+            instances = [request.value] if single else request.value
+            results, served = await dataplane.infer_served(
+                model, instances, version=version, ctx=ctx, path=path, single=single
+            )
         except ModelwireError as exc:
-            return error_answer(exc)
+            return error_answer(exc), None
+        if single:
+            (result,) = results
+            if isinstance(result, ModelwireError):  # the model refused it: the version that did says so
+                return error_answer(result), served
+            return answer(request, result), served
+        return answer(request, results), served
 
     async def _submit(
         self,
@@ -311,10 +319,15 @@ class QueueConsumer:
         self._count("dead_lettered")
         logger.info("dead-lettered a message from %s: %s", delivery.source, exc.message)
 
-    def _remember(self, record: tuple[str, str], data: bytes) -> None:
-        self._answers[record] = data
+    def _remember(self, record: tuple[str, str], known: tuple[bytes, str | None]) -> None:
+        self._answers[record] = known
         if len(self._answers) > _IDEMPOTENT_ENTRIES:
             self._answers.popitem(last=False)
+
+
+def _served(headers: dict[str, str], version: str | None) -> dict[str, str]:
+    """The answer's headers, with ``model-version`` when a model version produced it."""
+    return headers if version is None else {**headers, "model-version": version}
 
 
 def _echoed(delivery: Delivery) -> dict[str, str]:
