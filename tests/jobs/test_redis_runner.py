@@ -97,8 +97,15 @@ async def test_a_gateway_sees_the_events_of_a_job_another_process_runs(running: 
     gateway = await running(EchoModel(), workers=0)  # accepts jobs, runs none
     worker = await running(EchoModel(), batch_size=2)
     events: list[Event] = []
-    job, _ = await gateway.jobs.submit(JobRequest(model="echo"), chunks([f"r{i}" for i in range(9)]))
-    state = await final(gateway, job["id"], events)
+    # Subscribed before the submit: the worker may claim the job (job.running) before the id is known.
+    async with gateway.events.subscribe(["jobs/*"]) as sub:
+        job, _ = await gateway.jobs.submit(JobRequest(model="echo"), chunks([f"r{i}" for i in range(9)]))
+        while not events or events[-1].type != "job.succeeded":
+            async with asyncio.timeout(60):
+                event = await sub.get()
+            if event.data.get("id") == job["id"]:
+                events.append(event)
+    state = await gateway.jobs.get(job["id"])
     assert state["status"] == "succeeded"
     assert state["progress"]["done"] == 9
     assert "job.running" in [e.type for e in events]
