@@ -281,6 +281,8 @@ def rest_scope(method: str, path: str) -> tuple[Scope | None, str | None]:
             return Scope.PREDICT, None
         elif parts[1:] == ["events"]:
             return Scope.EVENTS, None
+        elif parts[1:] in (["monitoring"], ["alerts"]) and method in _READ:
+            return Scope.EVENTS, None  # what the alerts topic shows; silences need models:admin
     elif n >= 3 and parts[0] == "v2" and parts[1] == "models":
         name, rest = parts[2], parts[3:]
         if rest[:1] == ["versions"] and len(rest) >= 2:
