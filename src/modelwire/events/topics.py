@@ -27,7 +27,8 @@ def validate_topic(topic: str, *, field: str = "topic") -> str:
     naming ``field`` (where the topic sat in the caller's message)."""
     if not isinstance(topic, str) or not _TOPIC.fullmatch(topic):
         raise InvalidInputError(
-            f"unknown topic {str(topic)[:140]!r}: use one of metrics, models, server, alerts, jobs/<id>, jobs/* or *",
+            f"unknown topic {str(topic)[:140]!r}: use one of metrics, models, server, alerts, jobs/<id>, "
+            "jobs/* or *",
             field=field,
         )
     return topic

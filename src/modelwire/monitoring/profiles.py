@@ -1,7 +1,7 @@
-"""Reference profiles: what a model version's held-out data looked like, saved next to its artifact.
+"""Reference profiles: what a model version's held-out data looked like, saved beside its artifact.
 
-A profile (``profile.json`` in ``<repository>/<model>/<version>/``) is what the drift monitors compare the live
-traffic with. For a text model it holds, over the held-out split the version was measured on:
+A profile (``profile.json`` in ``<repository>/<model>/<version>/``) is what the drift monitors compare the
+live traffic with. For a text model it holds, over the held-out split the version was measured on:
 
 - ``labels``: the share of each predicted label, and ``confidence``: the confidence histogram, mean and
   quantiles (the prediction side);

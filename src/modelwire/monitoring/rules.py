@@ -143,9 +143,9 @@ def _expr(rule: AlertRule) -> str:
         failed = f"rate(modelwire_requests_total{{{','.join(matchers)}}}[{window}])"
         total = f"rate(modelwire_requests_total{_selector(model=model)}[{window}])"
         return f"(sum({failed}) / sum({total})) > {rule.threshold!r}"
-    labels = (
-        {"monitor": rule.monitor} if rule.monitor in GLOBAL else {"model": model, "monitor": rule.monitor}
-    )
+    labels: dict[str, str] = {"monitor": rule.monitor}
+    if rule.monitor not in GLOBAL:
+        labels = {"model": model, "monitor": rule.monitor}
     if rule.version is not None and rule.monitor not in GLOBAL:
         labels["version"] = rule.version
     metric = "modelwire_drift_score" if rule.monitor in DRIFT else "modelwire_monitor_value"

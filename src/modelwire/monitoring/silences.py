@@ -95,10 +95,11 @@ class Silences:
             duration = ends.timestamp() - now
             where = "$.ends_at"
         else:
-            duration = body.get("duration_s")
+            given = body.get("duration_s")
             where = "$.duration_s"
-            if isinstance(duration, bool) or not isinstance(duration, (int, float)):
+            if isinstance(given, bool) or not isinstance(given, (int, float)):
                 raise InvalidInputError("give duration_s (seconds) or ends_at", field=where)
+            duration = float(given)
         if not 0 < duration <= MAX_DURATION_S:
             raise InvalidInputError(
                 f"a silence lasts more than 0 s and at most {MAX_DURATION_S:.0f} s (90 days)", field=where

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import itertools
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,18 +54,14 @@ class Window:
         return _select(self.items, count, seconds, now)
 
 
-def _newest(samples: collections.deque[Any]) -> Iterator[Any]:
-    return reversed(samples)
-
-
 def _select(
     samples: collections.deque[Any], count: int | None, seconds: float | None, now: float
 ) -> list[Any]:
     """The last ``count`` samples, or those of the last ``seconds`` (oldest first)."""
     if count is not None:
-        picked = list(itertools.islice(_newest(samples), count))
+        picked = list(itertools.islice(reversed(samples), count))
     else:
         since = now - (seconds or 0.0)
-        picked = list(itertools.takewhile(lambda s: s.time >= since, _newest(samples)))
+        picked = list(itertools.takewhile(lambda s: s.time >= since, reversed(samples)))
     picked.reverse()
     return picked

@@ -102,7 +102,8 @@ class Metrics:
         # model monitors and alerts (monitoring/; docs/monitoring.md)
         self.drift_score = Gauge(
             "modelwire_drift_score",
-            "Drift monitors' values (PSI; confidence: the fall of mean confidence), by model, version, monitor.",
+            "Drift monitors' values (PSI; confidence: the fall of mean confidence), by model, version "
+            "and monitor.",
             ["model", "version", "monitor"],
             registry=self.registry,
             multiprocess_mode="max",
@@ -116,7 +117,8 @@ class Metrics:
         )
         self.monitor_value = Gauge(
             "modelwire_monitor_value",
-            "Every monitor's current value (latency_p99 in seconds, error_ratio, saturation, job_queue_age s).",
+            "Every monitor's current value (latency_p99 and job_queue_age in seconds, error_ratio, "
+            "saturation).",
             ["model", "version", "monitor"],
             registry=self.registry,
             multiprocess_mode="max",
@@ -136,7 +138,8 @@ class Metrics:
         )
         self.payload_log = Counter(
             "modelwire_payload_log",
-            "Payload log records by outcome (written, dropped: the queue was full, failed: the sink refused).",
+            "Payload log records by outcome (written, dropped: the queue was full, failed: the sink "
+            "refused).",
             ["outcome"],
             registry=self.registry,
         )
