@@ -9,7 +9,7 @@ import asyncio
 import json
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -167,7 +167,8 @@ async def test_drift_alert_pending_firing_resolved_on_every_channel(
         stub = events_pb2_grpc.EventsStub(channel)
         call = stub.Subscribe(events_pb2.SubscribeRequest(topics=["alerts"]))
         async for event in call:
-            assert event.topic == "alerts" and event.type == f"alert.{event.data['state']}"
+            assert event.topic == "alerts"
+            assert event.type == f"alert.{event.data['state']}"
             states["grpc"].append(event.data["state"])
 
     try:
@@ -186,7 +187,8 @@ async def test_drift_alert_pending_firing_resolved_on_every_channel(
         await _predict(client, held_out[:WINDOW])
         await until(lambda: _window_holds(client, start), "the normal traffic fills the window")
         quiet = (await client.get("/v1/alerts")).json()
-        assert quiet["alerts"] == [] and quiet["recent"] == []
+        assert quiet["alerts"] == []
+        assert quiet["recent"] == []
         (entry,) = [
             m for m in (await client.get("/v1/monitoring")).json()["models"] if m["model"] == "sentiment"
         ]
@@ -202,10 +204,13 @@ async def test_drift_alert_pending_firing_resolved_on_every_channel(
 
         await until(firing, "the drift alert fires")
         (alert,) = (await client.get("/v1/alerts")).json()["alerts"]
-        assert alert["name"] == RULE["name"] and alert["monitor"] == "input_drift"
-        assert alert["model"] == "sentiment" and alert["version"] == "1"
+        assert alert["name"] == RULE["name"]
+        assert alert["monitor"] == "input_drift"
+        assert alert["model"] == "sentiment"
+        assert alert["version"] == "1"
         assert alert["value"] > alert["threshold"] == 0.25
-        assert alert["labels"]["team"] == "ml" and alert["severity"] == "warning"
+        assert alert["labels"]["team"] == "ml"
+        assert alert["severity"] == "warning"
 
         # 3. normal traffic again: resolved
         await _predict(client, held_out[WINDOW : 2 * WINDOW])
@@ -241,7 +246,8 @@ async def test_drift_alert_pending_firing_resolved_on_every_channel(
         "firing",
         "resolved",
     ]
-    assert manager[1]["version"] == "4" and manager[1]["groupLabels"] == {"alertname": RULE["name"]}
+    assert manager[1]["version"] == "4"
+    assert manager[1]["groupLabels"] == {"alertname": RULE["name"]}
     assert manager[2]["alerts"][0]["endsAt"] != "0001-01-01T00:00:00Z"
     texts = [p["text"] for p in by_path["/slack"]]
     assert texts[0].startswith("[firing] reviews-input-drift (warning): sentiment 1 input_drift = ")
