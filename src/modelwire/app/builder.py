@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from modelwire.app.follow import follow_remote_jobs
-from modelwire.app.monitoring import build_alert_webhooks, build_monitoring
+from modelwire.app.monitoring import build_alert_webhooks, build_monitoring, build_payload_log
 from modelwire.app.services import Services
 from modelwire.app.versions import ModelVersions, batching_for
 from modelwire.backends.resolve import (
@@ -72,6 +72,7 @@ def build_services(
         publisher=publisher,
         monitoring=monitoring,
         alert_webhooks=build_alert_webhooks(settings, monitoring),
+        payload_log=build_payload_log(settings, dataplane, metrics),
         event_sinks=_event_sinks(settings, bus, metrics),
     )
     follow_remote_jobs(services)  # jobs on Redis: act on other processes' job events too

@@ -68,6 +68,7 @@ async def start_services(services: Services) -> None:
     services.publisher.start()
     await services.alert_webhooks.start()
     services.monitoring.start()
+    services.payload_log.start()
 
 
 async def begin_shutdown(services: Services) -> None:
@@ -106,6 +107,7 @@ async def stop_services(services: Services) -> None:
     await begin_shutdown(services)
     await services.jobs.stop()
     await services.alert_webhooks.close()
+    await services.payload_log.stop()  # after the listeners drained: the last calls are logged
     services.dataplane.stop_accepting()
     for handle in services.registry.handles():
         services.metrics.model_ready.labels(handle.name, handle.version).set(0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+from modelwire.backends.resolve import open_event_transport
 from modelwire.core.dataplane import DataPlane
 from modelwire.events.bus import EventBus
 from modelwire.jobs.manager import JobManager
@@ -18,10 +19,11 @@ from modelwire.monitoring.profiles import ReferenceProfile
 from modelwire.monitoring.service import MonitoringService, Served
 from modelwire.observability.metrics import Metrics
 from modelwire.outbound.alerts import AlertWebhooks
+from modelwire.outbound.payloads import PayloadLog
 from modelwire.outbound.webhooks import HttpxWebhookPoster
-from modelwire.settings import Settings
+from modelwire.settings import EventSinkSettings, Settings
 
-__all__ = ["build_alert_webhooks", "build_monitoring"]
+__all__ = ["build_alert_webhooks", "build_monitoring", "build_payload_log"]
 
 
 def build_monitoring(
@@ -85,3 +87,15 @@ def build_alert_webhooks(settings: Settings, monitoring: MonitoringService) -> A
     if webhooks.receivers:
         monitoring.notifiers.append(webhooks.notify)
     return webhooks
+
+
+def build_payload_log(settings: Settings, dataplane: DataPlane, metrics: Metrics) -> PayloadLog:
+    """The payload log (``[monitoring.payload_log]``); taps the data plane when its sample rate is > 0."""
+    config = settings.monitoring.payload_log
+    transport = None
+    if config.sink != "file":
+        transport = open_event_transport(EventSinkSettings(url=config.sink, destination=config.destination))
+    log = PayloadLog(config, metrics, folder=settings.data_dir / "payloads", transport=transport)
+    if log.enabled:
+        dataplane.taps.append(log.record)
+    return log

@@ -19,6 +19,7 @@ from modelwire.monitoring.service import MonitoringService
 from modelwire.observability.metrics import Metrics
 from modelwire.outbound.alerts import AlertWebhooks
 from modelwire.outbound.events import EventSink
+from modelwire.outbound.payloads import PayloadLog
 from modelwire.security.policy import SecurityPolicy
 from modelwire.settings import Settings
 
@@ -45,6 +46,8 @@ class Services:
     """Model monitors and alerts (``monitoring/``): sampled on the data plane, computed on a timer."""
     alert_webhooks: AlertWebhooks
     """``[[monitoring.webhooks]]``: alert notifications over HTTP, signed like job webhooks."""
+    payload_log: PayloadLog
+    """``[monitoring.payload_log]``: sampled calls as CloudEvents NDJSON files or to a broker."""
     event_sinks: list[EventSink] = field(default_factory=list)
     """``[[event_sinks]]``: chosen topics published to brokers, started and stopped with the services."""
     closing: asyncio.Event = field(default_factory=asyncio.Event)

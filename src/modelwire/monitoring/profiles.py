@@ -45,6 +45,7 @@ TOKEN = re.compile(r"(?u)\b\w\w+\b")  # the default model's tokens (model/text_c
 HASH_BUCKETS = 32
 VOCABULARY_SIZE = 20_000
 QUANTILES = 201
+CACHE_TOKENS = 200_000
 CONFIDENCE_EDGES = [0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]
 
 Prediction = tuple[str, float]
@@ -60,11 +61,18 @@ class TextStatistics:
     hashed: np.ndarray[Any, Any]
 
 
-def text_statistics(texts: Iterable[str], vocabulary: frozenset[str]) -> TextStatistics:
-    """The input statistics of ``texts`` (a text without tokens has an out-of-vocabulary rate of 1)."""
+def text_statistics(
+    texts: Iterable[str], vocabulary: frozenset[str], cache: dict[str, tuple[int, bool]] | None = None
+) -> TextStatistics:
+    """The input statistics of ``texts`` (a text without tokens has an out-of-vocabulary rate of 1).
+
+    ``cache`` (token to its bucket and whether it is known, for one vocabulary) saves hashing the same
+    words again: the monitors keep one per model version, bounded by ``CACHE_TOKENS``.
+    """
     lengths: list[int] = []
     oov: list[float] = []
     hashed = np.zeros(HASH_BUCKETS, dtype=np.float64)
+    seen = {} if cache is None else cache
     for text in texts:
         tokens = TOKEN.findall(text.lower())
         lengths.append(len(tokens))
@@ -72,10 +80,16 @@ def text_statistics(texts: Iterable[str], vocabulary: frozenset[str]) -> TextSta
             oov.append(1.0)
             continue
         unknown = 0
+        buckets = []
         for token in tokens:
-            if token not in vocabulary:
-                unknown += 1
-            hashed[zlib.crc32(token.encode()) % HASH_BUCKETS] += 1.0
+            entry = seen.get(token)
+            if entry is None:
+                if len(seen) >= CACHE_TOKENS:
+                    seen.clear()
+                entry = seen[token] = (zlib.crc32(token.encode()) % HASH_BUCKETS, token in vocabulary)
+            buckets.append(entry[0])
+            unknown += not entry[1]
+        hashed += np.bincount(buckets, minlength=HASH_BUCKETS)
         oov.append(unknown / len(tokens))
     return TextStatistics(np.asarray(lengths, dtype=np.float64), np.asarray(oov, dtype=np.float64), hashed)
 

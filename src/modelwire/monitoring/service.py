@@ -100,6 +100,7 @@ class MonitoringService:
         self._buffer: collections.deque[Call] = collections.deque()
         self._windows: dict[tuple[str, str], Window] = {}
         self._references: dict[tuple[str, str], tuple[ReferenceProfile | None, str, frozenset[str]]] = {}
+        self._token_cache: dict[tuple[str, str], dict[str, tuple[int, bool]]] = {}
         self._values: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
         self._sampled = metrics.monitor_samples.labels("sampled")
         self._dropped = metrics.monitor_samples.labels("dropped")
@@ -237,7 +238,7 @@ class MonitoringService:
             if results is None:
                 continue  # the call failed as a whole: no item reached the model
             if text and isinstance(instance, str):
-                stats = text_statistics([instance], vocabulary)
+                stats = text_statistics([instance], vocabulary, self._token_cache.setdefault(key, {}))
                 sample = ItemSample(
                     call.time,
                     label,

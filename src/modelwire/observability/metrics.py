@@ -138,8 +138,7 @@ class Metrics:
         )
         self.payload_log = Counter(
             "modelwire_payload_log",
-            "Payload log records by outcome (written, dropped: the queue was full, failed: the sink "
-            "refused).",
+            "Payload log records by outcome (written; dropped: the queue was full).",
             ["outcome"],
             registry=self.registry,
         )
