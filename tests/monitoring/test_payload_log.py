@@ -144,7 +144,8 @@ class Serve:
         self.log = log
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "modelwire", "serve", "--http-port", "0", "--grpc-port", "0", "--data-dir", str(data_dir), "--config", str(config)],
+                [sys.executable, "-m", "modelwire", "serve", "--http-port", "0", "--grpc-port", "0"]
+                + ["--data-dir", str(data_dir), "--config", str(config)],
                 cwd=ROOT,
                 env=env,
                 stdout=out,
