@@ -143,9 +143,9 @@ class Serve:
         env.update({"NO_COLOR": "1", "PYTHONUNBUFFERED": "1", "COLUMNS": "200"})
         self.log = log
         with log.open("wb") as out:
+            args = ["serve", "--http-port", "0", "--grpc-port", "0", "--data-dir", str(data_dir)]
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "modelwire", "serve", "--http-port", "0", "--grpc-port", "0"]
-                + ["--data-dir", str(data_dir), "--config", str(config)],
+                [sys.executable, "-m", "modelwire", *args, "--config", str(config)],
                 cwd=ROOT,
                 env=env,
                 stdout=out,

@@ -1,5 +1,6 @@
 """``modelwire alerts rules``: the effective rules, and the same as Prometheus alerting rules that
-``promtool check rules`` accepts (when promtool is installed: Debian's ``prometheus``; else a schema check)."""
+``promtool check rules`` accepts (when promtool is installed: Debian's ``prometheus``; else a schema
+check)."""
 
 from __future__ import annotations
 
