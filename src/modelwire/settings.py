@@ -586,7 +586,7 @@ class MonitoringSettings(_Section):
     """The share of requests sampled into the monitors' buffer."""
     buffer: int = Field(default=20_000, ge=16, le=10_000_000)
     """Samples waiting for the next computation; past it, new samples are dropped and counted."""
-    max_window: int = Field(default=100_000, ge=16, le=10_000_000)
+    max_window: int = Field(default=20_000, ge=16, le=10_000_000)
     """Samples kept per model version for the windows."""
     min_samples: int = Field(default=100, ge=1)
     """Drift is not computed over fewer samples than this (or the rule's count window, if smaller)."""

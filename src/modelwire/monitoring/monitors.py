@@ -17,8 +17,7 @@ instantaneous, read by the service, not from a window.
 
 from __future__ import annotations
 
-import collections
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +25,6 @@ import numpy as np
 
 from modelwire.monitoring.profiles import ReferenceProfile
 from modelwire.monitoring.statistics import bin_proportions, chisquare, ks_2samp, psi
-from modelwire.monitoring.windows import ItemSample, RequestSample
 
 __all__ = ["DRIFT_MONITORS", "MonitorValue", "drift", "error_ratio", "latency_p99"]
 
@@ -58,29 +56,35 @@ def _r(x: float) -> float:
     return round(float(x), 6)
 
 
+Columns = Mapping[str, Any]
+"""A window's selected rows by column (``windows.Ring.select``)."""
+
+
 def drift(
-    monitor: str, items: Sequence[ItemSample], profile: ReferenceProfile | None, min_samples: int
+    monitor: str, items: Columns, labels: Sequence[str], profile: ReferenceProfile | None, min_samples: int
 ) -> MonitorValue:
-    """``prediction_drift``, ``input_drift`` or ``confidence`` over ``items``."""
+    """``prediction_drift``, ``input_drift`` or ``confidence`` over the window's ``items``."""
+    total = len(items["time"])
     if profile is None:
-        return MonitorValue(None, len(items), reason="no reference profile")
-    answered = [s for s in items if s.label is not None]
+        return MonitorValue(None, total, reason="no reference profile")
     if monitor == "input_drift":
         return _input_drift(items, profile, min_samples)
-    if len(answered) < min_samples:
-        return MonitorValue(None, len(answered), reason=f"fewer than {min_samples} samples")
     if monitor == "prediction_drift":
+        ids = items["label"][items["label"] >= 0]
+        if len(ids) < min_samples:
+            return MonitorValue(None, len(ids), reason=f"fewer than {min_samples} samples")
         reference: dict[str, float] = dict(profile.data["labels"])
-        counts = collections.Counter(s.label for s in answered)
-        names = sorted(set(reference) | {str(k) for k in counts})
+        counted = np.bincount(ids, minlength=len(labels))
+        counts = {labels[i]: int(c) for i, c in enumerate(counted) if c}
+        names = sorted(set(reference) | set(counts))
         observed = [counts.get(n, 0) for n in names]
         expected = [reference.get(n, 0.0) for n in names]
-        live = [c / len(answered) for c in observed]
+        live = [c / len(ids) for c in observed]
         _, p = chisquare(observed, expected)
         shares = {n: _r(x) for n, x in zip(names, live, strict=True)}
-        return MonitorValue(_r(psi(expected, live)), len(answered), _r(p), {"labels": shares})
+        return MonitorValue(_r(psi(expected, live)), len(ids), _r(p), {"labels": shares})
     conf = profile.data["confidence"]
-    values = np.asarray([s.confidence for s in answered if s.confidence is not None], dtype=np.float64)
+    values = items["confidence"][~np.isnan(items["confidence"])]
     if len(values) < min_samples:
         return MonitorValue(None, len(values), reason=f"fewer than {min_samples} samples")
     drop = float(conf["mean"]) - float(values.mean())
@@ -89,41 +93,42 @@ def drift(
     return MonitorValue(_r(drop), len(values), _r(p), {"mean": _r(values.mean()), "psi": _r(share)})
 
 
-def _input_drift(items: Sequence[ItemSample], profile: ReferenceProfile, min_samples: int) -> MonitorValue:
-    texts = [s for s in items if s.length is not None]
+def _input_drift(items: Columns, profile: ReferenceProfile, min_samples: int) -> MonitorValue:
+    texts = ~np.isnan(items["length"])
+    n = int(texts.sum())
     if profile.kind != "text":
-        return MonitorValue(None, len(items), reason=f"no input statistics for {profile.kind!r} inputs")
-    if len(texts) < min_samples:
-        return MonitorValue(None, len(texts), reason=f"fewer than {min_samples} samples")
+        return MonitorValue(None, n, reason=f"no input statistics for {profile.kind!r} inputs")
+    if n < min_samples:
+        return MonitorValue(None, n, reason=f"fewer than {min_samples} samples")
     inputs = profile.data["inputs"]
     detail: dict[str, Any] = {}
     p_values = []
     for name in ("length", "oov_rate"):
         ref = inputs[name]
-        values = np.asarray([getattr(s, name) for s in texts], dtype=np.float64)
+        values = items[name][texts]
         share = psi(ref["proportions"], bin_proportions(values, ref["edges"]))
         _, p = ks_2samp(ref["quantiles"], values, n_reference=profile.n)
         p_values.append(p)
         detail[name] = {"psi": _r(share), "p_value": _r(p), "mean": _r(values.mean())}
-    mass = np.sum([s.hashed for s in texts if s.hashed is not None], axis=0)
-    total = float(np.sum(mass))
+    mass = items["hashed"][texts].sum(axis=0, dtype=np.float64)
+    total = float(mass.sum())
     hashed = psi(inputs["hashed"]["proportions"], mass / total) if total else 0.0
     detail["hashed"] = {"psi": _r(hashed)}
     value = max(detail["length"]["psi"], detail["oov_rate"]["psi"], _r(hashed))
-    return MonitorValue(value, len(texts), _r(min(p_values)), detail)
+    return MonitorValue(value, n, _r(min(p_values)), detail)
 
 
-def latency_p99(requests: Sequence[RequestSample], min_samples: int = 1) -> MonitorValue:
+def latency_p99(requests: Columns) -> MonitorValue:
     """The 99th percentile of the requests' latency, in seconds."""
-    if len(requests) < min_samples or not requests:
-        return MonitorValue(None, len(requests), reason="no requests in the window")
-    latencies = np.asarray([r.latency_s for r in requests], dtype=np.float64)
-    return MonitorValue(_r(np.percentile(latencies, 99)), len(requests))
+    latencies = requests["latency"]
+    if not len(latencies):
+        return MonitorValue(None, 0, reason="no requests in the window")
+    return MonitorValue(_r(np.percentile(latencies, 99)), len(latencies))
 
 
-def error_ratio(requests: Sequence[RequestSample], min_samples: int = 1) -> MonitorValue:
+def error_ratio(requests: Columns) -> MonitorValue:
     """The share of requests that failed, wholly or for one of their items."""
-    if len(requests) < min_samples or not requests:
-        return MonitorValue(None, len(requests), reason="no requests in the window")
-    failed = sum(1 for r in requests if not r.ok)
-    return MonitorValue(_r(failed / len(requests)), len(requests))
+    ok = requests["ok"]
+    if not len(ok):
+        return MonitorValue(None, 0, reason="no requests in the window")
+    return MonitorValue(_r(1.0 - float(ok.mean())), len(ok))

@@ -36,6 +36,8 @@ __all__ = [
     "ReferenceProfile",
     "TextStatistics",
     "build_text_profile",
+    "hashed_mass",
+    "text_item",
     "text_statistics",
 ]
 
@@ -61,37 +63,46 @@ class TextStatistics:
     hashed: np.ndarray[Any, Any]
 
 
+def text_item(
+    text: str, vocabulary: frozenset[str], cache: dict[str, tuple[int, bool]]
+) -> tuple[int, float, bytes]:
+    """One text's ``(token count, out-of-vocabulary rate, the hashed bucket of each token)``; a text
+    without tokens has an out-of-vocabulary rate of 1. ``cache`` (token to its bucket and whether it is
+    known, for one vocabulary; at most ``CACHE_TOKENS``) saves hashing the same words again."""
+    tokens = TOKEN.findall(text.lower())
+    if not tokens:
+        return 0, 1.0, b""
+    buckets = bytearray()
+    unknown = 0
+    get = cache.get
+    for token in tokens:
+        entry = get(token)
+        if entry is None:
+            if len(cache) >= CACHE_TOKENS:
+                cache.clear()
+            entry = cache[token] = (zlib.crc32(token.encode()) % HASH_BUCKETS, token in vocabulary)
+        buckets.append(entry[0])
+        unknown += not entry[1]
+    return len(tokens), unknown / len(tokens), bytes(buckets)
+
+
+def hashed_mass(buckets: Iterable[bytes]) -> np.ndarray[Any, Any]:
+    """The token count per hashed bucket, from ``text_item``'s bucket bytes."""
+    joined = np.frombuffer(b"".join(buckets), dtype=np.uint8)
+    return np.bincount(joined, minlength=HASH_BUCKETS).astype(np.float64)
+
+
 def text_statistics(
     texts: Iterable[str], vocabulary: frozenset[str], cache: dict[str, tuple[int, bool]] | None = None
 ) -> TextStatistics:
-    """The input statistics of ``texts`` (a text without tokens has an out-of-vocabulary rate of 1).
-
-    ``cache`` (token to its bucket and whether it is known, for one vocabulary) saves hashing the same
-    words again: the monitors keep one per model version, bounded by ``CACHE_TOKENS``.
-    """
-    lengths: list[int] = []
-    oov: list[float] = []
-    hashed = np.zeros(HASH_BUCKETS, dtype=np.float64)
-    seen = {} if cache is None else cache
-    for text in texts:
-        tokens = TOKEN.findall(text.lower())
-        lengths.append(len(tokens))
-        if not tokens:
-            oov.append(1.0)
-            continue
-        unknown = 0
-        buckets = []
-        for token in tokens:
-            entry = seen.get(token)
-            if entry is None:
-                if len(seen) >= CACHE_TOKENS:
-                    seen.clear()
-                entry = seen[token] = (zlib.crc32(token.encode()) % HASH_BUCKETS, token in vocabulary)
-            buckets.append(entry[0])
-            unknown += not entry[1]
-        hashed += np.bincount(buckets, minlength=HASH_BUCKETS)
-        oov.append(unknown / len(tokens))
-    return TextStatistics(np.asarray(lengths, dtype=np.float64), np.asarray(oov, dtype=np.float64), hashed)
+    """The input statistics of many ``texts`` (``text_item`` of each, the hashed mass summed)."""
+    seen: dict[str, tuple[int, bool]] = {} if cache is None else cache
+    items = [text_item(text, vocabulary, seen) for text in texts]
+    return TextStatistics(
+        np.asarray([i[0] for i in items], dtype=np.float64),
+        np.asarray([i[1] for i in items], dtype=np.float64),
+        hashed_mass(i[2] for i in items),
+    )
 
 
 def _distribution(values: np.ndarray[Any, Any]) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -25,10 +26,10 @@ from typing import Any, Protocol
 from modelwire.events.bus import EventBus
 from modelwire.monitoring.alerts import AlertEngine, AlertEvent, AlertState
 from modelwire.monitoring.monitors import DRIFT_MONITORS, MonitorValue, drift, error_ratio, latency_p99
-from modelwire.monitoring.profiles import ReferenceProfile, text_statistics
+from modelwire.monitoring.profiles import HASH_BUCKETS, ReferenceProfile, text_item
 from modelwire.monitoring.rules import GLOBAL, effective_rules, rule_view
 from modelwire.monitoring.silences import Silences
-from modelwire.monitoring.windows import ItemSample, RequestSample, Window
+from modelwire.monitoring.windows import ItemBatch, Window
 from modelwire.observability.metrics import Metrics
 from modelwire.security.principal import Scope, current_principal
 from modelwire.settings import AlertRule, Settings
@@ -180,24 +181,23 @@ class MonitoringService:
     def _compute(
         self, calls: Sequence[Call], served: list[Served], now: float
     ) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
-        for call in calls:
-            self._ingest(call)
+        self._ingest(calls)
         if calls:
             self._sampled.inc(len(calls))
         values: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
         min_samples = self.settings.min_samples
         keys = set(self._windows) | {(m.name, m.default_version) for m in served}
         for key in keys:
-            window = self._windows.get(key) or Window(1)
+            window = self._windows.get(key) or Window(1, HASH_BUCKETS)
             profile = self._references.get(key, (None, "", frozenset()))[0]
             out: dict[str, dict[str, Any]] = {}
             for count, seconds in self._windows_for(key[0]):
                 name = f"{count}" if count is not None else f"{seconds:g}s"
-                items = window.select_items(count, seconds, now)
-                requests = window.select_requests(count, seconds, now)
+                items = window.items.select(count, seconds, now)
+                requests = window.requests.select(count, seconds, now)
                 floor = min(min_samples, count) if count is not None else min_samples
                 computed: dict[str, MonitorValue] = {
-                    m: drift(m, items, profile, floor) for m in DRIFT_MONITORS
+                    m: drift(m, items, window.labels, profile, floor) for m in DRIFT_MONITORS
                 }
                 computed["latency_p99"] = latency_p99(requests)
                 computed["error_ratio"] = error_ratio(requests)
@@ -213,44 +213,69 @@ class MonitoringService:
                 found[(rule.window_count, rule.window_s)] = None
         return list(found) or [(DEFAULT_WINDOW, None)]
 
-    def _ingest(self, call: Call) -> None:
-        if call.version is None:
-            return
-        key = (call.model, call.version)
+    def _ingest(self, calls: Sequence[Call]) -> None:
+        """Turn a round of calls into window rows: one append per model version and round."""
+        rounds: dict[tuple[str, str], tuple[ItemBatch, list[float], list[float], list[bool]]] = {}
+        contexts: dict[
+            tuple[str, str], tuple[Window, frozenset[str], dict[str, tuple[int, bool]], Any, Any, bool]
+        ]
+        contexts = {}
+        for call in calls:
+            if call.version is None:
+                continue
+            key = (call.model, call.version)
+            gathered = rounds.get(key)
+            if gathered is None:
+                gathered = rounds[key] = (ItemBatch([], [], [], [], [], []), [], [], [])
+                profile, _, vocab = self._references.get(key, (None, "", frozenset()))
+                output = profile.data.get("output", {}) if profile is not None else {}
+                contexts[key] = (
+                    self._window(key),
+                    vocab,
+                    self._token_cache.setdefault(key, {}),
+                    output.get("label", "sentiment"),
+                    output.get("confidence", "confidence"),
+                    profile is not None and profile.kind == "text",
+                )
+            items, times, latencies, oks = gathered
+            window, vocabulary, cache, label_key, conf_key, text = contexts[key]
+            results = call.results
+            failed = call.code != "OK" or results is None
+            if results is not None:  # else the call failed as a whole: no item reached the model
+                for instance, result in zip(call.instances, results, strict=False):
+                    label, confidence = None, math.nan
+                    if isinstance(result, BaseException):
+                        failed = True
+                    elif isinstance(result, dict):
+                        raw_label, raw_conf = result.get(label_key), result.get(conf_key)
+                        label = str(raw_label) if raw_label is not None else None
+                        if isinstance(raw_conf, (int, float)):
+                            confidence = float(raw_conf)
+                    items.time.append(call.time)
+                    items.label.append(window.label_id(label))
+                    items.confidence.append(confidence)
+                    if text and isinstance(instance, str):
+                        length, oov, buckets = text_item(instance, vocabulary, cache)
+                        items.length.append(length)
+                        items.oov_rate.append(oov)
+                        items.buckets.append(buckets)
+                    else:
+                        items.length.append(math.nan)
+                        items.oov_rate.append(math.nan)
+                        items.buckets.append(b"")
+            times.append(call.time)
+            latencies.append(call.latency_s)
+            oks.append(not failed)
+        for key, (items, times, latencies, oks) in rounds.items():
+            window = self._window(key)
+            window.add_items(items)
+            window.add_requests(times, latencies, oks)
+
+    def _window(self, key: tuple[str, str]) -> Window:
         window = self._windows.get(key)
         if window is None:
-            window = self._windows[key] = Window(self.settings.max_window)
-        profile, _, vocabulary = self._references.get(key, (None, "", frozenset()))
-        results = call.results
-        failed = call.code != "OK" or results is None
-        output = profile.data.get("output", {}) if profile is not None else {}
-        label_key, conf_key = output.get("label", "sentiment"), output.get("confidence", "confidence")
-        text = profile is not None and profile.kind == "text"
-        for i, instance in enumerate(call.instances):
-            result = results[i] if results is not None and i < len(results) else None
-            label = confidence = None
-            if isinstance(result, BaseException):
-                failed = True
-            elif isinstance(result, Mapping):
-                raw_label, raw_conf = result.get(label_key), result.get(conf_key)
-                label = str(raw_label) if raw_label is not None else None
-                confidence = float(raw_conf) if isinstance(raw_conf, (int, float)) else None
-            if results is None:
-                continue  # the call failed as a whole: no item reached the model
-            if text and isinstance(instance, str):
-                stats = text_statistics([instance], vocabulary, self._token_cache.setdefault(key, {}))
-                sample = ItemSample(
-                    call.time,
-                    label,
-                    confidence,
-                    float(stats.lengths[0]),
-                    float(stats.oov_rates[0]),
-                    stats.hashed.astype("uint16"),
-                )
-            else:
-                sample = ItemSample(call.time, label, confidence)
-            window.add_item(sample)
-        window.add_request(RequestSample(call.time, call.latency_s, not failed))
+            window = self._windows[key] = Window(self.settings.max_window, HASH_BUCKETS)
+        return window
 
     def _set_gauges(self, values: Mapping[tuple[str, str], Mapping[str, Mapping[str, Any]]]) -> None:
         for (model, version), monitors in values.items():

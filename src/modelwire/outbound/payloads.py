@@ -31,7 +31,7 @@ from typing import Any
 import msgspec
 
 from modelwire.backends.queue import EventTransport
-from modelwire.monitoring.payloads import payload_event
+from modelwire.monitoring.payloads import PAYLOAD_TYPE, payload_event
 from modelwire.observability.metrics import Metrics
 from modelwire.observability.tracing import current_trace
 from modelwire.settings import PayloadLogSettings
@@ -40,6 +40,7 @@ __all__ = ["FileSink", "PayloadLog", "payload_files"]
 
 logger = logging.getLogger("modelwire.monitoring")
 _BATCH = 512
+_STOP_FLUSH_S = 5.0
 
 
 def payload_files(folder: Path) -> list[Path]:
@@ -111,6 +112,9 @@ class PayloadLog:
         self._rng = rng
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._connected = False
+        self.folder = folder
         self._written = metrics.payload_log.labels("written")
         self._dropped = metrics.payload_log.labels("dropped")
         self.written = 0
@@ -158,13 +162,19 @@ class PayloadLog:
             self._task = asyncio.create_task(self._run(), name="payload-log")
 
     async def stop(self) -> None:
+        """Write what is queued (for at most a few seconds), then close the sink."""
+        self._stopping = True
+        self._wakeup.set()
         task, self._task = self._task, None
         if task is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_STOP_FLUSH_S):
+                    await asyncio.shield(task)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        with contextlib.suppress(Exception):
-            await self._flush()  # what is queued, once more
+        if self._queue:
+            logger.info("payload log: %d record(s) not written before stopping", len(self._queue))
         if self.file is not None:
             self.file.close()
         if self.transport is not None:
@@ -173,10 +183,11 @@ class PayloadLog:
     async def _run(self) -> None:
         delay = 0.1
         while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.settings.flush_interval_s):
-                    await self._wakeup.wait()
-            self._wakeup.clear()
+            if not self._stopping:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.settings.flush_interval_s):
+                        await self._wakeup.wait()
+                self._wakeup.clear()
             try:
                 await self._flush()
                 delay = 0.1
@@ -187,25 +198,34 @@ class PayloadLog:
                     self._connected = False
                 await asyncio.sleep(delay)
                 delay = min(5.0, delay * 2)
+                continue
+            if self._stopping:
+                return
 
     def _display(self) -> str:
-        return self.transport.display if self.transport is not None else str(self.file and self.file.display)
-
-    _connected = False
+        return self.transport.display if self.transport is not None else str(self.folder)
 
     async def _flush(self) -> None:
+        """Write the queue in batches. A batch leaves the queue before it is written (a cancelled wait
+        for the writing thread cannot write it twice); it goes back to the front if writing fails."""
         while self._queue:
-            batch = [self._queue[i] for i in range(min(_BATCH, len(self._queue)))]
-            if self.file is not None:
-                await asyncio.to_thread(self.file.write, batch)
-            else:
-                assert self.transport is not None
-                if not self._connected:
-                    await self.transport.connect()
-                    self._connected = True
-                for line in batch:
-                    await self.transport.send("payloads", line.rstrip(b"\n"), {"ce-type": "payload"})
-            for _ in batch:
-                self._queue.popleft()
-            self.written += len(batch)
-            self._written.inc(len(batch))
+            batch = [self._queue.popleft() for _ in range(min(_BATCH, len(self._queue)))]
+            sent = 0
+            try:
+                if self.file is not None:
+                    await asyncio.to_thread(self.file.write, batch)
+                    sent = len(batch)
+                else:
+                    assert self.transport is not None
+                    if not self._connected:
+                        await self.transport.connect()
+                        self._connected = True
+                    for line in batch:
+                        await self.transport.send("payloads", line.rstrip(b"\n"), {"ce-type": PAYLOAD_TYPE})
+                        sent += 1
+            except Exception:
+                self._queue.extendleft(reversed(batch[sent:]))
+                raise
+            finally:
+                self.written += sent
+                self._written.inc(sent)
