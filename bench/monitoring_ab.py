@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import drivers  # noqa: E402
-import servers  # noqa: E402
+import drivers
+import servers
 
 LONG = (
     "I went in expecting little and came out moved. The lead gives a performance of real warmth, the "
