@@ -111,6 +111,9 @@ class MonitoringService:
         self._task: asyncio.Task[None] | None = None
         self._rate = self.settings.sample_rate
         self._limit = self.settings.buffer
+        self._per_second = self.settings.max_samples_per_s
+        self._second = 0
+        self._taken = 0
 
     # -- the request path ---------------------------------------------------------------------------
 
@@ -118,6 +121,12 @@ class MonitoringService:
         """Sample ``call`` into the buffer (the data plane's tap). O(1), no I/O, never raises."""
         if self._rate < 1.0 and random.random() >= self._rate:  # noqa: S311 - sampling, not a secret
             return
+        second = int(call.time)
+        if second != self._second:
+            self._second, self._taken = second, 0
+        if self._taken >= self._per_second:
+            return  # this second's samples are taken: the cost stays bounded under load
+        self._taken += 1
         if len(self._buffer) >= self._limit:
             self.dropped += 1
             self._dropped.inc()
