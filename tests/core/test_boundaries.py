@@ -56,6 +56,7 @@ ALLOWED: dict[str, set[str]] = {
         "observability",
         "protocols.facades",
         "protocols.grpc._generated",
+        "monitoring",
     },
     "protocols.asyncapi": FOUNDATION,  # the AsyncAPI document, from the settings
     "protocols.http": FOUNDATION

@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 from modelwire.cli import app
 from modelwire.cli.monitoring import read_payloads
-from modelwire.outbound.payloads import payload_files
+from modelwire.monitoring.payloads import payload_files
 from modelwire.settings import Settings
 from tests.protocols.queues.conftest import NATS_URL, _require
 from tests.serving import ThreadedServer

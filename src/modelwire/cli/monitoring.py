@@ -51,7 +51,7 @@ def _folder(data_dir: Path | None, config: Path | None) -> Path:
 def read_payloads(folder: Path) -> Iterator[dict[str, Any]]:
     """Every record of the payload log in ``folder``, oldest first. A last line cut short (the process
     was killed while writing) is skipped, as is any line that is not a JSON object (counted on stderr)."""
-    from modelwire.outbound.payloads import payload_files
+    from modelwire.monitoring.payloads import payload_files
 
     skipped = 0
     for path in payload_files(folder):

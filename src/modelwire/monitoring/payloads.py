@@ -17,13 +17,19 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
-__all__ = ["PAYLOAD_TYPE", "payload_event", "render_output"]
+__all__ = ["PAYLOAD_TYPE", "payload_event", "payload_files", "render_output"]
 
 PAYLOAD_TYPE = "io.modelwire.inference.payload"
+
+
+def payload_files(folder: Path) -> list[Path]:
+    """The payload log's files in ``folder``, oldest first (their names sort by start time)."""
+    return sorted(folder.glob("payloads-*.ndjson")) if folder.is_dir() else []
 
 
 def render_output(result: Any) -> Any:

@@ -31,21 +31,16 @@ from typing import Any
 import msgspec
 
 from modelwire.backends.queue import EventTransport
-from modelwire.monitoring.payloads import PAYLOAD_TYPE, payload_event
+from modelwire.monitoring.payloads import PAYLOAD_TYPE, payload_event, payload_files
 from modelwire.observability.metrics import Metrics
 from modelwire.observability.tracing import current_trace
 from modelwire.settings import PayloadLogSettings
 
-__all__ = ["FileSink", "PayloadLog", "payload_files"]
+__all__ = ["FileSink", "PayloadLog"]
 
 logger = logging.getLogger("modelwire.monitoring")
 _BATCH = 512
 _STOP_FLUSH_S = 5.0
-
-
-def payload_files(folder: Path) -> list[Path]:
-    """The payload log's files in ``folder``, oldest first (their names sort by start time)."""
-    return sorted(folder.glob("payloads-*.ndjson")) if folder.is_dir() else []
 
 
 class FileSink:
