@@ -41,3 +41,26 @@ async def until(condition: Callable[[], Awaitable[bool]], what: str, timeout: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting until {what}")
         await asyncio.sleep(0.05)
+
+
+_FACTS = (
+    "The film was released in {y} and runs {n} minutes.",
+    "It was shot in {c} over {n} days in {y}.",
+    "The cast includes actors from {c}.",
+    "The screenplay is based on a novel published in {y}.",
+    "Tickets cost {n} dollars at the cinema in {c}.",
+    "The premiere took place in {c} on a Tuesday.",
+)
+_PLACES = ("Paris", "Ohio", "Lagos", "Osaka", "Lima", "Oslo", "Texas", "Rome")
+
+
+def neutral(n: int, seed: int = 3) -> list[str]:
+    """Facts about films with no opinion in them: the model answers them with little confidence."""
+    rng = random.Random(seed)
+    return [
+        " ".join(
+            rng.choice(_FACTS).format(y=rng.randint(1950, 2020), n=rng.randint(2, 200), c=rng.choice(_PLACES))
+            for _ in range(2)
+        )
+        for _ in range(n)
+    ]
