@@ -117,3 +117,19 @@ def test_a_silence_expires() -> None:
     assert not silences.silenced({"model": "m"}, 105.0)
     assert silences.active(105.0) == []
     assert silence.to_json(105.0)["state"] == "expired"
+
+
+def test_job_queue_age_is_the_oldest_queued_jobs_wait(serve_module: ServeModule) -> None:
+    server = serve_module(jobs={"workers": 0}, monitoring={"interval_s": 0.2})  # jobs stay queued
+    with httpx.Client(base_url=server.http_url) as c:
+        assert c.post("/v1/jobs", json={"model": "sentiment", "inputs": ["a fine film"]}).status_code == 202
+        deadline = time.monotonic() + 30
+        while True:
+            (process,) = [m for m in c.get("/v1/monitoring").json()["models"] if m["model"] == "*"] or [None]
+            age = process["monitors"]["job_queue_age"]["value"] if process else None
+            if age is not None:
+                break
+            assert time.monotonic() < deadline, "job_queue_age never showed the queued job"
+            time.sleep(0.05)
+    assert age >= 0
+    assert process["monitors"]["saturation"]["value"] >= 0

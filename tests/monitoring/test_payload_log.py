@@ -29,7 +29,7 @@ from modelwire.cli import app
 from modelwire.cli.monitoring import read_payloads
 from modelwire.monitoring.payloads import payload_files
 from modelwire.settings import Settings
-from tests.protocols.queues.conftest import NATS_URL, _require
+from tests.protocols.queues.conftest import NATS_URL, REDIS_URL, _require
 from tests.serving import ThreadedServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -239,31 +239,65 @@ def test_tail_and_export(data_dir: Path) -> None:
     assert "ISO 8601" in bad.output
 
 
-async def test_the_broker_sink_publishes_the_records(data_dir: Path) -> None:
+async def _records_nats(destination: str, received: list[dict[str, Any]]) -> Any:
     import nats
 
-    _require(NATS_URL)
-    destination = f"test_{uuid.uuid4().hex[:8]}.payloads"
     nc = await nats.connect(NATS_URL)
-    received: list[dict[str, Any]] = []
 
     async def on_message(msg: Any) -> None:
         received.append(json.loads(msg.data))
 
     await nc.subscribe(destination + ".>", cb=on_message)
     await nc.flush()
-    server = start(data_dir, sink=NATS_URL, destination=destination, flush_interval_s=0.01)
+    return nc.close
+
+
+async def _records_redis(destination: str, received: list[dict[str, Any]]) -> Any:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(REDIS_URL)
+    stop = asyncio.Event()
+
+    async def read() -> None:
+        last = "0-0"
+        while not stop.is_set():
+            for _key, entries in await client.xread({destination: last}, count=100, block=100) or ():
+                for entry_id, fields in entries:
+                    last = entry_id
+                    assert fields[b"topic"] == b"payloads"
+                    received.append(json.loads(fields[b"body"]))
+
+    reader = asyncio.create_task(read())
+
+    async def close() -> None:
+        stop.set()
+        await reader
+        await client.delete(destination)
+        await client.aclose()
+
+    return close
+
+
+@pytest.mark.parametrize("kind", ["nats", "redis"])
+async def test_the_broker_sink_publishes_the_records(data_dir: Path, kind: str) -> None:
+    url = {"nats": NATS_URL, "redis": REDIS_URL}[kind]
+    _require(url)
+    destination = f"test_{uuid.uuid4().hex[:8]}.payloads"
+    received: list[dict[str, Any]] = []
+    close = await (_records_nats if kind == "nats" else _records_redis)(destination, received)
+    server = start(data_dir, sink=url, destination=destination, flush_interval_s=0.01)
     try:
         async with httpx.AsyncClient(base_url=server.http_url) as client:
             r = await client.post("/v1/models/sentiment/predict", json={"text": "a lovely film"})
             assert r.status_code == 200
         deadline = time.monotonic() + 30
         while not received:
-            assert time.monotonic() < deadline, "no payload record on NATS"
+            assert time.monotonic() < deadline, f"no payload record on {kind}"
             await asyncio.sleep(0.02)
     finally:
         server.stop()
-        await nc.close()
+        await close()
     (record,) = received
     assert record["data"]["inputs"] == ["a lovely film"]
     assert record["inferenceservicename"] == "sentiment"
+    assert record["type"] == "io.modelwire.inference.payload"

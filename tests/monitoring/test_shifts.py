@@ -105,3 +105,40 @@ async def test_empty_texts_raise_the_error_ratio(
     values = await monitor(model, [" "] * 100 + split[0][:100])
     assert values["error_ratio"]["value"] == 0.5
     assert values["error_ratio"]["value"] > THRESHOLDS["error_ratio"]
+
+
+async def test_a_silence_stops_the_announcements_not_the_state(model: SentimentModel) -> None:
+    service = MonitoringService(
+        Settings(
+            monitoring={"default_rules": False, "min_samples": 10},
+            alerts=[
+                {
+                    "name": "drift",
+                    "monitor": "input_drift",
+                    "model": "sentiment",
+                    "threshold": 0.25,
+                    "window": 50,
+                }
+            ],
+        ),
+        LocalEventBus(),
+        Metrics(),
+        served=lambda: [Served("sentiment", "1", ("1",))],
+        reference=lambda name, version: model.reference(),
+        saturation=lambda: 0.0,
+        queue_age=_none,
+    )
+    told: list[str] = []
+    service.notifiers.append(lambda event: told.append(event.state))
+    service.silences.add(
+        {"matchers": {"alertname": "drift"}, "duration_s": 3600}, now=time.time(), created_by="t"
+    )
+    texts = shifted(50)
+    now = time.time()
+    for text, result in zip(texts, model.predict(texts), strict=True):
+        service.record(CallRecord("rest", "sentiment", "1", [text], [result], 0.002, "OK", now))
+    announced = await service.evaluate(now + 0.1)
+    assert [(e.state, e.silenced) for e in announced] == [("firing", True)]
+    assert told == []  # nobody was told
+    (alert,) = service.alerts()["alerts"]
+    assert (alert["state"], alert["silenced"]) == ("firing", True)

@@ -52,8 +52,6 @@ def build_monitoring(
         return dataplane.inflight / max(1, settings.limits.max_inflight)
 
     async def queue_age() -> float | None:
-        if settings.jobs.workers == 0:
-            return None
         page = await jobs.store.list_jobs(status=JobStatus.QUEUED, limit=settings.jobs.max_queue_depth)
         if not page.jobs:
             return None
