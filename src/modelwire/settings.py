@@ -26,6 +26,9 @@ from pydantic_settings import (
 from modelwire.backends.urls import QUEUE_SCHEMES, is_redis_url, is_sqlite_url, is_tls_url, queue_kind
 
 __all__ = [
+    "MONITORS",
+    "AlertRule",
+    "AlertWebhookSettings",
     "AuthSettings",
     "BatchingSettings",
     "EventSinkSettings",
@@ -36,7 +39,9 @@ __all__ = [
     "JobsSettings",
     "LimitsSettings",
     "ModelSettings",
+    "MonitoringSettings",
     "ObservabilitySettings",
+    "PayloadLogSettings",
     "QueueSettings",
     "RateLimitRule",
     "RateLimitSettings",
@@ -518,6 +523,134 @@ class EventSinkSettings(_BrokerSection):
         return self.destination or _SINK_DEFAULTS.get(self.kind, "modelwire.events")
 
 
+MONITORS = (
+    "prediction_drift",
+    "input_drift",
+    "confidence",
+    "latency_p99",
+    "error_ratio",
+    "saturation",
+    "job_queue_age",
+)
+"""What an alert rule may watch (docs/monitoring.md says what each measures)."""
+_WINDOW = re.compile(r"^(\d+)(s|m|h)$")
+
+
+class AlertRule(_Section):
+    """One ``[[alerts]]`` rule: fire when ``monitor`` of ``model`` is above ``threshold`` for ``for_s``.
+
+    ``window`` is a number of requests (``1000``) or a duration (``"5m"``, ``"30s"``, ``"1h"``).
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+    monitor: Literal[
+        "prediction_drift",
+        "input_drift",
+        "confidence",
+        "latency_p99",
+        "error_ratio",
+        "saturation",
+        "job_queue_age",
+    ]
+    model: str = "*"
+    version: str | None = None
+    """``None``: the model's default version (the one new traffic goes to)."""
+    threshold: float
+    window: int | str = 1000
+    for_s: float = Field(default=0.0, ge=0)
+    keep_firing_for_s: float = Field(default=0.0, ge=0)
+    severity: str = Field(default="warning", pattern=r"^[a-z]{1,32}$")
+    labels: dict[str, str] = Field(default_factory=dict)
+    summary: str | None = None
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: int | str) -> int | str:
+        if isinstance(value, int):
+            if not 1 <= value <= 1_000_000:
+                raise ValueError("a count window is 1 to 1000000 requests")
+            return value
+        if value.isdigit():
+            return cls._window(int(value))
+        if not _WINDOW.fullmatch(value):
+            raise ValueError(
+                f'window {value!r}: a number of requests (1000) or a duration ("30s", "5m", "1h")'
+            )
+        return value
+
+    @property
+    def window_s(self) -> float | None:
+        """The window's length in seconds for a time window, else ``None``."""
+        if isinstance(self.window, int):
+            return None
+        match = _WINDOW.fullmatch(self.window)
+        assert match is not None
+        return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+    @property
+    def window_count(self) -> int | None:
+        return self.window if isinstance(self.window, int) else None
+
+
+class AlertWebhookSettings(_Section):
+    """An ``[[monitoring.webhooks]]`` receiver: alert notifications POSTed, signed like job webhooks.
+
+    ``format = "alertmanager"`` sends Alertmanager's webhook payload (version 4); ``"slack"`` sends
+    ``{"text": ...}`` from ``template`` (``$name``, ``$state``, ``$severity``, ``$model``, ``$version``,
+    ``$monitor``, ``$value``, ``$threshold``, ``$summary``).
+    """
+
+    url: str
+    format: Literal["alertmanager", "slack"] = "alertmanager"
+    template: str = "[$state] $name ($severity): $model $version $monitor = $value (threshold $threshold)"
+    states: tuple[Literal["pending", "firing", "resolved"], ...] = ("firing", "resolved")
+
+
+class PayloadLogSettings(_Section):
+    """The payload log (``[monitoring.payload_log]``): a sample of requests and answers, as CloudEvents.
+
+    ``sink``: ``"file"`` (rotating NDJSON files in ``<data dir>/payloads``), or a broker or Redis URL
+    (``amqp://``, ``nats://``, ``redis://``: the stream or exchange ``destination``).
+    """
+
+    sample_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    inputs: Literal["full", "hash", "redact"] = "full"
+    sink: str = "file"
+    destination: str = "modelwire.payloads"
+    buffer: int = Field(default=10_000, ge=1, le=1_000_000)
+    max_file_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_files: int = Field(default=10, ge=1, le=10_000)
+    flush_interval_s: float = Field(default=1.0, gt=0, le=60)
+
+
+class MonitoringSettings(_Section):
+    """Model monitors and alerts (``[monitoring]``; docs/monitoring.md)."""
+
+    enabled: bool = True
+    interval_s: float = Field(default=5.0, gt=0, le=3600)
+    """How often monitors are computed and rules evaluated."""
+    sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
+    """The share of requests sampled into the monitors' buffer."""
+    max_samples_per_s: int = Field(default=200, ge=1, le=1_000_000)
+    """At most this many requests a second are sampled (each process): the monitors' cost stays bounded
+    under load, and windows count sampled requests (docs/monitoring.md, "Cost")."""
+    buffer: int = Field(default=20_000, ge=16, le=10_000_000)
+    """Samples waiting for the next computation; past it, new samples are dropped and counted."""
+    max_window: int = Field(default=20_000, ge=16, le=10_000_000)
+    """Samples kept per model version for the windows."""
+    min_samples: int = Field(default=100, ge=1)
+    """Drift is not computed over fewer samples than this (or the rule's count window, if smaller)."""
+    default_rules: bool = True
+    """The built-in rules for the default model (docs/monitoring.md) next to ``[[alerts]]``."""
+    renotify_s: float = Field(default=3600.0, gt=0)
+    """A firing alert is announced again after this long (never more often)."""
+    history: int = Field(default=200, ge=1, le=100_000)
+    """Resolved alerts kept for ``GET /v1/alerts``."""
+    max_silences: int = Field(default=1000, ge=1)
+    webhooks: tuple[AlertWebhookSettings, ...] = ()
+    payload_log: PayloadLogSettings = PayloadLogSettings()
+
+
 class Settings(BaseSettings):
     """Everything modelwire can be told. Frozen once built: pass a new one to change it.
 
@@ -558,6 +691,9 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     rate_limits: RateLimitSettings = RateLimitSettings()
     gateway: GatewaySettings = GatewaySettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
+    alerts: tuple[AlertRule, ...] = ()
+    """``[[alerts]]`` rules (docs/monitoring.md), added to the built-in ones."""
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -29,11 +29,12 @@ ALLOWED: dict[str, set[str]] = {
     "_version": set(),
     "settings": {"backends.urls"},
     "observability": FOUNDATION,
-    "model": FOUNDATION | {"observability"},
+    "model": FOUNDATION | {"observability", "monitoring"},  # monitoring: a version's reference profile
     "security": FOUNDATION | {"observability"},
     "core": FOUNDATION | {"model", "security", "observability"},
     "events": FOUNDATION | {"security", "observability"},
     "jobs": FOUNDATION | {"core", "model", "security", "events", "observability"},
+    "monitoring": FOUNDATION | {"events", "security", "observability"},
     "backends.urls": set(),
     "backends.sqlite": FOUNDATION | {"jobs", "events", "security", "backends.urls"},
     "backends.redis": FOUNDATION | {"jobs", "events", "security", "backends.urls", "backends.queue"},
@@ -43,9 +44,9 @@ ALLOWED: dict[str, set[str]] = {
     "backends.resolve": FOUNDATION
     | {"jobs", "events", "security", "backends.urls", "backends.sqlite", "backends.redis"}
     | {"backends.queue", "backends.rabbitmq", "backends.nats"},
-    "outbound": FOUNDATION | {"events", "observability", "backends.queue"},
+    "outbound": FOUNDATION | {"events", "observability", "backends.queue", "jobs", "monitoring"},
     "gateway": FOUNDATION | {"core", "model", "observability", "client", "protocols.grpc._generated"},
-    "protocols.facades": FOUNDATION | {"core", "jobs", "events", "security", "observability"},
+    "protocols.facades": FOUNDATION | {"core", "jobs", "events", "security", "observability", "monitoring"},
     "protocols.grpc": FOUNDATION
     | {
         "core",
@@ -55,6 +56,7 @@ ALLOWED: dict[str, set[str]] = {
         "observability",
         "protocols.facades",
         "protocols.grpc._generated",
+        "monitoring",
     },
     "protocols.asyncapi": FOUNDATION,  # the AsyncAPI document, from the settings
     "protocols.http": FOUNDATION
@@ -62,7 +64,8 @@ ALLOWED: dict[str, set[str]] = {
     | {"protocols.asyncapi"}
     | {"protocols.http.ws"},  # only protocols/http/app.py, the app factory, composes the sub-adapters
     "protocols.http.rest": FOUNDATION
-    | {"core", "jobs", "security", "observability", "protocols.facades", "protocols.http", "dashboard"},
+    | {"core", "jobs", "security", "observability", "protocols.facades", "protocols.http", "dashboard"}
+    | {"monitoring"},
     "protocols.http.sse": FOUNDATION
     | {"core", "events", "security", "observability", "protocols.facades", "protocols.http"},
     "protocols.http.ws": FOUNDATION
@@ -73,12 +76,12 @@ ALLOWED: dict[str, set[str]] = {
     "app": FOUNDATION
     | {"core", "model", "security", "events", "jobs", "observability", "backends.resolve", "outbound"}
     | {"gateway", "protocols.grpc", "protocols.http", "protocols.facades", "console"}
-    | {"protocols.queues", "backends.queue"},
+    | {"protocols.queues", "backends.queue", "monitoring"},
     "client": FOUNDATION | {"events", "jobs", "protocols.grpc._generated"},
     "console": {"client"},
     "cli": FOUNDATION
     | {"app", "backends.resolve", "client", "console", "gateway", "model", "security"}
-    | {"protocols.asyncapi"},
+    | {"protocols.asyncapi", "monitoring"},
     "modelwire": FOUNDATION | {"cli", "client", "model"},  # the public API, __init__.py
     "backends": set(),
     "protocols": set(),
@@ -94,7 +97,16 @@ TRANSPORTS = (
     "websockets",
     "httpx",
 )
-NO_TRANSPORT = {"core", "model", "jobs", "events", "security", "backends.urls", "backends.sqlite"}
+NO_TRANSPORT = {
+    "core",
+    "model",
+    "jobs",
+    "events",
+    "security",
+    "backends.urls",
+    "backends.sqlite",
+    "monitoring",
+}
 NO_TRANSPORT |= {"backends.redis", "backends.resolve", "observability", "settings", "errors"}
 NO_TRANSPORT |= {
     "backends.queue",

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from modelwire.app.follow import follow_remote_jobs
+from modelwire.app.monitoring import build_alert_webhooks, build_monitoring, build_payload_log
 from modelwire.app.services import Services
 from modelwire.app.versions import ModelVersions, batching_for
 from modelwire.backends.resolve import (
@@ -57,6 +58,8 @@ def build_services(
     publisher = MetricsPublisher(
         bus, metrics.live, settings.events.metrics_interval_s, lambda: _gauges(dataplane, bus)
     )
+    jobs = _jobs(settings, dataplane, bus, versions)
+    monitoring = build_monitoring(settings, dataplane, registry, bus, metrics, jobs)
     services = Services(
         settings=settings,
         registry=registry,
@@ -65,8 +68,11 @@ def build_services(
         events=bus,
         security=security,
         versions=versions,
-        jobs=_jobs(settings, dataplane, bus, versions),
+        jobs=jobs,
         publisher=publisher,
+        monitoring=monitoring,
+        alert_webhooks=build_alert_webhooks(settings, monitoring),
+        payload_log=build_payload_log(settings, dataplane, metrics),
         event_sinks=_event_sinks(settings, bus, metrics),
     )
     follow_remote_jobs(services)  # jobs on Redis: act on other processes' job events too

@@ -66,6 +66,9 @@ async def start_services(services: Services) -> None:
     await services.jobs.start()
     await services.events.publish("server", "server.ready", {"ready": services.dataplane.ready()})
     services.publisher.start()
+    await services.alert_webhooks.start()
+    services.monitoring.start()
+    services.payload_log.start()
 
 
 async def begin_shutdown(services: Services) -> None:
@@ -75,6 +78,7 @@ async def begin_shutdown(services: Services) -> None:
     services.dataplane.drain()
     await services.events.publish("server", "server.stopping", {"ready": False})
     services.closing.set()
+    await services.monitoring.stop()  # no alert after the event streams ended
     await services.publisher.stop()
     await services.events.close()
 
@@ -102,6 +106,8 @@ async def stop_services(services: Services) -> None:
     """Refuse new work and unload models (after the listeners drained)."""
     await begin_shutdown(services)
     await services.jobs.stop()
+    await services.alert_webhooks.close()
+    await services.payload_log.stop()  # after the listeners drained: the last calls are logged
     services.dataplane.stop_accepting()
     for handle in services.registry.handles():
         services.metrics.model_ready.labels(handle.name, handle.version).set(0)

@@ -15,8 +15,11 @@ from modelwire.events.bus import EventBus
 from modelwire.events.publishers import MetricsPublisher
 from modelwire.jobs.manager import JobManager
 from modelwire.model.registry import ModelRegistry
+from modelwire.monitoring.service import MonitoringService
 from modelwire.observability.metrics import Metrics
+from modelwire.outbound.alerts import AlertWebhooks
 from modelwire.outbound.events import EventSink
+from modelwire.outbound.payloads import PayloadLog
 from modelwire.security.policy import SecurityPolicy
 from modelwire.settings import Settings
 
@@ -39,6 +42,12 @@ class Services:
     """Async jobs: submit, poll, cancel (``jobs/``); its workers run while the services run."""
     publisher: MetricsPublisher
     """The ``metrics`` topic's per-second snapshot, started with the services."""
+    monitoring: MonitoringService
+    """Model monitors and alerts (``monitoring/``): sampled on the data plane, computed on a timer."""
+    alert_webhooks: AlertWebhooks
+    """``[[monitoring.webhooks]]``: alert notifications over HTTP, signed like job webhooks."""
+    payload_log: PayloadLog
+    """``[monitoring.payload_log]``: sampled calls as CloudEvents NDJSON files or to a broker."""
     event_sinks: list[EventSink] = field(default_factory=list)
     """``[[event_sinks]]``: chosen topics published to brokers, started and stopped with the services."""
     closing: asyncio.Event = field(default_factory=asyncio.Event)

@@ -17,6 +17,7 @@ _COMMANDS = (
     "jobs",
     "keys",
     "certs",
+    "monitoring",
 )
 for _module in _COMMANDS:
     importlib.import_module(f"modelwire.cli.{_module}")

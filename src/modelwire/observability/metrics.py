@@ -99,6 +99,49 @@ class Metrics:
             ["broker", "outcome"],
             registry=self.registry,
         )
+        # model monitors and alerts (monitoring/; docs/monitoring.md)
+        self.drift_score = Gauge(
+            "modelwire_drift_score",
+            "Drift monitors' values (PSI; confidence: the fall of mean confidence), by model, version "
+            "and monitor.",
+            ["model", "version", "monitor"],
+            registry=self.registry,
+            multiprocess_mode="max",
+        )
+        self.drift_p_value = Gauge(
+            "modelwire_drift_p_value",
+            "The p-value of each drift monitor's two-sample test (KS or chi-square).",
+            ["model", "version", "monitor"],
+            registry=self.registry,
+            multiprocess_mode="min",
+        )
+        self.monitor_value = Gauge(
+            "modelwire_monitor_value",
+            "Every monitor's current value (latency_p99 and job_queue_age in seconds, error_ratio, "
+            "saturation).",
+            ["model", "version", "monitor"],
+            registry=self.registry,
+            multiprocess_mode="max",
+        )
+        self.monitor_samples = Counter(
+            "modelwire_monitor_samples",
+            "Calls offered to the monitors' buffer, by outcome (sampled, dropped: the buffer was full).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.alerts_firing = Gauge(
+            "modelwire_alerts_firing",
+            "1 while an alert fires, by alert name, model and version.",
+            ["alertname", "model", "version"],
+            registry=self.registry,
+            multiprocess_mode="max",
+        )
+        self.payload_log = Counter(
+            "modelwire_payload_log",
+            "Payload log records by outcome (written; dropped: the queue was full).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.live = LiveStats()
 
     def connection_opened(self, protocol: str) -> None:

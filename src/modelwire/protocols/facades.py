@@ -13,6 +13,7 @@ from typing import Protocol
 from modelwire.core.dataplane import DataPlane
 from modelwire.events.bus import EventBus
 from modelwire.jobs.manager import JobManager
+from modelwire.monitoring.service import MonitoringService
 from modelwire.observability.metrics import Metrics
 from modelwire.security.policy import SecurityPolicy
 from modelwire.settings import Settings
@@ -35,6 +36,8 @@ class Facades(Protocol):
     def security(self) -> SecurityPolicy: ...
     @property
     def metrics(self) -> Metrics: ...
+    @property
+    def monitoring(self) -> MonitoringService: ...
     @property
     def closing(self) -> asyncio.Event:
         """Set when the process begins to stop: long-lived streams finish and close."""

@@ -281,6 +281,8 @@ def rest_scope(method: str, path: str) -> tuple[Scope | None, str | None]:
             return Scope.PREDICT, None
         elif parts[1:] == ["events"]:
             return Scope.EVENTS, None
+        elif parts[1:] in (["monitoring"], ["alerts"]) and method in _READ:
+            return Scope.EVENTS, None  # what the alerts topic shows; silences need models:admin
     elif n >= 3 and parts[0] == "v2" and parts[1] == "models":
         name, rest = parts[2], parts[3:]
         if rest[:1] == ["versions"] and len(rest) >= 2:
@@ -305,6 +307,10 @@ _GRPC: dict[str, Scope | None] = {
     "/modelwire.v1.Jobs/Watch": Scope.JOBS_READ,
     "/modelwire.v1.Jobs/Results": Scope.JOBS_READ,
     "/modelwire.v1.Events/Subscribe": Scope.EVENTS,
+    "/modelwire.v1.Monitoring/Get": Scope.EVENTS,
+    "/modelwire.v1.Monitoring/ListAlerts": Scope.EVENTS,
+    "/modelwire.v1.Monitoring/Silence": Scope.MODELS_ADMIN,
+    "/modelwire.v1.Monitoring/Unsilence": Scope.MODELS_ADMIN,
     "/inference.GRPCInferenceService/ModelInfer": Scope.PREDICT,
     "/inference.GRPCInferenceService/ModelStreamInfer": Scope.PREDICT,
     "/inference.GRPCInferenceService/ServerLive": None,

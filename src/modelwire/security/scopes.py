@@ -25,8 +25,9 @@ def job_scope(kind: str) -> Scope:
 
 def topic_scope(topic: str) -> frozenset[Scope]:
     """The scopes that may each receive events on ``topic`` (a topic or pattern): ``events`` for the live
-    streams (``metrics``, ``models``, ``server``, ``jobs/*``, ``*``); following one job (``jobs/<id>``) is
-    reading it, so ``jobs:read`` will do too (and the bus delivers only the caller's own jobs' events)."""
+    streams (``metrics``, ``models``, ``server``, ``alerts``, ``jobs/*``, ``*``); following one job
+    (``jobs/<id>``) is reading it, so ``jobs:read`` will do too (and the bus delivers only the caller's own
+    jobs' events)."""
     if topic.startswith("jobs/") and topic != "jobs/*":
         return frozenset({Scope.EVENTS, Scope.JOBS_READ})
     return frozenset({Scope.EVENTS})

@@ -384,7 +384,7 @@ apiFetch("/v2")
   })
   .catch(() => {});
 
-window.modelwire = { feed, ws, panels: { jobs: $("#jobs-panel") } };
+window.modelwire = { feed, ws, panels: { jobs: $("#jobs-panel"), alerts: $("#alerts-panel") } };
 // ---- credentials (servers with authentication on) ---------------------------------------------------
 
 const authForm = byTestId("auth-form");

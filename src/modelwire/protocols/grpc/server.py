@@ -27,6 +27,8 @@ from modelwire.protocols.grpc._generated.modelwire.v1 import (
     events_pb2_grpc,
     jobs_pb2,
     jobs_pb2_grpc,
+    monitoring_pb2,
+    monitoring_pb2_grpc,
 )
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2 as pb
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2_grpc as pb_grpc
@@ -35,6 +37,7 @@ from modelwire.protocols.grpc.events import EventsServicer
 from modelwire.protocols.grpc.health import HealthServicer
 from modelwire.protocols.grpc.inference import GRPCInferenceServiceServicer
 from modelwire.protocols.grpc.jobs import JobsServicer
+from modelwire.protocols.grpc.monitoring import MonitoringServicer
 from modelwire.protocols.grpc.predictor import PredictorServicer
 from modelwire.protocols.grpc.tracing import TraceInterceptor
 
@@ -45,6 +48,7 @@ SERVICE_NAMES: tuple[str, ...] = (
     oip.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
     events_pb2.DESCRIPTOR.services_by_name["Events"].full_name,
     jobs_pb2.DESCRIPTOR.services_by_name["Jobs"].full_name,
+    monitoring_pb2.DESCRIPTOR.services_by_name["Monitoring"].full_name,
 )
 HEALTH_POLL_S = 0.5
 
@@ -95,7 +99,14 @@ def _reflection_pool() -> descriptor_pool.DescriptorPool:
     # error_details.proto are in it too: every error carries ErrorInfo, BadRequest or RetryInfo, and a
     # reflection client (grpcurl) decodes them only if it can ask for their descriptors.
     pool = descriptor_pool.DescriptorPool()
-    files = (pb.DESCRIPTOR, oip.DESCRIPTOR, events_pb2.DESCRIPTOR, jobs_pb2.DESCRIPTOR, health_pb2.DESCRIPTOR)
+    files = (
+        pb.DESCRIPTOR,
+        oip.DESCRIPTOR,
+        events_pb2.DESCRIPTOR,
+        jobs_pb2.DESCRIPTOR,
+        monitoring_pb2.DESCRIPTOR,
+        health_pb2.DESCRIPTOR,
+    )
     rich = (status_pb2.DESCRIPTOR, error_details_pb2.DESCRIPTOR)
     for file in (*files, *rich, reflection_pb2.DESCRIPTOR):
         _add_file(pool, file)
@@ -135,6 +146,7 @@ async def start_grpc_server(
     pb_grpc.add_PredictorServicer_to_server(PredictorServicer(services), server)
     events_pb2_grpc.add_EventsServicer_to_server(EventsServicer(services), server)
     jobs_pb2_grpc.add_JobsServicer_to_server(JobsServicer(services), server)
+    monitoring_pb2_grpc.add_MonitoringServicer_to_server(MonitoringServicer(services), server)
     oip_grpc.add_GRPCInferenceServiceServicer_to_server(GRPCInferenceServiceServicer(services), server)
     health = HealthServicer(SERVICE_NAMES)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
