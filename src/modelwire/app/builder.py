@@ -18,6 +18,7 @@ from modelwire.backends.resolve import (
     open_job_store,
     open_rate_limiter,
 )
+from modelwire.core.admin import ModelAdmin
 from modelwire.core.dataplane import DataPlane
 from modelwire.events.bus import EventBus
 from modelwire.events.publishers import MetricsPublisher
@@ -25,7 +26,8 @@ from modelwire.jobs.manager import JobManager
 from modelwire.jobs.training import Trainer
 from modelwire.jobs.webhooks import WebhookDispatcher
 from modelwire.model.base import Model
-from modelwire.model.registry import ModelRegistry, build_models
+from modelwire.model.registry import ModelHandle, ModelRegistry, build_models
+from modelwire.model.versions import VersionCatalog
 from modelwire.observability.metrics import Metrics
 from modelwire.outbound.events import EventSink
 from modelwire.outbound.webhooks import HttpxWebhookPoster
@@ -68,6 +70,7 @@ def build_services(
         jobs=_jobs(settings, dataplane, bus, versions),
         publisher=publisher,
         event_sinks=_event_sinks(settings, bus, metrics),
+        admin=_admin(settings, dataplane, bus, metrics),
     )
     follow_remote_jobs(services)  # jobs on Redis: act on other processes' job events too
     return services
@@ -88,6 +91,25 @@ def _jobs(settings: Settings, dataplane: DataPlane, events: EventBus, versions: 
     )
     trainer = Trainer(settings.model_repository, dataplane, versions.register)
     return JobManager(jobs, store, dataplane, events, webhooks, trainer)
+
+
+def _admin(settings: Settings, dataplane: DataPlane, events: EventBus, metrics: Metrics) -> ModelAdmin:
+    async def publish(type_: str, data: Any) -> None:
+        await events.publish("models", type_, data)
+
+    def on_ready(handle: ModelHandle) -> None:
+        metrics.model_ready.labels(handle.name, handle.version).set(1 if handle.ready else 0)
+
+    admin = ModelAdmin(
+        dataplane,
+        VersionCatalog(settings.model_repository, settings.effective_models()),
+        publish,
+        lambda name: batching_for(settings, name),
+        observe=lambda name: metrics.batch_size.labels(name).observe,
+        on_ready=on_ready,
+    )
+    admin.restore()
+    return admin
 
 
 def _event_sinks(settings: Settings, bus: EventBus, metrics: Metrics) -> list[EventSink]:

@@ -10,6 +10,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from modelwire.app.versions import ModelVersions
+from modelwire.core.admin import ModelAdmin
 from modelwire.core.dataplane import DataPlane
 from modelwire.events.bus import EventBus
 from modelwire.events.publishers import MetricsPublisher
@@ -41,5 +42,7 @@ class Services:
     """The ``metrics`` topic's per-second snapshot, started with the services."""
     event_sinks: list[EventSink] = field(default_factory=list)
     """``[[event_sinks]]``: chosen topics published to brokers, started and stopped with the services."""
+    admin: ModelAdmin | None = None
+    """Model management: load, unload, default, traffic, rollback (``core/admin.py``)."""
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when shutdown begins: long-lived streams finish what is in flight and close (WebSocket 1001)."""

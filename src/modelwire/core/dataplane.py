@@ -7,14 +7,16 @@ method here, and render the result or the ``ModelwireError`` it raised.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from modelwire._version import __version__
 from modelwire.core.admission import Admission
 from modelwire.core.deadline import current_deadline, reset_deadline, use_deadline
+from modelwire.core.shadow import Shadows
 from modelwire.core.tensors import InferRequest, InferResponse, instances_to_tensors, tensors_to_instances
 from modelwire.errors import (
     DeadlineExceededError,
@@ -27,22 +29,37 @@ from modelwire.errors import (
 )
 from modelwire.model.base import Model
 from modelwire.model.registry import ModelHandle, ModelRegistry
+from modelwire.model.traffic import Traffic
 from modelwire.observability.metrics import Metrics
 from modelwire.observability.tracing import INTERNAL, active_tracer, current_trace, sampled, server_span
 from modelwire.security.principal import current_principal
 from modelwire.settings import LimitsSettings
 
-__all__ = ["CallContext", "DataPlane"]
+__all__ = ["CallContext", "DataPlane", "Served"]
 
 EXTENSIONS = ("binary_tensor_data", "model_repository_metadata")
 
 
+@dataclass(slots=True)
+class Served:
+    """Filled in by the ``DataPlane``: the version that answered (adapters render it: ``Model-Version``)."""
+
+    version: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class CallContext:
-    """Who is calling and until when. ``deadline`` is on ``time.monotonic()``'s clock."""
+    """Who is calling and until when. ``deadline`` is on ``time.monotonic()``'s clock.
+
+    ``traffic_key`` (the ``Traffic-Key`` header or metadata) and ``entity`` are the keys a sticky canary
+    split may follow (``model/traffic.py``); ``served`` says afterwards which version answered.
+    """
 
     protocol: str
     deadline: float | None = None
+    traffic_key: str | None = None
+    entity: str | None = None
+    served: Served = field(default_factory=Served)
 
 
 class DataPlane:
@@ -58,6 +75,11 @@ class DataPlane:
         self.last_call = 0.0
         """``time.perf_counter()`` when the latest call started (a draining server waits for quiet)."""
         self.admission = Admission(limits.max_concurrent_per_model, limits.max_queued_per_model)
+        self.traffic: dict[str, Traffic] = {}
+        """Each model's canary split and shadow (set by the admin façade, ``core/admin.py``)."""
+        self.shadows = Shadows(registry, metrics, limits.request_timeout_s)
+        self.reload: Callable[[ModelHandle, float | None], Any] | None = None
+        """Set by the admin façade: bring an unloaded version back within a deadline (memory budget)."""
 
     # -- inference ---------------------------------------------------------------------------------
 
@@ -97,10 +119,16 @@ class DataPlane:
         self.metrics.inflight.labels(ctx.protocol).inc()
         try:
             current_principal().require_model(name)  # a key limited to some models (security/)
-            handle = self.registry.get(name, version)
+            traffic = self.traffic.get(name)
+            if not version and traffic is not None:
+                version = self._route(name, traffic, ctx)
+            handle = await self._handle(name, version, ctx)
             self._check(instances, field_of)
+            ctx.served.version = handle.version
             results = await self._run(handle, instances, ctx)
             code = "OK"
+            if traffic is not None and traffic.shadow is not None and traffic.mirrored(random.random()):  # noqa: S311 - a traffic share
+                self.shadows.mirror(name, traffic.shadow.version, handle.version, instances, results)
             if field_of is not None:
                 for i, result in enumerate(results):
                     if isinstance(result, ModelwireError) and result.field is None:
@@ -143,14 +171,14 @@ class DataPlane:
     ) -> InferResponse:
         """The Open Inference Protocol call: tensors in, tensors out. Any failed item fails the request."""
         handle = self.registry.get(name, version, require_ready=False)
-        info = handle.model.info()
+        info = handle.model.info()  # every version of a model takes the same tensors
         instances = tensors_to_instances(info, request.inputs)
-        results = await self.infer(name, instances, version=handle.version, ctx=ctx)
+        results = await self.infer(name, instances, version=version, ctx=ctx)
         for result in results:
             if isinstance(result, ModelwireError):
                 raise result
         outputs = instances_to_tensors(info, results, [o.name for o in request.outputs])
-        return InferResponse(name, handle.version, outputs, id=request.id)
+        return InferResponse(name, ctx.served.version or handle.version, outputs, id=request.id)
 
     async def stream(
         self,
@@ -229,6 +257,32 @@ class DataPlane:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
+    def _route(self, name: str, traffic: Traffic, ctx: CallContext) -> str | None:
+        key: str | None = None
+        if traffic.sticky == "principal":
+            key = current_principal().id
+        elif traffic.sticky == "header":
+            key = ctx.traffic_key
+        elif traffic.sticky == "entity":
+            key = ctx.entity
+        chosen = traffic.pick(key, random.random())  # noqa: S311 - a traffic share
+        if chosen is None:
+            return None
+        try:  # a split naming a version that cannot answer now sends that call to the default instead
+            if self.registry.get(name, chosen, require_ready=False).ready:
+                return chosen
+        except ModelwireError:
+            pass
+        return None
+
+    async def _handle(self, name: str, version: str | None, ctx: CallContext) -> ModelHandle:
+        handle = self.registry.get(name, version, require_ready=False)
+        if handle.ready:
+            return handle
+        if handle.state in ("unavailable",) and self.reload is not None:
+            await self.reload(handle, ctx.deadline)  # unloaded by the memory budget: back on demand
+        return self.registry.get(name, handle.version)  # raises 503 with Retry-After when not ready
+
     async def _run(self, handle: ModelHandle, instances: Sequence[Any], ctx: CallContext) -> list[Any]:
         now = time.monotonic()
         timeout = self.limits.request_timeout_s
@@ -239,6 +293,8 @@ class DataPlane:
             raise DeadlineExceededError("the deadline passed before the model was called")
         token = use_deadline(now + timeout)  # a model that forwards the call passes the rest on
         slots = self.admission.slots(handle.name)
+        handle.inflight += 1
+        handle.last_used = now
         try:
             async with asyncio.timeout(timeout):
                 if not slots.try_enter():
@@ -252,6 +308,9 @@ class DataPlane:
                 f"model {handle.name!r} did not answer within {timeout:.3g} s", retry_after_s=None
             ) from None
         finally:
+            handle.inflight -= 1
+            if handle.inflight == 0 and handle.drained is not None:
+                handle.drained.set()  # an unload waits for this
             reset_deadline(token)
 
     def _admit(self) -> None:
@@ -323,8 +382,12 @@ class DataPlane:
         return self.registry.get(name, version, require_ready=require_ready).version
 
     def models_state(self) -> list[dict[str, Any]]:
-        """``[{"name", "version", "ready"}]`` for every version, as the live ``metrics`` topic shows them."""
-        return [{"name": h.name, "version": h.version, "ready": h.ready} for h in self.registry.handles()]
+        """``[{"name", "version", "ready", "state"}]`` for every version, as the live ``metrics`` topic
+        shows them."""
+        return [
+            {"name": h.name, "version": h.version, "ready": h.ready, "state": h.state}
+            for h in self.registry.handles()
+        ]
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
         return self.registry.get(name, version, require_ready=False).ready

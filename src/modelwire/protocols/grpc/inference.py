@@ -7,7 +7,7 @@ from typing import Any
 
 import grpc
 
-from modelwire.errors import ModelwireError
+from modelwire.errors import ModelwireError, UnavailableError
 from modelwire.protocols.facades import Facades
 from modelwire.protocols.grpc._generated.inference import grpc_service_pb2 as oip
 from modelwire.protocols.grpc._generated.inference import grpc_service_pb2_grpc as oip_grpc
@@ -27,6 +27,7 @@ class GRPCInferenceServiceServicer(oip_grpc.GRPCInferenceServiceServicer):  # ty
 
     def __init__(self, services: Facades) -> None:
         self._dataplane = services.dataplane
+        self._admin = services.admin
 
     @map_errors
     async def ServerLive(self, request: Any, context: Context) -> Any:
@@ -76,3 +77,39 @@ class GRPCInferenceServiceServicer(oip_grpc.GRPCInferenceServiceServicer):  # ty
             request.model_name, domain, version=request.model_version or None, ctx=call_context(context)
         )
         return InferConverter.from_domain(response, raw=raw)
+
+    # -- the repository extension (ModelAdmin checks models:admin) -------------------------------------
+
+    def _models(self) -> Any:
+        if self._admin is None:
+            raise UnavailableError("this process does not manage models", retry_after_s=None)
+        return self._admin
+
+    @map_errors
+    async def RepositoryIndex(self, request: Any, context: Context) -> Any:
+        rows = self._models().index(ready_only=request.ready)
+        return oip.RepositoryIndexResponse(
+            models=[
+                oip.RepositoryIndexResponse.ModelIndex(
+                    name=r["name"],
+                    version=r["version"],
+                    state=_OIP_STATE.get(r["state"], "UNAVAILABLE"),
+                    reason=r["reason"],
+                )
+                for r in rows
+            ]
+        )
+
+    @map_errors
+    async def RepositoryModelLoad(self, request: Any, context: Context) -> Any:
+        version = request.parameters["version"].string_param if "version" in request.parameters else ""
+        await self._models().load(request.model_name, version or None)
+        return oip.RepositoryModelLoadResponse()
+
+    @map_errors
+    async def RepositoryModelUnload(self, request: Any, context: Context) -> Any:
+        await self._models().unload(request.model_name)
+        return oip.RepositoryModelUnloadResponse()
+
+
+_OIP_STATE = {"ready": "READY", "loading": "LOADING", "unloading": "UNLOADING"}

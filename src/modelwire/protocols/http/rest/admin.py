@@ -1,0 +1,180 @@
+"""Model management over REST: modelwire's ``/v1/admin/models...`` and the Open Inference Protocol's
+repository extension (``/v2/repository/...``, as Triton serves it, so tritonclient's
+``get_model_repository_index``/``load_model``/``unload_model`` work). Parse, call ``ModelAdmin``
+(``core/admin.py``: it checks ``models:admin`` and publishes the events), render.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+
+from modelwire.core.admin import ModelAdmin
+from modelwire.errors import InvalidInputError, UnavailableError
+from modelwire.protocols.facades import Facades
+from modelwire.protocols.http.body import encode, read_body
+
+__all__ = ["add_admin_routes"]
+
+# The Open Inference repository extension names Triton's states; a failed load is UNAVAILABLE + reason.
+_OIP_STATE = {"ready": "READY", "loading": "LOADING", "unloading": "UNLOADING"}
+
+
+def _json(value: Any, status: int = 200) -> Response:
+    return Response(encode(value), status, media_type="application/json")
+
+
+async def _object(request: Request, limit: int, *, optional: bool = False) -> dict[str, Any]:
+    raw = await read_body(request, limit)
+    if not raw.strip():
+        if optional:
+            return {}
+        raise InvalidInputError("the request body is empty; send a JSON object", field="$")
+    try:
+        value = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise InvalidInputError(f"the body is not JSON: {exc}", field="$") from None
+    if not isinstance(value, dict):
+        raise InvalidInputError("the body must be a JSON object", field="$")
+    return value
+
+
+class AdminRoutes:
+    """Handlers bound to one ``ModelAdmin``."""
+
+    def __init__(self, services: Facades) -> None:
+        self._admin = services.admin
+        self.limit = min(services.settings.limits.max_body_bytes, 1 << 20)
+
+    @property
+    def admin(self) -> ModelAdmin:
+        if self._admin is None:
+            raise UnavailableError("this process does not manage models", retry_after_s=None)
+        return self._admin
+
+    # -- /v1/admin --------------------------------------------------------------------------------
+
+    async def index(self, request: Request) -> Response:
+        ready = request.query_params.get("ready", "").lower() in ("1", "true")
+        return _json({"models": self.admin.index(ready_only=ready)})
+
+    async def describe(self, request: Request) -> Response:
+        return _json(self.admin.describe(request.path_params["name"]))
+
+    async def load(self, request: Request) -> Response:
+        params = request.path_params
+        return _json(await self.admin.load(params["name"], params.get("version")))
+
+    async def unload(self, request: Request) -> Response:
+        params = request.path_params
+        return _json(await self.admin.unload(params["name"], params.get("version")))
+
+    async def delete(self, request: Request) -> Response:
+        params = request.path_params
+        return _json(await self.admin.delete(params["name"], params["version"]))
+
+    async def set_default(self, request: Request) -> Response:
+        body = await _object(request, self.limit)
+        version = body.get("version")
+        if not isinstance(version, str | int) or isinstance(version, bool) or version == "":
+            raise InvalidInputError('send {"version": "2"}', field="$.version")
+        return _json(await self.admin.set_default(request.path_params["name"], str(version)))
+
+    async def set_traffic(self, request: Request) -> Response:
+        body = await _object(request, self.limit)
+        return _json(await self.admin.set_traffic(request.path_params["name"], body))
+
+    async def rollback(self, request: Request) -> Response:
+        return _json(await self.admin.rollback(request.path_params["name"]))
+
+    # -- /v2/repository (Open Inference Protocol) -------------------------------------------------
+
+    async def repository_index(self, request: Request) -> Response:
+        body = await _object(request, self.limit, optional=True)
+        rows = self.admin.index(ready_only=bool(body.get("ready", False)))
+        return _json(
+            [
+                {
+                    "name": r["name"],
+                    "version": r["version"],
+                    "state": _OIP_STATE.get(r["state"], "UNAVAILABLE"),
+                    "reason": r["reason"],
+                }
+                for r in rows
+            ]
+        )
+
+    async def repository_load(self, request: Request) -> Response:
+        body = await _object(request, self.limit, optional=True)
+        parameters = body.get("parameters") or {}
+        version = parameters.get("version") if isinstance(parameters, dict) else None
+        await self.admin.load(request.path_params["name"], str(version) if version else None)
+        return Response(status_code=200)
+
+    async def repository_unload(self, request: Request) -> Response:
+        await _object(request, self.limit, optional=True)
+        await self.admin.unload(request.path_params["name"])
+        return Response(status_code=200)
+
+
+def add_admin_routes(app: FastAPI, services: Facades) -> None:
+    """``/v1/admin/models...`` and ``/v2/repository/...`` (all need ``models:admin``)."""
+    routes = AdminRoutes(services)
+    add = app.add_api_route
+    admin: list[Any] = ["admin"]
+    one = "/v1/admin/models/{name}"
+    add(
+        "/v1/admin/models",
+        routes.index,
+        methods=["GET"],
+        tags=admin,
+        summary="Every model version and its state",
+    )
+    add(one, routes.describe, methods=["GET"], tags=admin, summary="A model's versions, default and traffic")
+    add(f"{one}/load", routes.load, methods=["POST"], tags=admin, summary="Load the default version")
+    add(f"{one}/unload", routes.unload, methods=["POST"], tags=admin, summary="Unload every version")
+    version = f"{one}/versions/{{version}}"
+    add(f"{version}/load", routes.load, methods=["POST"], tags=admin, summary="Load a version")
+    add(f"{version}/unload", routes.unload, methods=["POST"], tags=admin, summary="Unload a version")
+    add(
+        version,
+        routes.delete,
+        methods=["DELETE"],
+        tags=admin,
+        summary="Unload a version, delete its artifact",
+    )
+    add(f"{one}/default", routes.set_default, methods=["PUT"], tags=admin, summary="Set the default version")
+    add(f"{one}/traffic", routes.set_traffic, methods=["PUT"], tags=admin, summary="Canary split and shadow")
+    add(
+        f"{one}/rollback",
+        routes.rollback,
+        methods=["POST"],
+        tags=admin,
+        summary="Back to the previous default",
+    )
+    oip: list[Any] = ["open inference protocol"]
+    add(
+        "/v2/repository/index",
+        routes.repository_index,
+        methods=["POST"],
+        tags=oip,
+        summary="Repository index",
+    )
+    add(
+        "/v2/repository/models/{name}/load",
+        routes.repository_load,
+        methods=["POST"],
+        tags=oip,
+        summary="Load a model",
+    )
+    add(
+        "/v2/repository/models/{name}/unload",
+        routes.repository_unload,
+        methods=["POST"],
+        tags=oip,
+        summary="Unload a model",
+    )
