@@ -35,7 +35,10 @@ from modelwire.observability.tracing import INTERNAL, active_tracer, current_tra
 from modelwire.security.principal import current_principal
 from modelwire.settings import LimitsSettings
 
-__all__ = ["CallContext", "DataPlane", "Served"]
+__all__ = ["TRAFFIC_KEY_HEADER", "CallContext", "DataPlane", "Served"]
+
+TRAFFIC_KEY_HEADER = "traffic-key"
+"""The request header (gRPC: metadata) a ``"sticky": "header"`` split follows, e.g. a user id."""
 
 EXTENSIONS = ("binary_tensor_data", "model_repository_metadata")
 

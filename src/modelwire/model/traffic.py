@@ -24,7 +24,6 @@ from modelwire.errors import InvalidInputError
 __all__ = ["STICKY", "Shadow", "Traffic", "parse_traffic", "sticky_point"]
 
 STICKY = ("principal", "header", "entity")
-TRAFFIC_KEY_HEADER = "traffic-key"
 
 
 @dataclass(frozen=True, slots=True)

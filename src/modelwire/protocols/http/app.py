@@ -49,6 +49,7 @@ __all__ = ["DirectRoute", "create_app"]
 # What a page allowed by CORS may read besides the simple response headers.
 _CORS_EXPOSED = (
     "location",
+    "model-version",
     "retry-after",
     "ratelimit-limit",
     "ratelimit-remaining",

@@ -29,7 +29,8 @@ def _json(value: Any, status: int = 200) -> Response:
 
 
 async def _object(request: Request, limit: int, *, optional: bool = False) -> dict[str, Any]:
-    raw = await read_body(request, limit)
+    # Open Inference clients (tritonclient) send no Content-Type, as on /v2 inference
+    raw = await read_body(request, limit, untyped=optional)
     if not raw.strip():
         if optional:
             return {}

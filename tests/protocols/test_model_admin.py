@@ -1,0 +1,238 @@
+"""Model management on a real server: the Open Inference repository extension through tritonclient (HTTP
+and gRPC), modelwire's ``/v1/admin`` (httpx) and ``modelwire.v1.Admin`` (grpcio), the version each answer
+names, and ``models:admin`` refusals on every wire."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+import tritonclient.grpc as triton_grpc
+import tritonclient.http as triton_http
+from tritonclient.utils import InferenceServerException
+
+from modelwire.protocols.grpc._generated.modelwire.v1 import admin_pb2, admin_pb2_grpc
+from modelwire.security.keys import KeyStore
+from modelwire.security.principal import Scope
+from tests.models import EchoModel
+from tests.serving import ServeModule, ThreadedServer
+
+
+def add_version(data_dir: Path, name: str, source: str, target: str) -> None:
+    """A second repository version: a copy of ``source`` under the number ``target``."""
+    folder = data_dir / "models" / name
+    shutil.copytree(folder / source, folder / target)
+    meta = json.loads((folder / target / "metadata.json").read_text())
+    meta["version"] = target
+    (folder / target / "metadata.json").write_text(json.dumps(meta))
+
+
+@pytest.fixture(scope="module")
+def data_dir(serve_module: ServeModule) -> Path:
+    path = serve_module.data_dir()
+    add_version(path, "sentiment", "1", "2")
+    return path
+
+
+@pytest.fixture(scope="module")
+def keys(data_dir: Path) -> dict[str, str]:
+    store = KeyStore.in_data_dir(data_dir)
+    return {
+        "admin": store.create({Scope.MODELS_ADMIN, Scope.PREDICT}, name="admin")[0],
+        "predict": store.create({Scope.PREDICT}, name="predict")[0],
+    }
+
+
+@pytest.fixture(scope="module")
+def server(serve_module: ServeModule, data_dir: Path, keys: dict[str, str]) -> ThreadedServer:
+    return serve_module(EchoModel("echo"), data_dir=data_dir, auth={"mode": "on"})
+
+
+def _host(url: str) -> str:
+    return url.split("://", 1)[1]
+
+
+def _rest(server: ThreadedServer, key: str) -> httpx.Client:
+    return httpx.Client(base_url=server.http_url, headers={"X-API-Key": key}, timeout=30)
+
+
+def _states(index: list[dict[str, Any]], name: str) -> dict[str, str]:
+    return {row["version"]: row["state"] for row in index if row["name"] == name}
+
+
+def test_tritonclient_http_lists_unloads_and_loads(server: ThreadedServer, keys: dict[str, str]) -> None:
+    admin = {"X-API-Key": keys["admin"]}
+    client = triton_http.InferenceServerClient(_host(server.http_url))
+    try:
+        index = client.get_model_repository_index(headers=admin)
+        assert _states(index, "sentiment") == {"1": "READY", "2": "READY"}
+        assert _states(index, "echo") == {"1": "READY"}
+        client.unload_model("echo", headers=admin)
+        assert _states(client.get_model_repository_index(headers=admin), "echo") == {"1": "UNAVAILABLE"}
+        assert not client.is_model_ready("echo", headers=admin)
+        with _rest(server, keys["predict"]) as rest:
+            refused = rest.post("/v1/models/echo/predict", json={"text": "hi"})
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["retry-after"]
+        assert "not loaded" in refused.json()["error"]["message"]
+        client.load_model("echo", headers=admin)
+        assert client.is_model_ready("echo", headers=admin)
+        ready_only = client.get_model_repository_index(headers=admin, query_params=None)
+        assert _states(ready_only, "echo") == {"1": "READY"}
+        with pytest.raises(InferenceServerException, match="not served"):
+            client.load_model("nonesuch", headers=admin)
+        with pytest.raises(InferenceServerException, match="models:admin"):
+            client.get_model_repository_index(headers={"X-API-Key": keys["predict"]})
+        with pytest.raises(InferenceServerException, match="models:admin"):
+            client.unload_model("echo", headers={"X-API-Key": keys["predict"]})
+    finally:
+        client.close()
+
+
+def test_tritonclient_grpc_lists_unloads_and_loads(server: ThreadedServer, keys: dict[str, str]) -> None:
+    admin = {"x-api-key": keys["admin"]}
+    client = triton_grpc.InferenceServerClient(_host(server.grpc_url))
+    try:
+        index = client.get_model_repository_index(headers=admin, as_json=True)["models"]
+        assert {(m["name"], m["version"], m["state"]) for m in index} >= {
+            ("sentiment", "1", "READY"),
+            ("sentiment", "2", "READY"),
+            ("echo", "1", "READY"),
+        }
+        client.unload_model("echo", headers=admin)
+        index = client.get_model_repository_index(headers=admin, as_json=True)["models"]
+        assert ("echo", "1", "UNAVAILABLE") in {(m["name"], m["version"], m["state"]) for m in index}
+        assert not client.is_model_ready("echo", headers=admin)
+        client.load_model("echo", headers=admin)
+        assert client.is_model_ready("echo", headers=admin)
+        with pytest.raises(InferenceServerException) as refused:
+            client.load_model("echo", headers={"x-api-key": keys["predict"]})
+        assert refused.value.status() == "StatusCode.PERMISSION_DENIED"
+        with pytest.raises(InferenceServerException) as unknown:
+            client.unload_model("nonesuch", headers=admin)
+        assert unknown.value.status() == "StatusCode.NOT_FOUND"
+    finally:
+        client.close()
+
+
+def test_rest_admin_default_rollback_and_the_version_each_answer_names(
+    server: ThreadedServer, keys: dict[str, str]
+) -> None:
+    with _rest(server, keys["admin"]) as rest:
+        state = rest.get("/v1/admin/models/sentiment").json()
+        assert state["default_version"] == "2"
+        assert [v["state"] for v in state["versions"]] == ["ready", "ready"]
+        assert "accuracy" in state["versions"][0]["metrics"]
+        answer = rest.post("/v1/models/sentiment/predict", json={"text": "great"})
+        assert answer.headers["model-version"] == "2"
+        changed = rest.put("/v1/admin/models/sentiment/default", json={"version": "1"})
+        assert changed.status_code == 200, changed.text
+        assert changed.json()["default_version"] == "1"
+        assert changed.json()["history"] == ["2"]
+        assert rest.post("/predict", json={"text": "great"}).headers["model-version"] == "1"
+        oip = rest.post(
+            "/v2/models/sentiment/infer",
+            json={"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["great"]}]},
+        )
+        assert oip.json()["model_version"] == "1"
+        assert oip.headers["model-version"] == "1"
+        # a restart keeps the default: it is saved beside the versions
+        saved = json.loads((server.settings.model_repository / "sentiment" / "serving.json").read_text())
+        assert saved["default"] == "1"
+        back = rest.post("/v1/admin/models/sentiment/rollback")
+        assert back.status_code == 200, back.text
+        assert back.json()["default_version"] == "2"
+        assert rest.post("/predict", json={"text": "great"}).headers["model-version"] == "2"
+        nothing = rest.post("/v1/admin/models/sentiment/rollback")
+        assert nothing.status_code == 400 or nothing.status_code == 409, nothing.text
+        assert "no previous default" in nothing.json()["error"]["message"]
+        bad = rest.put("/v1/admin/models/sentiment/traffic", json={"versions": {"1": 50, "2": 20}})
+        assert bad.status_code == 400
+        assert bad.json()["error"]["field"] == "$.versions"
+        unknown = rest.put("/v1/admin/models/sentiment/default", json={"version": "9"})
+        assert unknown.status_code == 404
+
+
+def test_rest_traffic_split_is_sticky_per_header_key(server: ThreadedServer, keys: dict[str, str]) -> None:
+    with _rest(server, keys["admin"]) as rest:
+        split = rest.put(
+            "/v1/admin/models/sentiment/traffic", json={"versions": {"1": 50, "2": 50}, "sticky": "header"}
+        )
+        assert split.status_code == 200, split.text
+        assert split.json()["traffic"]["versions"] == {"1": 50.0, "2": 50.0}
+        try:
+            seen: dict[str, set[str]] = {}
+            for user in ("ann", "bob", "cy", "dee", "eve", "fay"):
+                for _ in range(5):
+                    got = rest.post(
+                        "/v1/models/sentiment/predict", json={"text": "fine"}, headers={"Traffic-Key": user}
+                    )
+                    seen.setdefault(user, set()).add(got.headers["model-version"])
+            assert all(len(versions) == 1 for versions in seen.values()), seen
+            # pinned by the URL, a version answers whatever the split says
+            pinned = rest.post("/v1/models/sentiment/versions/1/predict", json={"text": "fine"})
+            assert pinned.headers["model-version"] == "1"
+        finally:
+            ended = rest.put("/v1/admin/models/sentiment/traffic", json={"versions": {}, "sticky": None})
+            assert ended.json()["traffic"] == {"versions": {}, "sticky": None, "shadow": None}
+
+
+def test_grpc_admin_mirrors_rest(server: ThreadedServer, keys: dict[str, str]) -> None:
+    with grpc.insecure_channel(_host(server.grpc_url)) as channel:
+        stub = admin_pb2_grpc.AdminStub(channel)
+        admin = (("x-api-key", keys["admin"]),)
+        state = stub.GetModel(admin_pb2.GetModelRequest(name="sentiment"), metadata=admin)
+        assert state.default_version == "2"
+        assert [v.version for v in state.versions] == ["1", "2"]
+        index = stub.Index(admin_pb2.IndexRequest(), metadata=admin)
+        assert ("echo", "1", "ready") in {(v.name, v.version, v.state) for v in index.versions}
+        shadow = stub.SetTraffic(
+            admin_pb2.SetTrafficRequest(
+                name="sentiment", set_shadow=True, shadow=admin_pb2.Shadow(version="1", percent=100)
+            ),
+            metadata=admin,
+        )
+        assert shadow.traffic.shadow.version == "1"
+        ended = stub.SetTraffic(
+            admin_pb2.SetTrafficRequest(name="sentiment", set_shadow=True), metadata=admin
+        )
+        assert not ended.traffic.HasField("shadow")
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.GetModel(
+                admin_pb2.GetModelRequest(name="sentiment"), metadata=(("x-api-key", keys["predict"]),)
+            )
+        assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
+        with pytest.raises(grpc.RpcError) as no_version:
+            stub.SetDefault(admin_pb2.VersionRequest(name="sentiment"), metadata=admin)
+        assert no_version.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/v1/admin/models", None),
+        ("GET", "/v1/admin/models/sentiment", None),
+        ("PUT", "/v1/admin/models/sentiment/default", {"version": "1"}),
+        ("PUT", "/v1/admin/models/sentiment/traffic", {"versions": {"1": 100}}),
+        ("POST", "/v1/admin/models/sentiment/rollback", None),
+        ("POST", "/v1/admin/models/echo/versions/1/unload", None),
+        ("DELETE", "/v1/admin/models/sentiment/versions/1", None),
+        ("POST", "/v2/repository/index", {}),
+        ("POST", "/v2/repository/models/echo/unload", {}),
+    ],
+)
+def test_rest_admin_refuses_without_models_admin(
+    server: ThreadedServer, keys: dict[str, str], method: str, path: str, body: Any
+) -> None:
+    with _rest(server, keys["predict"]) as rest:
+        refused = rest.request(method, path, json=body)
+    assert refused.status_code == 403, refused.text
+    assert "models:admin" in refused.text
+    with _rest(server, keys["admin"]) as rest:  # nothing changed
+        assert rest.get("/v1/admin/models/echo").json()["versions"][0]["state"] == "ready"
+        assert rest.get("/v1/admin/models/sentiment").json()["default_version"] == "2"
