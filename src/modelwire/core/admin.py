@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from modelwire.core.dataplane import DataPlane
-from modelwire.errors import FailedPreconditionError, InvalidInputError, ModelNotFoundError, ModelwireError
+from modelwire.errors import FailedPreconditionError, InvalidInputError, ModelNotFoundError
 from modelwire.model.registry import ModelHandle
 from modelwire.model.traffic import Shadow, Traffic, parse_traffic
 from modelwire.model.versions import VersionCatalog
@@ -178,9 +178,7 @@ class ModelAdmin:
             )
         try:
             await self.registry.load(handle)
-        except ModelwireError:
-            raise
-        except Exception as exc:
+        except Exception as exc:  # the load's own failure (a missing file, a failed warm-up): its reason
             raise FailedPreconditionError(
                 f"model {name!r} version {handle.version} failed to load: {handle.reason}"
             ) from exc

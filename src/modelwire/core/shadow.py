@@ -84,7 +84,9 @@ class Shadows:
             work = asyncio.ensure_future(handle.runner.run(instances))
             work.add_done_callback(self._release)
             outputs = await asyncio.wait_for(asyncio.shield(work), self._timeout_s)
-            outcome = "answered"
+            # a model that raised answers an error per item (the runner's doing): that call failed
+            failed = bool(outputs) and all(isinstance(o, BaseException) for o in outputs)
+            outcome = "failed" if failed else "answered"
             agreed = sum(agree(a, b) for a, b in zip(live, outputs, strict=False))
             self._metrics.shadow_items.labels(name, version, "true").inc(agreed)
             self._metrics.shadow_items.labels(name, version, "false").inc(len(live) - agreed)
