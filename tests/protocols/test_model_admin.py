@@ -11,12 +11,19 @@ from typing import Any
 
 import grpc
 import httpx
+import numpy as np
 import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
+from websockets.asyncio.client import connect
 
-from modelwire.protocols.grpc._generated.modelwire.v1 import admin_pb2, admin_pb2_grpc
+from modelwire.protocols.grpc._generated.modelwire.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    predictor_pb2,
+    predictor_pb2_grpc,
+)
 from modelwire.security.keys import KeyStore
 from modelwire.security.principal import Scope
 from tests.models import EchoModel
@@ -236,3 +243,36 @@ def test_rest_admin_refuses_without_models_admin(
     with _rest(server, keys["admin"]) as rest:  # nothing changed
         assert rest.get("/v1/admin/models/echo").json()["versions"][0]["state"] == "ready"
         assert rest.get("/v1/admin/models/sentiment").json()["default_version"] == "2"
+
+
+async def test_every_wire_names_the_version_that_answered(
+    server: ThreadedServer, keys: dict[str, str]
+) -> None:
+    with _rest(server, keys["admin"]) as rest:
+        assert rest.put("/v1/admin/models/sentiment/default", json={"version": "1"}).status_code == 200
+    try:
+        with _rest(server, keys["predict"]) as rest:
+            sse = rest.post("/v1/models/sentiment/predict/stream", json={"texts": ["good", "bad"]})
+            assert sse.status_code == 200, sse.text
+            assert sse.headers["model-version"] == "1"
+        ws_url = server.http_url.replace("http", "ws", 1) + "/v1/ws"
+        async with connect(ws_url, additional_headers={"X-API-Key": keys["predict"]}) as ws:
+            await ws.send(json.dumps({"id": 1, "op": "predict", "text": "good"}))
+            assert json.loads(await ws.recv())["version"] == "1"
+        with grpc.insecure_channel(_host(server.grpc_url)) as channel:
+            metadata = (("x-api-key", keys["predict"]),)
+            stub = predictor_pb2_grpc.PredictorStub(channel)
+            output, call = stub.Predict.with_call(predictor_pb2.Input(text="good"), metadata=metadata)
+            assert output.version == "1"
+            assert ("model-version", "1") in tuple(call.trailing_metadata())
+        client = triton_grpc.InferenceServerClient(_host(server.grpc_url))
+        try:
+            text = triton_grpc.InferInput("text", [1], "BYTES")
+            text.set_data_from_numpy(np.array([b"good"], dtype=object))
+            result = client.infer("sentiment", [text], headers={"x-api-key": keys["predict"]})
+            assert result.get_response().model_version == "1"
+        finally:
+            client.close()
+    finally:
+        with _rest(server, keys["admin"]) as rest:
+            assert rest.post("/v1/admin/models/sentiment/rollback").status_code == 200

@@ -10,7 +10,7 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelwire._version import __version__
@@ -192,6 +192,7 @@ class DataPlane:
         ctx: CallContext,
         max_pending: int | None = None,
         path: Callable[[Any], str] | None = None,
+        versions: dict[Any, str] | None = None,
     ) -> AsyncGenerator[tuple[Any, Any], None]:
         """Pipeline ``(id, instance)`` pairs; yield each ``(id, output or error)`` as soon as it is ready.
 
@@ -200,7 +201,8 @@ class DataPlane:
         item's error. With ``max_pending``, at most that many requests are taken from ``requests`` and not
         yet handed back: at the bound the stream stops pulling, so a source that reads a socket stops
         reading it (backpressure) instead of queueing without bound. ``path(id)`` is where a request
-        sits in the caller's messages (``$.text``): its error names it.
+        sits in the caller's messages (``$.text``): its error names it. ``versions``, when given, receives
+        ``{id: version that answered}`` before each result is yielded (each request is routed alone).
         """
         self.registry.get(name, version)
         done: asyncio.Queue[tuple[Any, Any] | None] = asyncio.Queue()
@@ -209,20 +211,23 @@ class DataPlane:
 
         async def one(request_id: Any, instance: Any, target: str, target_version: str | None) -> None:
             tracer = active_tracer()
+            own = replace(ctx, served=Served())
             try:
                 where = path(request_id) if path is not None else None
                 if tracer is None or not sampled():
-                    result = await self.predict(target, instance, version=target_version, ctx=ctx, path=where)
+                    result = await self.predict(target, instance, version=target_version, ctx=own, path=where)
                 else:  # export on: each message of a stream is a span of its own
                     attributes = {"modelwire.protocol": ctx.protocol, "modelwire.model": target}
                     trace = current_trace()
                     rid = trace.request_id if trace is not None else ""
                     with server_span(tracer, "predict message", None, rid, attributes, INTERNAL):
                         result = await self.predict(
-                            target, instance, version=target_version, ctx=ctx, path=where
+                            target, instance, version=target_version, ctx=own, path=where
                         )
             except ModelwireError as exc:
                 result = exc
+            if versions is not None and own.served.version is not None:
+                versions[request_id] = own.served.version
             await done.put((request_id, result))
 
         async def feed() -> None:
@@ -376,6 +381,16 @@ class DataPlane:
         """
         return self.registry.get(name, version, require_ready=False).model
 
+    def pick_version(
+        self, name: str, version: str | None = None, *, ctx: CallContext, require_ready: bool = False
+    ) -> str:
+        """The version a call from ``ctx`` would run now: ``version``, else the traffic split's pick for
+        this caller, else the default. A stream of one request pins it, so one version answers it all."""
+        traffic = self.traffic.get(name)
+        if not version and traffic is not None:
+            version = self._route(name, traffic, ctx)
+        return self.registry.get(name, version, require_ready=require_ready).version
+
     def resolve_version(self, name: str, version: str | None = None, *, require_ready: bool = False) -> str:
         """The version ``infer(name, version=version)`` would run: ``version``, or the default one.
 
@@ -385,12 +400,8 @@ class DataPlane:
         return self.registry.get(name, version, require_ready=require_ready).version
 
     def models_state(self) -> list[dict[str, Any]]:
-        """``[{"name", "version", "ready", "state"}]`` for every version, as the live ``metrics`` topic
-        shows them."""
-        return [
-            {"name": h.name, "version": h.version, "ready": h.ready, "state": h.state}
-            for h in self.registry.handles()
-        ]
+        """``[{"name", "version", "ready"}]`` for every version, as the live ``metrics`` topic shows them."""
+        return [{"name": h.name, "version": h.version, "ready": h.ready} for h in self.registry.handles()]
 
     def model_ready(self, name: str, version: str | None = None) -> bool:
         return self.registry.get(name, version, require_ready=False).ready

@@ -11,7 +11,12 @@ from modelwire.errors import ModelwireError, UnavailableError
 from modelwire.protocols.facades import Facades
 from modelwire.protocols.grpc._generated.inference import grpc_service_pb2 as oip
 from modelwire.protocols.grpc._generated.inference import grpc_service_pb2_grpc as oip_grpc
-from modelwire.protocols.grpc.converters import InferConverter, call_context, metadata_from_domain
+from modelwire.protocols.grpc.converters import (
+    InferConverter,
+    call_context,
+    metadata_from_domain,
+    send_version,
+)
 from modelwire.protocols.grpc.errors import error_message, map_errors
 
 __all__ = ["GRPCInferenceServiceServicer"]
@@ -56,7 +61,9 @@ class GRPCInferenceServiceServicer(oip_grpc.GRPCInferenceServiceServicer):  # ty
 
     @map_errors
     async def ModelInfer(self, request: Any, context: Context) -> Any:
-        return await self._infer(request, context)
+        response = await self._infer(request, context)
+        send_version(context, response.model_version)
+        return response
 
     @map_errors
     async def ModelStreamInfer(
