@@ -334,6 +334,16 @@ class ObservabilitySettings(_Section):
         return value
 
 
+class PromotionSettings(_Section):
+    """The promotion gate of a model (``model/gate.py``): a new version becomes the default when ``mode``
+    is ``always``, or ``gate`` and its held-out accuracy is at least ``floor`` and not below the current
+    default's minus ``margin``; ``never`` only registers it."""
+
+    mode: Literal["always", "never", "gate"] = "gate"
+    margin: float = Field(default=0.02, ge=0, le=1)
+    floor: float = Field(default=0.6, ge=0, le=1)
+
+
 class ModelSettings(_Section):
     """One model to serve.
 
@@ -347,6 +357,7 @@ class ModelSettings(_Section):
     version: str | None = None
     batching: BatchingSettings | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    promotion: PromotionSettings = Field(default_factory=PromotionSettings)
 
 
 _QUEUE_DEFAULTS = {  # kind -> (the requests' queue/subject/stream, its dead letters)

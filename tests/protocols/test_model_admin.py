@@ -50,7 +50,7 @@ def data_dir(serve_module: ServeModule) -> Path:
 def keys(data_dir: Path) -> dict[str, str]:
     store = KeyStore.in_data_dir(data_dir)
     return {
-        "admin": store.create({Scope.MODELS_ADMIN, Scope.PREDICT}, name="admin")[0],
+        "admin": store.create({Scope.MODELS_ADMIN, Scope.PREDICT, Scope.EVENTS}, name="admin")[0],
         "predict": store.create({Scope.PREDICT}, name="predict")[0],
     }
 
@@ -276,3 +276,39 @@ async def test_every_wire_names_the_version_that_answered(
     finally:
         with _rest(server, keys["admin"]) as rest:
             assert rest.post("/v1/admin/models/sentiment/rollback").status_code == 200
+
+
+def test_a_training_job_is_gated_and_its_result_says_why(
+    server: ThreadedServer, keys: dict[str, str]
+) -> None:
+    noise = {"texts": [f"a film {i % 3}" for i in range(40)], "labels": [i % 2 for i in range(40)]}
+    with _rest(server, keys["admin"]) as rest:
+        before = rest.get("/v1/admin/models/sentiment").json()["default_version"]
+        submitted = rest.post("/v1/models/sentiment/train", json=noise)
+        assert submitted.status_code == 202, submitted.text
+        job = _wait_for_job(rest, submitted.json()["id"])
+        assert job["status"] == "succeeded", job
+        result = job["result"]
+        assert result["promoted"] is False
+        assert "registered, not promoted" in result["reason"]
+        state = rest.get("/v1/admin/models/sentiment").json()
+        assert state["default_version"] == before
+        assert [v["state"] for v in state["versions"] if v["version"] == result["version"]] == ["ready"]
+        assert rest.post("/predict", json={"text": "good"}).headers["model-version"] == before
+        forced = rest.post("/v1/models/sentiment/train", json={**noise, "metadata": {"promote": "always"}})
+        job = _wait_for_job(rest, forced.json()["id"])
+        assert job["result"]["promoted"] is True, job
+        assert rest.get("/v1/admin/models/sentiment").json()["default_version"] == job["result"]["version"]
+        assert rest.post("/v1/admin/models/sentiment/rollback").json()["default_version"] == before
+
+
+def _wait_for_job(rest: httpx.Client, job_id: str) -> dict[str, Any]:
+    """Follow the job's events (SSE) until it ends; bounded by the client's timeout."""
+    with rest.stream("GET", "/v1/events", params={"topics": f"jobs/{job_id}"}) as events:
+        assert events.status_code == 200
+        for line in events.iter_lines():
+            if line.startswith("data:"):
+                status = json.loads(line[5:]).get("data", {}).get("status")
+                if status in ("succeeded", "failed", "cancelled"):
+                    break
+    return rest.get(f"/v1/jobs/{job_id}").json()

@@ -72,6 +72,7 @@ def build_services(
         event_sinks=_event_sinks(settings, bus, metrics),
         admin=_admin(settings, dataplane, bus, metrics),
     )
+    versions.admin = services.admin
     follow_remote_jobs(services)  # jobs on Redis: act on other processes' job events too
     return services
 

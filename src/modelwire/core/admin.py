@@ -21,6 +21,8 @@ from typing import Any
 
 from modelwire.core.dataplane import DataPlane
 from modelwire.errors import FailedPreconditionError, InvalidInputError, ModelNotFoundError
+from modelwire.model.base import Model
+from modelwire.model.gate import Verdict, judge
 from modelwire.model.registry import ModelHandle
 from modelwire.model.traffic import Shadow, Traffic, parse_traffic
 from modelwire.model.versions import VersionCatalog
@@ -229,6 +231,51 @@ class ModelAdmin:
             self._save(name)
         await self._publish("model.deleted", {"name": name, "version": version, "by": who})
         return self.describe(name)
+
+    async def register(self, model: Model, *, mode: str | None = None, by: str = "system") -> Verdict:
+        """Serve a new version (a training job's result, a version found in the repository) and let the
+        promotion gate (``model/gate.py``; ``mode`` overrides the model's ``promotion.mode``) decide
+        whether it becomes the default. It is loaded (and warmed up) before anyone can be routed to it;
+        until the verdict the current default stays pinned, so no call reaches an unjudged version."""
+        name = model.name
+        async with self._lock(name):
+            previous = self.registry.default_version(name) if name in self.registry.names() else None
+            if previous is not None:
+                self.registry.set_default(name, previous)
+            observe = self._observe(name) if self._observe is not None else None
+            handle = await self.registry.add_loaded(model, self._batching(name), observe)
+            self._on_ready(handle)
+            promotion = self.catalog.promotion(name)
+            verdict = judge(
+                mode or promotion.mode,
+                self.catalog.metrics(name, model.version),
+                self.catalog.metrics(name, previous) if previous is not None else None,
+                margin=promotion.margin,
+                floor=promotion.floor,
+                current_version=previous,
+            )
+            if verdict.promoted:
+                if previous is not None:
+                    history = self._history.setdefault(name, [])
+                    history.append(previous)
+                    del history[:-MAX_HISTORY]
+                self.registry.set_default(name, model.version)
+            self._save(name)
+        event = {"name": name, "version": model.version, "ready": handle.ready, "by": by}
+        await self._publish("model.registered", event)
+        await self._publish("model.loaded", event)
+        outcome = "model.promoted" if verdict.promoted else "model.not_promoted"
+        await self._publish(
+            outcome,
+            {
+                "name": name,
+                "version": model.version,
+                "previous": previous,
+                "reason": verdict.reason,
+                "by": by,
+            },
+        )
+        return verdict
 
     # -- serving ------------------------------------------------------------------------------------
 

@@ -22,9 +22,10 @@ from typing import Any
 
 from modelwire.errors import ConfigurationError, ModelNotFoundError
 from modelwire.model.base import Model
+from modelwire.model.gate import Verdict, judge
 from modelwire.model.repository import ModelRepository
 from modelwire.model.sentiment import SentimentModel
-from modelwire.settings import ModelSettings
+from modelwire.settings import ModelSettings, PromotionSettings
 
 __all__ = ["SERVING", "VersionCatalog"]
 
@@ -50,6 +51,43 @@ class VersionCatalog:
         memory budget)."""
         spec = self._specs.get(name)
         return bool(spec is not None and spec.options.get("pinned"))
+
+    def promotion(self, name: str) -> PromotionSettings:
+        spec = self._specs.get(name)
+        return spec.promotion if spec is not None else PromotionSettings()
+
+    def gate_on_disk(self, name: str, version: str, mode: str | None = None) -> Verdict:
+        """Judge a version just saved into the repository with no server involved (``modelwire train``)
+        and record the verdict in ``serving.json``, so the next start serves the right default."""
+        folder = self.repository.root / name
+        path = folder / SERVING
+        try:
+            state = json.loads(path.read_text()) if path.is_file() else {}
+        except (OSError, ValueError):
+            state = {}
+        others = [v for v in self.repository.versions(name) if v != version]
+        saved = state.get("default") if isinstance(state, dict) else None
+        current = saved if saved in others else (others[-1] if others else None)
+        promotion = self.promotion(name)
+
+        def metrics(v: str) -> dict[str, Any]:
+            return dict(self.repository.metadata(name, v).metrics)
+
+        verdict = judge(
+            mode or promotion.mode,
+            metrics(version),
+            metrics(current) if current is not None else None,
+            margin=promotion.margin,
+            floor=promotion.floor,
+            current_version=current,
+        )
+        history = [str(v) for v in state.get("history", [])] if isinstance(state, dict) else []
+        if verdict.promoted and current is not None:
+            history.append(current)
+        new_state = dict(state) if isinstance(state, dict) else {}
+        new_state.update({"default": version if verdict.promoted else current, "history": history[-20:]})
+        self._write(folder, new_state)
+        return verdict
 
     def on_disk(self, name: str) -> list[str]:
         return self.repository.versions(name) if self.in_repository(name) else []
@@ -93,9 +131,10 @@ class VersionCatalog:
         return raw if isinstance(raw, dict) else {}
 
     def write_serving(self, name: str, state: Mapping[str, Any]) -> None:
-        if not self.in_repository(name):
-            return
-        folder = self.repository.root / name
+        if self.in_repository(name):
+            self._write(self.repository.root / name, state)
+
+    def _write(self, folder: Path, state: Mapping[str, Any]) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".serving-", dir=folder)
         with os.fdopen(fd, "w") as handle:
