@@ -16,8 +16,11 @@ import pytest
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
+from typer.testing import CliRunner
 from websockets.asyncio.client import connect
 
+from modelwire.cli import app
+from modelwire.client import Client
 from modelwire.protocols.grpc._generated.modelwire.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -312,3 +315,36 @@ def _wait_for_job(rest: httpx.Client, job_id: str) -> dict[str, Any]:
                 if status in ("succeeded", "failed", "cancelled"):
                     break
     return rest.get(f"/v1/jobs/{job_id}").json()
+
+
+def test_cli_and_client_manage_models_over_rest_and_grpc(
+    server: ThreadedServer, keys: dict[str, str]
+) -> None:
+    runner = CliRunner(env={"COLUMNS": "200", "NO_COLOR": "1"})
+
+    def cli(*args: str) -> str:
+        result = runner.invoke(app, ["models", *args, "--url", server.http_url, "--api-key", keys["admin"]])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    assert "sentiment: default version 2" in cli("status", "sentiment")
+    assert "default version 1" in cli("default", "sentiment", "1")
+    out = cli("traffic", "sentiment", "1=90", "2=10", "--sticky", "principal", "--shadow", "2=50")
+    assert "traffic: 1 90 %, 2 10 %, sticky per principal" in out
+    assert "shadow: version 2 gets 50 %" in out
+    assert "default version 2" in cli("rollback", "sentiment")  # the split and the shadow end too
+    assert "traffic" not in cli("status", "sentiment")
+    refused = runner.invoke(
+        app, ["models", "unload", "echo", "--url", server.http_url, "--api-key", keys["predict"]]
+    )
+    assert refused.exit_code != 0
+    assert "models:admin" in refused.output
+    with Client(server.grpc_url, api_key=keys["admin"]) as client:  # the same calls over gRPC
+        assert client.unload_model("echo")["versions"][0]["state"] == "unavailable"
+        assert client.load_model("echo")["versions"][0]["state"] == "ready"
+        state = client.set_traffic("sentiment", shadow={"version": "1", "percent": 10})
+        assert state["traffic"]["shadow"] == {"version": "1", "percent": 10.0}
+        assert client.set_traffic("sentiment", shadow=None)["traffic"]["shadow"] is None
+        assert {"name": "echo", "version": "1", "state": "ready", "reason": ""} in client.model_versions()
+    with Client(server.http_url, api_key=keys["admin"]) as client:
+        assert client.model_state("sentiment")["default_version"] == "2"
