@@ -505,6 +505,11 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)
     log_level: LogLevel = "info"
     models: tuple[ModelSettings, ...] = ()
+    model_watch: Literal["off", "auto", "watchfiles", "poll"] = "off"
+    """Watch the model repository: a version folder that appears is loaded, warmed up and gated; one that
+    is removed is unloaded (docs/admin.md). ``auto``: watchfiles when installed, else polling."""
+    model_watch_poll_s: float = Field(default=2.0, gt=0, le=3600)
+    """How often the polling watcher scans the repository."""
     queues: tuple[QueueSettings, ...] = ()
     """Brokers to take inference requests from (``--queue URL``, ``[[queues]]``; docs/queues.md)."""
     event_sinks: tuple[EventSinkSettings, ...] = ()

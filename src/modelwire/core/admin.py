@@ -243,7 +243,14 @@ class ModelAdmin:
             if previous is not None:
                 self.registry.set_default(name, previous)
             observe = self._observe(name) if self._observe is not None else None
-            handle = await self.registry.add_loaded(model, self._batching(name), observe)
+            try:
+                handle = await self.registry.add_loaded(model, self._batching(name), observe)
+            except Exception as exc:  # kept, as failed with its reason, for the repository index
+                failed = self.registry.add(model, self._batching(name), observe)
+                failed.state, failed.reason = "failed", f"{type(exc).__name__}: {exc}"[:500]
+                raise FailedPreconditionError(
+                    f"model {name!r} version {model.version} failed to load: {failed.reason}"
+                ) from exc
             self._on_ready(handle)
             promotion = self.catalog.promotion(name)
             verdict = judge(
@@ -276,6 +283,32 @@ class ModelAdmin:
             },
         )
         return verdict
+
+    async def retire(self, name: str, version: str, *, by: str = "repository") -> bool:
+        """A version whose folder left the repository: drained, unloaded and forgotten. The default version
+        and versions taking traffic keep serving (from memory) until that changes; returns whether it went."""
+        async with self._lock(name):
+            if version not in self.registry.versions(name):
+                return False
+            traffic = self._traffic(name)
+            in_use = version in traffic.versions or (
+                traffic.shadow is not None and traffic.shadow.version == version
+            )
+            if version == self.registry.default_version(name) or in_use:
+                logger.warning(
+                    "model %s version %s left the repository but is the default or takes traffic: kept",
+                    name,
+                    version,
+                )
+                return False
+            handle = self.registry.get(name, version, require_ready=False)
+            await self.registry.unload(handle)
+            self._on_ready(handle)
+            self.registry.remove(name, version)
+            self._history[name] = [v for v in self._history.get(name, []) if v != version]
+            self._save(name)
+        await self._publish("model.removed", {"name": name, "version": version, "by": by})
+        return True
 
     # -- serving ------------------------------------------------------------------------------------
 
