@@ -81,8 +81,6 @@ class DataPlane:
         self.traffic: dict[str, Traffic] = {}
         """Each model's canary split and shadow (set by the admin façade, ``core/admin.py``)."""
         self.shadows = Shadows(registry, metrics, limits.request_timeout_s)
-        self.reload: Callable[[ModelHandle, float | None], Any] | None = None
-        """Set by the admin façade: bring an unloaded version back within a deadline (memory budget)."""
 
     # -- inference ---------------------------------------------------------------------------------
 
@@ -125,7 +123,7 @@ class DataPlane:
             traffic = self.traffic.get(name)
             if not version and traffic is not None:
                 version = self._route(name, traffic, ctx)
-            handle = await self._handle(name, version, ctx)
+            handle = self.registry.get(name, version)  # 503 + Retry-After for one not ready (unloaded)
             self._check(instances, field_of)
             ctx.served.version = handle.version
             results = await self._run(handle, instances, ctx)
@@ -282,14 +280,6 @@ class DataPlane:
         except ModelwireError:
             pass
         return None
-
-    async def _handle(self, name: str, version: str | None, ctx: CallContext) -> ModelHandle:
-        handle = self.registry.get(name, version, require_ready=False)
-        if handle.ready:
-            return handle
-        if handle.state in ("unavailable",) and self.reload is not None:
-            await self.reload(handle, ctx.deadline)  # unloaded by the memory budget: back on demand
-        return self.registry.get(name, handle.version)  # raises 503 with Retry-After when not ready
 
     async def _run(self, handle: ModelHandle, instances: Sequence[Any], ctx: CallContext) -> list[Any]:
         now = time.monotonic()
