@@ -323,6 +323,8 @@ async def test_bad_splits_and_deletes_are_refused_naming_why(
         assert bad.value.field == "$.versions"
         with pytest.raises(InvalidInputError, match="sticky must be one of"):
             await admin.set_traffic("m", {"sticky": "cookie"})
+        with pytest.raises(InvalidInputError, match="Traffic-Key"):
+            await admin.set_traffic("m", {"sticky": "entity"})
         with pytest.raises(ModelwireError, match="no version '7'"):
             await admin.set_traffic("m", {"versions": {"7": 100}})
         with pytest.raises(FailedPreconditionError, match="not a repository model"):

@@ -291,7 +291,7 @@ class AsyncClient:
     async def set_traffic(
         self, name: str, *, versions: Any = _UNSET, sticky: Any = _UNSET, shadow: Any = _UNSET
     ) -> dict[str, Any]:
-        """Canary split (``versions={"1": 90, "2": 10}``, ``sticky="principal"|"header"|"entity"|None``)
+        """Canary split (``versions={"1": 90, "2": 10}``, ``sticky="principal"|"header"|None``)
         and/or shadow (``shadow={"version": "3", "percent": 100}`` or ``None``); what is not given stays."""
         body = traffic_body(versions, sticky, shadow)
         return await open_admin_wire(self._wire()).set_traffic(name, body)

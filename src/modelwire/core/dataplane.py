@@ -54,14 +54,13 @@ class Served:
 class CallContext:
     """Who is calling and until when. ``deadline`` is on ``time.monotonic()``'s clock.
 
-    ``traffic_key`` (the ``Traffic-Key`` header or metadata) and ``entity`` are the keys a sticky canary
-    split may follow (``model/traffic.py``); ``served`` says afterwards which version answered.
+    ``traffic_key`` (the ``Traffic-Key`` header or metadata) is the key a ``"header"`` sticky canary
+    split follows (``model/traffic.py``); ``served`` says afterwards which version answered.
     """
 
     protocol: str
     deadline: float | None = None
     traffic_key: str | None = None
-    entity: str | None = None
     served: Served = field(default_factory=Served)
 
 
@@ -269,8 +268,6 @@ class DataPlane:
             key = current_principal().id
         elif traffic.sticky == "header":
             key = ctx.traffic_key
-        elif traffic.sticky == "entity":
-            key = ctx.entity
         chosen = traffic.pick(key, random.random())  # noqa: S311 - a traffic share
         if chosen is None:
             return None

@@ -4,10 +4,10 @@ every wire (REST, SSE, WebSocket, gRPC, Open Inference, queues) gets the same sp
 
 - ``versions``: percentages per version summing to 100 (``{"1": 90, "2": 10}``). Empty: the default version
   takes everything.
-- ``sticky``: ``None`` (each call drawn at random), ``"principal"`` (the caller's identity), ``"header"``
-  (the ``Traffic-Key`` request header / gRPC metadata, e.g. a user id) or ``"entity"`` (the ``entity``
-  request parameter). A sticky key always lands on the same version while the split stays the same: its
-  hash places it on [0, 100), and the versions own consecutive slices of that line, in version order.
+- ``sticky``: ``None`` (each call drawn at random), ``"principal"`` (the caller's identity) or ``"header"``
+  (the ``Traffic-Key`` request header / gRPC metadata, e.g. a user or entity id). A sticky key always
+  lands on the same version while the split stays the same: its hash places it on [0, 100), and the
+  versions own consecutive slices of that line, in version order.
 - ``shadow``: a version sent a copy of ``percent`` % of the calls after the caller got its answer.
 """
 
@@ -23,7 +23,7 @@ from modelwire.errors import InvalidInputError
 
 __all__ = ["STICKY", "Shadow", "Traffic", "parse_traffic", "sticky_point"]
 
-STICKY = ("principal", "header", "entity")
+STICKY = ("principal", "header")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +114,12 @@ def parse_traffic(body: Mapping[str, Any], current: Traffic) -> Traffic:
     sticky = current.sticky
     if "sticky" in body:
         sticky = body["sticky"]
+        if sticky == "entity":
+            raise InvalidInputError(
+                'sticky "entity" is not served yet (it needs the requests\' entity ids); send the entity id '
+                'as the Traffic-Key header and use "header"',
+                field="$.sticky",
+            )
         if sticky is not None and sticky not in STICKY:
             raise InvalidInputError(
                 f"sticky must be one of {', '.join(STICKY)} or null (got {str(sticky)[:40]!r})",
