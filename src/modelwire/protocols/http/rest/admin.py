@@ -122,60 +122,87 @@ class AdminRoutes:
         return Response(status_code=200)
 
 
+_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+_V2_ERROR = {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}}}}}
+
+
+def _docs(
+    summary: str, *, body: bool = False, conflict: str | None = None, v2: bool = False
+) -> dict[str, Any]:
+    """The operation's OpenAPI: a JSON body when it takes one (413/415 follow), 409 when the model's state
+    can refuse it (the rest is added for every route by ``http/openapi.py``)."""
+    doc: dict[str, Any] = {"summary": summary, "tags": ["open inference protocol"] if v2 else ["admin"]}
+    extra: dict[str, Any] = {}
+    if body:
+        content = {"application/json": {"schema": {"type": "object"}}}
+        extra["requestBody"] = {"required": not v2, "content": content}
+    if extra:
+        doc["openapi_extra"] = extra
+    if conflict is not None:
+        doc["responses"] = {409: {"description": conflict, "content": _V2_ERROR if v2 else _ERROR}}
+    return doc
+
+
+_LOAD_FAILED = "The version failed to load (its reason), or is unloading"
+
+
 def add_admin_routes(app: FastAPI, services: Facades) -> None:
     """``/v1/admin/models...`` and ``/v2/repository/...`` (all need ``models:admin``)."""
     routes = AdminRoutes(services)
     add = app.add_api_route
-    admin: list[Any] = ["admin"]
     one = "/v1/admin/models/{name}"
-    add(
-        "/v1/admin/models",
-        routes.index,
-        methods=["GET"],
-        tags=admin,
-        summary="Every model version and its state",
-    )
-    add(one, routes.describe, methods=["GET"], tags=admin, summary="A model's versions, default and traffic")
-    add(f"{one}/load", routes.load, methods=["POST"], tags=admin, summary="Load the default version")
-    add(f"{one}/unload", routes.unload, methods=["POST"], tags=admin, summary="Unload every version")
     version = f"{one}/versions/{{version}}"
-    add(f"{version}/load", routes.load, methods=["POST"], tags=admin, summary="Load a version")
-    add(f"{version}/unload", routes.unload, methods=["POST"], tags=admin, summary="Unload a version")
+    add("/v1/admin/models", routes.index, methods=["GET"], **_docs("Every model version and its state"))
+    add(one, routes.describe, methods=["GET"], **_docs("A model's versions, default and traffic"))
+    add(
+        f"{one}/load",
+        routes.load,
+        methods=["POST"],
+        **_docs("Load the default version", conflict=_LOAD_FAILED),
+    )
+    add(f"{one}/unload", routes.unload, methods=["POST"], **_docs("Unload every version"))
+    add(f"{version}/load", routes.load, methods=["POST"], **_docs("Load a version", conflict=_LOAD_FAILED))
+    add(f"{version}/unload", routes.unload, methods=["POST"], **_docs("Unload a version"))
+    delete_conflict = "Not a repository model, the default version, or a version taking traffic"
     add(
         version,
         routes.delete,
         methods=["DELETE"],
-        tags=admin,
-        summary="Unload a version, delete its artifact",
+        **_docs("Delete a version's artifact", conflict=delete_conflict),
     )
-    add(f"{one}/default", routes.set_default, methods=["PUT"], tags=admin, summary="Set the default version")
-    add(f"{one}/traffic", routes.set_traffic, methods=["PUT"], tags=admin, summary="Canary split and shadow")
+    add(
+        f"{one}/default",
+        routes.set_default,
+        methods=["PUT"],
+        **_docs('Set the default version: {"version": "2"}', body=True, conflict=_LOAD_FAILED),
+    )
+    add(
+        f"{one}/traffic",
+        routes.set_traffic,
+        methods=["PUT"],
+        **_docs("Canary split and shadow", body=True, conflict=_LOAD_FAILED),
+    )
     add(
         f"{one}/rollback",
         routes.rollback,
         methods=["POST"],
-        tags=admin,
-        summary="Back to the previous default",
+        **_docs("Back to the previous default", conflict="No previous default to roll back to"),
     )
-    oip: list[Any] = ["open inference protocol"]
     add(
         "/v2/repository/index",
         routes.repository_index,
         methods=["POST"],
-        tags=oip,
-        summary="Repository index",
+        **_docs("Repository index", body=True, v2=True),
     )
     add(
         "/v2/repository/models/{name}/load",
         routes.repository_load,
         methods=["POST"],
-        tags=oip,
-        summary="Load a model",
+        **_docs("Load a model", body=True, conflict=_LOAD_FAILED, v2=True),
     )
     add(
         "/v2/repository/models/{name}/unload",
         routes.repository_unload,
         methods=["POST"],
-        tags=oip,
-        summary="Unload a model",
+        **_docs("Unload a model", body=True, v2=True),
     )
