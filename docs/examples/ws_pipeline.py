@@ -36,7 +36,7 @@ async def predict_all(url: str, texts: Sequence[str], *, model: str | None = Non
             reply = json.loads(await ws.recv())
             if reply.get("op") == "error" and reply["id"] is not None:
                 answers[reply["id"]] = {"error": reply["error"]}
-            elif "op" not in reply:  # a prediction: the output plus the request's id
+            elif "op" not in reply:  # a prediction: the output, the request's id, the version that answered
                 answers[reply.pop("id")] = reply
         await sending
     return answers

@@ -340,6 +340,16 @@ class ObservabilitySettings(_Section):
         return value
 
 
+class PromotionSettings(_Section):
+    """The promotion gate of a model (``model/gate.py``): a new version becomes the default when ``mode``
+    is ``always``, or ``gate`` and its held-out accuracy is at least ``floor`` and not below the current
+    default's minus ``margin``; ``never`` only registers it."""
+
+    mode: Literal["always", "never", "gate"] = "gate"
+    margin: float = Field(default=0.02, ge=0, le=1)
+    floor: float = Field(default=0.6, ge=0, le=1)
+
+
 class ModelSettings(_Section):
     """One model to serve.
 
@@ -353,6 +363,7 @@ class ModelSettings(_Section):
     version: str | None = None
     batching: BatchingSettings | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    promotion: PromotionSettings = Field(default_factory=PromotionSettings)
 
 
 _QUEUE_DEFAULTS = {  # kind -> (the requests' queue/subject/stream, its dead letters)
@@ -674,6 +685,11 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)
     log_level: LogLevel = "info"
     models: tuple[ModelSettings, ...] = ()
+    model_watch: Literal["off", "auto", "watchfiles", "poll"] = "off"
+    """Watch the model repository: a version folder that appears is loaded, warmed up and gated; one that
+    is removed is unloaded (docs/admin.md). ``auto``: watchfiles when installed, else polling."""
+    model_watch_poll_s: float = Field(default=2.0, gt=0, le=3600)
+    """How often the polling watcher scans the repository."""
     queues: tuple[QueueSettings, ...] = ()
     """Brokers to take inference requests from (``--queue URL``, ``[[queues]]``; docs/queues.md)."""
     event_sinks: tuple[EventSinkSettings, ...] = ()

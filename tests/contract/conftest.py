@@ -126,6 +126,7 @@ class WsDriver:
             error = reply["error"]
             raise Failure(error["code"], error["message"], error.get("details", {}).get("error_id"))
         assert reply.pop("id") == request_id
+        assert reply.pop("version") == (version or "1")  # the envelope says which version answered
         return reply
 
 

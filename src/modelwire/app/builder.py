@@ -19,6 +19,7 @@ from modelwire.backends.resolve import (
     open_job_store,
     open_rate_limiter,
 )
+from modelwire.core.admin import ModelAdmin
 from modelwire.core.dataplane import DataPlane
 from modelwire.events.bus import EventBus
 from modelwire.events.publishers import MetricsPublisher
@@ -26,7 +27,8 @@ from modelwire.jobs.manager import JobManager
 from modelwire.jobs.training import Trainer
 from modelwire.jobs.webhooks import WebhookDispatcher
 from modelwire.model.base import Model
-from modelwire.model.registry import ModelRegistry, build_models
+from modelwire.model.registry import ModelHandle, ModelRegistry, build_models
+from modelwire.model.versions import VersionCatalog
 from modelwire.observability.metrics import Metrics
 from modelwire.outbound.events import EventSink
 from modelwire.outbound.webhooks import HttpxWebhookPoster
@@ -74,7 +76,9 @@ def build_services(
         alert_webhooks=build_alert_webhooks(settings, monitoring),
         payload_log=build_payload_log(settings, dataplane, metrics),
         event_sinks=_event_sinks(settings, bus, metrics),
+        admin=_admin(settings, dataplane, bus, metrics),
     )
+    versions.admin = services.admin
     follow_remote_jobs(services)  # jobs on Redis: act on other processes' job events too
     return services
 
@@ -94,6 +98,25 @@ def _jobs(settings: Settings, dataplane: DataPlane, events: EventBus, versions: 
     )
     trainer = Trainer(settings.model_repository, dataplane, versions.register)
     return JobManager(jobs, store, dataplane, events, webhooks, trainer)
+
+
+def _admin(settings: Settings, dataplane: DataPlane, events: EventBus, metrics: Metrics) -> ModelAdmin:
+    async def publish(type_: str, data: Any) -> None:
+        await events.publish("models", type_, data)
+
+    def on_ready(handle: ModelHandle) -> None:
+        metrics.model_ready.labels(handle.name, handle.version).set(1 if handle.ready else 0)
+
+    admin = ModelAdmin(
+        dataplane,
+        VersionCatalog(settings.model_repository, settings.effective_models()),
+        publish,
+        lambda name: batching_for(settings, name),
+        observe=lambda name: metrics.batch_size.labels(name).observe,
+        on_ready=on_ready,
+    )
+    admin.restore()
+    return admin
 
 
 def _event_sinks(settings: Settings, bus: EventBus, metrics: Metrics) -> list[EventSink]:

@@ -37,16 +37,20 @@ def follow_remote_jobs(services: Services) -> None:
         if event.type == "job.queued":
             wakeup.set()
         elif event.type == "job.succeeded" and event.data.get("kind") == "train":
-            version = (event.data.get("result") or {}).get("version")
+            result = event.data.get("result") or {}
+            version = result.get("version")
             if version is not None:
-                task = asyncio.create_task(adopt_version(services, str(event.data["model"]), str(version)))
+                # the process that trained it judged it: follow its verdict
+                mode = "always" if result.get("promoted", True) else "never"
+                adopt = adopt_version(services, str(event.data["model"]), str(version), mode=mode)
+                task = asyncio.create_task(adopt)
                 pending.add(task)
                 task.add_done_callback(pending.discard)
 
     services.events.add_remote_listener(on_event)
 
 
-async def adopt_version(services: Services, name: str, version: str) -> None:
+async def adopt_version(services: Services, name: str, version: str, *, mode: str | None = None) -> None:
     """Serve ``name`` ``version``, trained by another process, if this model repository has it."""
     if services.closing.is_set() or services.versions.has(name, version):
         return  # trained here (the trainer registered it), or already adopted
@@ -61,7 +65,7 @@ async def adopt_version(services: Services, name: str, version: str) -> None:
                 trainer.repository.root,
             )
             return
-        await services.versions.register(trainer.model_version(name, version))
+        await services.versions.register(trainer.model_version(name, version), mode=mode)
         logger.info("serving model %s version %s, trained by another process", name, version)
     except Exception:
         logger.exception("loading model %s version %s trained by another process failed", name, version)

@@ -29,6 +29,7 @@ from typing import Protocol
 
 from modelwire.app.builder import build_services
 from modelwire.app.listeners import GrpcPort, RestPort, check_port, fmt_host, reserve
+from modelwire.app.repository_watch import RepositoryWatcher
 from modelwire.app.services import Services
 from modelwire.app.versions import model_event
 from modelwire.errors import ConfigurationError
@@ -64,6 +65,15 @@ async def start_services(services: Services) -> None:
         services.metrics.model_ready.labels(handle.name, handle.version).set(1)
         await services.events.publish("models", "model.loaded", model_event(handle))
     await services.jobs.start()
+    settings = services.settings
+    if settings.model_watch != "off" and services.admin is not None:  # docs/admin.md
+        services.watcher = RepositoryWatcher(
+            services.admin,
+            settings.model_repository,
+            mode=settings.model_watch,
+            poll_s=settings.model_watch_poll_s,
+        )
+        await services.watcher.start()
     await services.events.publish("server", "server.ready", {"ready": services.dataplane.ready()})
     services.publisher.start()
     await services.alert_webhooks.start()
@@ -105,10 +115,13 @@ async def streams_closed(
 async def stop_services(services: Services) -> None:
     """Refuse new work and unload models (after the listeners drained)."""
     await begin_shutdown(services)
+    if services.watcher is not None:
+        await services.watcher.stop()
     await services.jobs.stop()
     await services.alert_webhooks.close()
     await services.payload_log.stop()  # after the listeners drained: the last calls are logged
     services.dataplane.stop_accepting()
+    await services.dataplane.shadows.close()
     for handle in services.registry.handles():
         services.metrics.model_ready.labels(handle.name, handle.version).set(0)
     await services.registry.unload_all()

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from modelwire.app.repository_watch import RepositoryWatcher
 from modelwire.app.versions import ModelVersions
+from modelwire.core.admin import ModelAdmin
 from modelwire.core.dataplane import DataPlane
 from modelwire.events.bus import EventBus
 from modelwire.events.publishers import MetricsPublisher
@@ -50,5 +52,9 @@ class Services:
     """``[monitoring.payload_log]``: sampled calls as CloudEvents NDJSON files or to a broker."""
     event_sinks: list[EventSink] = field(default_factory=list)
     """``[[event_sinks]]``: chosen topics published to brokers, started and stopped with the services."""
+    admin: ModelAdmin | None = None
+    """Model management: load, unload, default, traffic, rollback (``core/admin.py``)."""
+    watcher: RepositoryWatcher | None = None
+    """Follows the model repository when ``model_watch`` is on (``repository_watch.py``)."""
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when shutdown begins: long-lived streams finish what is in flight and close (WebSocket 1001)."""

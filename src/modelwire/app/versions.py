@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelwire.core.admin import ModelAdmin
 from modelwire.events.bus import EventBus
 from modelwire.model.base import Model
+from modelwire.model.gate import Verdict
 from modelwire.model.registry import ModelHandle, ModelRegistry
 from modelwire.observability.metrics import Metrics
 from modelwire.settings import BatchingSettings, Settings
@@ -39,12 +41,17 @@ class ModelVersions:
         self._registry = registry
         self._metrics = metrics
         self._events = events
+        self.admin: ModelAdmin | None = None
+        """Set by the builder: registering goes through the admin façade (the gate, the events)."""
 
     def has(self, name: str, version: str) -> bool:
         return version in self._registry.versions(name)
 
-    async def register(self, model: Model) -> None:
-        """Load ``model`` (a new version of a served model) and serve it at once."""
+    async def register(self, model: Model, *, mode: str | None = None, by: str = "system") -> Verdict | None:
+        """Load ``model`` (a new version of a served model) and serve it; the promotion gate decides
+        whether it becomes the default (``core/admin.py``). Returns the verdict."""
+        if self.admin is not None:
+            return await self.admin.register(model, mode=mode, by=by)
         handle = await self._registry.add_loaded(
             model,
             batching_for(self._settings, model.name),
@@ -53,3 +60,4 @@ class ModelVersions:
         self._metrics.model_ready.labels(handle.name, handle.version).set(1)
         await self._events.publish("models", "model.registered", model_event(handle))
         await self._events.publish("models", "model.loaded", model_event(handle))
+        return None

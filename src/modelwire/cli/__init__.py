@@ -12,6 +12,7 @@ _COMMANDS = (
     "worker",
     "queues",
     "client",
+    "models",
     "watch",
     "train",
     "jobs",

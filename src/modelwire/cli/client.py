@@ -1,4 +1,4 @@
-"""Commands that talk to a running server: ``predict``, ``models``, ``health``."""
+"""Commands that talk to a running server: ``predict``, ``health`` (``models``: ``cli/models.py``)."""
 
 from __future__ import annotations
 
@@ -92,38 +92,6 @@ def predict(
             console.print_json(data=result.to_dict(), indent=None)
     if failed:
         raise typer.Exit(1)
-
-
-@app.command()
-def models(
-    url: UrlOption = DEFAULT_CLIENT_URL,
-    api_key: ApiKeyOption = None,
-    ca_cert: CaCertOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Plain JSON instead of a table.")] = False,
-    timeout: TimeoutOption = 10.0,
-) -> None:
-    """List the models a running server serves, their versions and readiness."""
-    from modelwire.client import Client
-    from modelwire.console import console, models_table
-
-    with _reported(), Client(url, timeout=timeout, api_key=api_key, ca_cert=ca_cert) as client:
-        summaries = client.models()
-    if as_json:
-        typer.echo(
-            json.dumps(
-                [
-                    {
-                        "name": m.name,
-                        "default_version": m.default_version,
-                        "versions": [{"version": v.version, "ready": v.ready} for v in m.versions],
-                        "platform": m.platform,
-                    }
-                    for m in summaries
-                ]
-            )
-        )
-    else:
-        console.print(models_table(summaries))
 
 
 @app.command()

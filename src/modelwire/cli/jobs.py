@@ -357,12 +357,14 @@ def submit_training_job(
     timeout: float = 30.0,
     api_key: str | None = None,
     ca_cert: Path | None = None,
+    promote: str | None = None,
 ) -> None:
     """``modelwire train FILE --async``: train on a running server, as a job."""
     from modelwire.client import Client
 
     with _reported(), Client(url, timeout=timeout, api_key=api_key, ca_cert=ca_cert) as client:
-        handle = client.submit_training(data, model=name)
+        metadata = {"promote": promote} if promote is not None else None
+        handle = client.submit_training(data, model=name, metadata=metadata)
         if not wait:
             _print(handle.info, False)
             from modelwire.console import err_console

@@ -89,6 +89,16 @@ def train(
             "pipeline saved with skops (needs pip install 'modelwire\\[sklearn]').",
         ),
     ] = "numpy",
+    promote: Annotated[
+        str | None,
+        typer.Option(
+            metavar="always|never|gate",
+            help="Whether the new version becomes the default: [cyan]gate[/] (the model's promotion gate: "
+            "held-out accuracy not below the current default's minus a margin, and above a floor), "
+            "[cyan]always[/] or [cyan]never[/]. Default: the model's promotion.mode (gate).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Train the default sentiment model and register it as a new version.
 
@@ -101,6 +111,8 @@ def train(
     data = data or file
     if trainer not in ("numpy", "sklearn"):
         raise typer.BadParameter("choose numpy or sklearn", param_hint="--trainer")
+    if promote is not None and promote not in ("always", "never", "gate"):
+        raise typer.BadParameter("choose always, never or gate", param_hint="--promote")
     if run_async:
         if trainer != "numpy":
             raise typer.BadParameter("--async trains on the server, with numpy", param_hint="--trainer")
@@ -108,11 +120,12 @@ def train(
             raise typer.BadParameter("--async uploads a CSV: name it (FILE)", param_hint="FILE")
         from modelwire.cli.jobs import submit_training_job
 
-        submit_training_job(url, data, name, wait=wait, api_key=api_key, ca_cert=ca_cert)
+        submit_training_job(url, data, name, wait=wait, api_key=api_key, ca_cert=ca_cert, promote=promote)
         return
     from modelwire.console import console, training_progress
     from modelwire.model.repository import ModelRepository
     from modelwire.model.sentiment import train_sentiment
+    from modelwire.model.versions import VersionCatalog
 
     with _reported():
         settings = build_settings(data_dir=data_dir, config=config)
@@ -124,10 +137,12 @@ def train(
             report = train_sentiment(
                 repository, name=name, data=labelled, progress=progress, trainer=cast("Trainer", trainer)
             )
+        catalog = VersionCatalog(settings.model_repository, settings.effective_models())
+        verdict = catalog.gate_on_disk(name, report.version, promote)
     console.print(
         f"trained [bold]{name}[/] version [bold]{report.version}[/]: held-out accuracy "
         f"[bold]{report.accuracy:.4f}[/] ({report.n_train} train / {report.n_test} test rows, "
-        f"{report.seconds:.1f} s)\nsaved to {report.path}",
+        f"{report.seconds:.1f} s)\nsaved to {report.path}\n{verdict.reason}",
         highlight=False,
         soft_wrap=True,
     )

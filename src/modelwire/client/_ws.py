@@ -225,4 +225,5 @@ def _prediction(message: Mapping[str, Any], sent: int) -> tuple[int, Output | Mo
         raise InternalError(f"the server answered an unknown input ({raw_id!r:.20})")
     if op == "error":
         return raw_id, error_from_wire(message.get("error") or {})
-    return raw_id, {key: value for key, value in message.items() if key != "id"}
+    # the envelope (the request's id, the version that answered) is not the model's output
+    return raw_id, {key: value for key, value in message.items() if key not in ("id", "version")}

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 
+from modelwire.client.admin import _UNSET, open_admin_wire, traffic_body
 from modelwire.client.job_inputs import JobInputs
 from modelwire.client.job_results import JobInfo, JobPage
 from modelwire.client.job_wire import JobSubmission, JobWire
@@ -260,6 +261,44 @@ class AsyncClient:
     async def health(self) -> Health:
         """Whether the server is live and ready. Raises ``UnavailableError`` if it cannot be reached."""
         return await self._wire().health()
+
+    # -- model management (needs models:admin; docs/admin.md) -------------------------------------------
+
+    async def model_versions(self) -> list[dict[str, Any]]:
+        """Every model version, served or in the repository: ``{"name", "version", "state", "reason"}``."""
+        return await open_admin_wire(self._wire()).index()
+
+    async def model_state(self, name: str) -> dict[str, Any]:
+        """A model's default version, versions (state, reason, metrics), traffic and history."""
+        return await open_admin_wire(self._wire()).get(name)
+
+    async def load_model(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """Load a version (default: the default one); it is ready (warmed up) when this returns."""
+        return await open_admin_wire(self._wire()).load(name, version)
+
+    async def unload_model(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """Unload a version (default: every version); calls in flight finish."""
+        return await open_admin_wire(self._wire()).unload(name, version)
+
+    async def delete_version(self, name: str, version: str) -> dict[str, Any]:
+        """Unload a version and delete its artifact (not the default, nor one taking traffic)."""
+        return await open_admin_wire(self._wire()).delete(name, version)
+
+    async def set_default(self, name: str, version: str) -> dict[str, Any]:
+        """Make ``version`` the default (``rollback`` returns to the one before)."""
+        return await open_admin_wire(self._wire()).set_default(name, str(version))
+
+    async def set_traffic(
+        self, name: str, *, versions: Any = _UNSET, sticky: Any = _UNSET, shadow: Any = _UNSET
+    ) -> dict[str, Any]:
+        """Canary split (``versions={"1": 90, "2": 10}``, ``sticky="principal"|"header"|None``)
+        and/or shadow (``shadow={"version": "3", "percent": 100}`` or ``None``); what is not given stays."""
+        body = traffic_body(versions, sticky, shadow)
+        return await open_admin_wire(self._wire()).set_traffic(name, body)
+
+    async def rollback(self, name: str) -> dict[str, Any]:
+        """The default and all traffic back to the previous default."""
+        return await open_admin_wire(self._wire()).rollback(name)
 
     async def aclose(self) -> None:
         """Close the connection and any stream still open (a loop left by ``break``). Safe to call twice."""

@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
+from modelwire.client.admin import _UNSET
 from modelwire.client.async_client import DEFAULT_TIMEOUT, DEFAULT_URL, AsyncClient
 from modelwire.client.job_inputs import JobInputs, from_thread
 from modelwire.client.job_results import JobPage
@@ -258,6 +259,40 @@ class Client:
     def health(self) -> Health:
         """See ``AsyncClient.health``."""
         return self._run(self._async.health())
+
+    def model_versions(self) -> list[dict[str, Any]]:
+        """See ``AsyncClient.model_versions``."""
+        return self._run(self._async.model_versions())
+
+    def model_state(self, name: str) -> dict[str, Any]:
+        """See ``AsyncClient.model_state``."""
+        return self._run(self._async.model_state(name))
+
+    def load_model(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """See ``AsyncClient.load_model``."""
+        return self._run(self._async.load_model(name, version))
+
+    def unload_model(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """See ``AsyncClient.unload_model``."""
+        return self._run(self._async.unload_model(name, version))
+
+    def delete_version(self, name: str, version: str) -> dict[str, Any]:
+        """See ``AsyncClient.delete_version``."""
+        return self._run(self._async.delete_version(name, version))
+
+    def set_default(self, name: str, version: str) -> dict[str, Any]:
+        """See ``AsyncClient.set_default``."""
+        return self._run(self._async.set_default(name, version))
+
+    def set_traffic(
+        self, name: str, *, versions: Any = _UNSET, sticky: Any = _UNSET, shadow: Any = _UNSET
+    ) -> dict[str, Any]:
+        """See ``AsyncClient.set_traffic``."""
+        return self._run(self._async.set_traffic(name, versions=versions, sticky=sticky, shadow=shadow))
+
+    def rollback(self, name: str) -> dict[str, Any]:
+        """See ``AsyncClient.rollback``."""
+        return self._run(self._async.rollback(name))
 
     def close(self) -> None:
         """Close the connection and stop the private loop. Safe to call twice."""

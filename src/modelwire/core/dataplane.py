@@ -7,14 +7,16 @@ method here, and render the result or the ``ModelwireError`` it raised.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelwire._version import __version__
 from modelwire.core.admission import Admission
 from modelwire.core.deadline import current_deadline, reset_deadline, use_deadline
+from modelwire.core.shadow import Shadows
 from modelwire.core.tensors import InferRequest, InferResponse, instances_to_tensors, tensors_to_instances
 from modelwire.errors import (
     DeadlineExceededError,
@@ -27,22 +29,39 @@ from modelwire.errors import (
 )
 from modelwire.model.base import Model
 from modelwire.model.registry import ModelHandle, ModelRegistry
+from modelwire.model.traffic import Traffic
 from modelwire.observability.metrics import Metrics
 from modelwire.observability.tracing import INTERNAL, active_tracer, current_trace, sampled, server_span
 from modelwire.security.principal import current_principal
 from modelwire.settings import LimitsSettings
 
-__all__ = ["CallContext", "CallRecord", "DataPlane", "Tap"]
+__all__ = ["TRAFFIC_KEY_HEADER", "CallContext", "CallRecord", "DataPlane", "Served", "Tap"]
+
+TRAFFIC_KEY_HEADER = "traffic-key"
+"""The request header (gRPC: metadata) a ``"sticky": "header"`` split follows, e.g. a user id."""
 
 EXTENSIONS = ("binary_tensor_data", "model_repository_metadata")
 
 
+@dataclass(slots=True)
+class Served:
+    """Filled in by the ``DataPlane``: the version that answered (adapters render it: ``Model-Version``)."""
+
+    version: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class CallContext:
-    """Who is calling and until when. ``deadline`` is on ``time.monotonic()``'s clock."""
+    """Who is calling and until when. ``deadline`` is on ``time.monotonic()``'s clock.
+
+    ``traffic_key`` (the ``Traffic-Key`` header or metadata) is the key a ``"header"`` sticky canary
+    split follows (``model/traffic.py``); ``served`` says afterwards which version answered.
+    """
 
     protocol: str
     deadline: float | None = None
+    traffic_key: str | None = None
+    served: Served = field(default_factory=Served)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +100,9 @@ class DataPlane:
         self.admission = Admission(limits.max_concurrent_per_model, limits.max_queued_per_model)
         self.taps: list[Tap] = []
         """Samplers told of every finished call (``CallRecord``): the monitors, the payload log."""
+        self.traffic: dict[str, Traffic] = {}
+        """Each model's canary split and shadow (set by the admin façade, ``core/admin.py``)."""
+        self.shadows = Shadows(registry, metrics, limits.request_timeout_s)
 
     # -- inference ---------------------------------------------------------------------------------
 
@@ -139,11 +161,17 @@ class DataPlane:
         self.metrics.inflight.labels(ctx.protocol).inc()
         try:
             current_principal().require_model(name)  # a key limited to some models (security/)
-            handle = self.registry.get(name, version)
+            traffic = self.traffic.get(name)
+            if not version and traffic is not None:
+                version = self._route(name, traffic, ctx)
+            handle = self.registry.get(name, version)  # 503 + Retry-After for one not ready (unloaded)
             version_served = handle.version
             self._check(instances, field_of)
+            ctx.served.version = handle.version
             results = await self._run(handle, instances, ctx)
             code = "OK"
+            if traffic is not None and traffic.shadow is not None and traffic.mirrored(random.random()):  # noqa: S311 - a traffic share
+                self.shadows.mirror(name, traffic.shadow.version, handle.version, instances, results)
             if field_of is not None:
                 for i, result in enumerate(results):
                     if isinstance(result, ModelwireError) and result.field is None:
@@ -192,14 +220,14 @@ class DataPlane:
     ) -> InferResponse:
         """The Open Inference Protocol call: tensors in, tensors out. Any failed item fails the request."""
         handle = self.registry.get(name, version, require_ready=False)
-        info = handle.model.info()
+        info = handle.model.info()  # every version of a model takes the same tensors
         instances = tensors_to_instances(info, request.inputs)
-        results = await self.infer(name, instances, version=handle.version, ctx=ctx)
+        results = await self.infer(name, instances, version=version, ctx=ctx)
         for result in results:
             if isinstance(result, ModelwireError):
                 raise result
         outputs = instances_to_tensors(info, results, [o.name for o in request.outputs])
-        return InferResponse(name, handle.version, outputs, id=request.id)
+        return InferResponse(name, ctx.served.version or handle.version, outputs, id=request.id)
 
     async def stream(
         self,
@@ -210,6 +238,7 @@ class DataPlane:
         ctx: CallContext,
         max_pending: int | None = None,
         path: Callable[[Any], str] | None = None,
+        versions: dict[Any, str] | None = None,
     ) -> AsyncGenerator[tuple[Any, Any], None]:
         """Pipeline ``(id, instance)`` pairs; yield each ``(id, output or error)`` as soon as it is ready.
 
@@ -218,7 +247,8 @@ class DataPlane:
         item's error. With ``max_pending``, at most that many requests are taken from ``requests`` and not
         yet handed back: at the bound the stream stops pulling, so a source that reads a socket stops
         reading it (backpressure) instead of queueing without bound. ``path(id)`` is where a request
-        sits in the caller's messages (``$.text``): its error names it.
+        sits in the caller's messages (``$.text``): its error names it. ``versions``, when given, receives
+        ``{id: version that answered}`` before each result is yielded (each request is routed alone).
         """
         self.registry.get(name, version)
         done: asyncio.Queue[tuple[Any, Any] | None] = asyncio.Queue()
@@ -227,20 +257,23 @@ class DataPlane:
 
         async def one(request_id: Any, instance: Any, target: str, target_version: str | None) -> None:
             tracer = active_tracer()
+            own = replace(ctx, served=Served())
             try:
                 where = path(request_id) if path is not None else None
                 if tracer is None or not sampled():
-                    result = await self.predict(target, instance, version=target_version, ctx=ctx, path=where)
+                    result = await self.predict(target, instance, version=target_version, ctx=own, path=where)
                 else:  # export on: each message of a stream is a span of its own
                     attributes = {"modelwire.protocol": ctx.protocol, "modelwire.model": target}
                     trace = current_trace()
                     rid = trace.request_id if trace is not None else ""
                     with server_span(tracer, "predict message", None, rid, attributes, INTERNAL):
                         result = await self.predict(
-                            target, instance, version=target_version, ctx=ctx, path=where
+                            target, instance, version=target_version, ctx=own, path=where
                         )
             except ModelwireError as exc:
                 result = exc
+            if versions is not None and own.served.version is not None:
+                versions[request_id] = own.served.version
             await done.put((request_id, result))
 
         async def feed() -> None:
@@ -278,6 +311,22 @@ class DataPlane:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
+    def _route(self, name: str, traffic: Traffic, ctx: CallContext) -> str | None:
+        key: str | None = None
+        if traffic.sticky == "principal":
+            key = current_principal().id
+        elif traffic.sticky == "header":
+            key = ctx.traffic_key
+        chosen = traffic.pick(key, random.random())  # noqa: S311 - a traffic share
+        if chosen is None:
+            return None
+        try:  # a split naming a version that cannot answer now sends that call to the default instead
+            if self.registry.get(name, chosen, require_ready=False).ready:
+                return chosen
+        except ModelwireError:
+            pass
+        return None
+
     async def _run(self, handle: ModelHandle, instances: Sequence[Any], ctx: CallContext) -> list[Any]:
         now = time.monotonic()
         timeout = self.limits.request_timeout_s
@@ -288,6 +337,8 @@ class DataPlane:
             raise DeadlineExceededError("the deadline passed before the model was called")
         token = use_deadline(now + timeout)  # a model that forwards the call passes the rest on
         slots = self.admission.slots(handle.name)
+        handle.inflight += 1
+        handle.last_used = now
         try:
             async with asyncio.timeout(timeout):
                 if not slots.try_enter():
@@ -301,6 +352,9 @@ class DataPlane:
                 f"model {handle.name!r} did not answer within {timeout:.3g} s", retry_after_s=None
             ) from None
         finally:
+            handle.inflight -= 1
+            if handle.inflight == 0 and handle.drained is not None:
+                handle.drained.set()  # an unload waits for this
             reset_deadline(token)
 
     def _admit(self) -> None:
@@ -362,6 +416,16 @@ class DataPlane:
         Raises ``ModelNotFoundError`` like ``infer`` does.
         """
         return self.registry.get(name, version, require_ready=False).model
+
+    def pick_version(
+        self, name: str, version: str | None = None, *, ctx: CallContext, require_ready: bool = False
+    ) -> str:
+        """The version a call from ``ctx`` would run now: ``version``, else the traffic split's pick for
+        this caller, else the default. A stream of one request pins it, so one version answers it all."""
+        traffic = self.traffic.get(name)
+        if not version and traffic is not None:
+            version = self._route(name, traffic, ctx)
+        return self.registry.get(name, version, require_ready=require_ready).version
 
     def resolve_version(self, name: str, version: str | None = None, *, require_ready: bool = False) -> str:
         """The version ``infer(name, version=version)`` would run: ``version``, or the default one.

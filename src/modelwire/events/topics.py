@@ -1,8 +1,9 @@
 """Topic names: which exist, how a subscription pattern matches one. Pure functions, no I/O.
 
-Topics are ``metrics`` (a live snapshot every second), ``models`` (loaded, unloaded, registered),
-``server`` (ready, stopping), ``alerts`` (alert rules going pending, firing, resolved: monitoring/) and
-``jobs/<id>`` (one job's status and progress). A pattern is a topic, or a
+Topics are ``metrics`` (a live snapshot every second), ``models`` (loaded, unloaded, registered, promoted,
+default and traffic changes: ``core/admin.py``), ``server`` (ready, stopping), ``alerts`` (alert rules going
+pending, firing, resolved: monitoring/) and ``jobs/<id>`` (one job's status and progress). A pattern is a
+topic, or a
 prefix ending in ``/*`` (``jobs/*``: every job), or ``*`` (everything). The client side also takes a
 family named alone (``jobs``) as all of it (``expand_families``).
 """

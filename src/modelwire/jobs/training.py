@@ -18,13 +18,15 @@ from modelwire.core.dataplane import DataPlane
 from modelwire.errors import InvalidInputError
 from modelwire.jobs.store import Job, JobStore, decode_row
 from modelwire.model.base import Model
+from modelwire.model.gate import MODES
 from modelwire.model.repository import ModelRepository
 from modelwire.model.sentiment import SentimentModel, train_sentiment
 
 __all__ = ["Trainer", "TrainingStoppedError", "training_row"]
 
-Register = Callable[[Model], Coroutine[Any, Any, None]]
-"""Load a new model version and add it to the live registry (``app/versions.py``)."""
+Register = Callable[..., Coroutine[Any, Any, Any]]
+"""Load a new model version, add it to the live registry and let the promotion gate decide whether it
+becomes the default: ``register(model, mode=..., by=...)`` returns the verdict (``app/versions.py``)."""
 OnStage = Callable[[str, float], Coroutine[Any, Any, None]]
 
 
@@ -73,6 +75,12 @@ class Trainer:
     async def run(
         self, job: Job, store: JobStore, on_stage: OnStage, stop: threading.Event
     ) -> dict[str, Any]:
+        mode = job.metadata.get("promote")
+        if mode is not None and mode not in MODES:
+            raise InvalidInputError(
+                f"metadata.promote must be one of {', '.join(MODES)} (got {str(mode)[:40]!r})",
+                field="$.metadata.promote",
+            )
         texts: list[str] = []
         labels: list[int] = []
         after = -1
@@ -92,8 +100,11 @@ class Trainer:
         report = await asyncio.to_thread(
             train_sentiment, self.repository, name=job.model, data=(texts, labels), progress=progress
         )
-        await self.register(self.model_version(job.model, report.version))
+        verdict = await self.register(
+            self.model_version(job.model, report.version), mode=mode, by=job.owner or "anonymous"
+        )
         return {
+            **(verdict.to_json() if verdict is not None else {}),
             "version": report.version,
             "accuracy": round(report.accuracy, 4) if report.accuracy == report.accuracy else None,
             "n_train": report.n_train,

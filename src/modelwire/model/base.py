@@ -80,6 +80,9 @@ class Model:
     inputs: ClassVar[tuple[TensorSpec, ...]] = (TensorSpec("input", Datatype.BYTES),)
     outputs: ClassVar[tuple[TensorSpec, ...]] = (TensorSpec("output", Datatype.BYTES),)
     platform: ClassVar[str] = "python"
+    warmup_inputs: ClassVar[tuple[Any, ...]] = ()
+    """Instances run once, as one batch, after ``load`` and before the version is ready (the registry
+    does it), so the first request never pays the cold path. A failing one fails the load."""
 
     def __init__(self, name: str, version: str = "1", **options: Any) -> None:
         self.name = name

@@ -31,13 +31,35 @@ class Runner(Protocol):
     async def run(self, batch: Any) -> list[Any]: ...
 
 
+STATES = ("loading", "ready", "unloading", "unavailable", "failed")
+"""A version's states: ``unavailable`` (known, not loaded) → ``loading`` → ``ready`` (or ``failed``, with
+its reason) → ``unloading`` (in-flight calls finish; new ones get 503) → ``unavailable``."""
+
+
 @dataclass(slots=True)
 class ModelHandle:
-    """One servable (model, version): the model, how it is run, and whether it is ready."""
+    """One servable (model, version): the model, how it is run, and its state (``STATES``)."""
 
     model: Model
     runner: Runner
-    ready: bool = False
+    state: str = "unavailable"
+    reason: str = ""
+    inflight: int = 0
+    """Calls running on this version now (the ``DataPlane`` counts them; an unload waits for zero)."""
+    last_used: float = 0.0
+    """``time.monotonic()`` of the latest call (the memory budget unloads the least recently used)."""
+    make_runner: Callable[[], Runner] | None = None
+    """A fresh runner after an unload closed the old one."""
+    drained: asyncio.Event | None = None
+    """Set by the ``DataPlane`` when the last running call of an unloading version ends."""
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+    @ready.setter
+    def ready(self, value: bool) -> None:
+        self.state, self.reason = ("ready" if value else "unavailable"), ""
 
     @property
     def name(self) -> str:
@@ -148,11 +170,12 @@ def _train_first(
 
 
 class ModelRegistry:
-    """Models by name and version. The newest version (numerically) is the default."""
+    """Models by name and version. The default is the one set (``set_default``), else the newest."""
 
     def __init__(self) -> None:
         self._handles: dict[str, dict[str, ModelHandle]] = {}
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="modelwire-predict")
+        self._defaults: dict[str, str] = {}
         self.unknown_unavailable: str | None = None
         """When set, an unknown model is UNAVAILABLE (503) for this reason, not NOT_FOUND: a gateway
         whose model services do not answer cannot tell which models exist (gateway/router.py sets it)."""
@@ -161,9 +184,15 @@ class ModelRegistry:
         versions = self._handles.setdefault(model.name, {})
         if model.version in versions:
             raise ConfigurationError(f"model {model.name} version {model.version} is configured twice")
-        handle = ModelHandle(model, _runner(model, batching, self._executor, observe))
+        handle = self._handle(model, batching, observe)
         versions[model.version] = handle
         return handle
+
+    def _handle(self, model: Model, batching: BatchingSettings, observe: Any) -> ModelHandle:
+        def make() -> Runner:
+            return _runner(model, batching, self._executor, observe)
+
+        return ModelHandle(model, make(), make_runner=make)
 
     async def add_loaded(self, model: Model, batching: BatchingSettings, observe: Any = None) -> ModelHandle:
         """Add a version at run time: loaded (off the event loop) before it becomes visible, so the
@@ -171,7 +200,7 @@ class ModelRegistry:
         versions = self._handles.get(model.name, {})
         if model.version in versions:
             raise ConfigurationError(f"model {model.name} already has a version {model.version}")
-        handle = ModelHandle(model, _runner(model, batching, self._executor, observe))
+        handle = self._handle(model, batching, observe)
         await self.load(handle)
         self._handles.setdefault(model.name, {})[model.version] = handle
         return handle
@@ -181,13 +210,85 @@ class ModelRegistry:
             await self.load(handle)
 
     async def load(self, handle: ModelHandle) -> None:
+        """Load (and warm up) ``handle``'s model; ``ready`` after, ``failed`` with the reason if it raised."""
         loop = asyncio.get_running_loop()
-        if inspect.iscoroutinefunction(handle.model.load):
-            await handle.model.load()
-        else:
-            await loop.run_in_executor(self._executor, handle.model.load)
+        handle.state, handle.reason = "loading", ""
+        try:
+            if inspect.iscoroutinefunction(handle.model.load):
+                await handle.model.load()
+            else:
+                await loop.run_in_executor(self._executor, handle.model.load)
+            await self._warm_up(handle.model)
+        except BaseException as exc:
+            handle.state, handle.reason = "failed", f"{type(exc).__name__}: {exc}"[:500]
+            raise
         handle.ready = True
         logger.info("model %s version %s ready", handle.name, handle.version)
+
+    async def _warm_up(self, model: Model) -> None:
+        # The model's declared warm-up inputs, run once as one batch before the version is ready, so the
+        # first caller never pays the cold path (lazy imports, first-call allocations, caches).
+        inputs = list(model.warmup_inputs)
+        if not inputs:
+            return
+        if model.is_async:
+            result = model.predict(inputs)
+            outputs = await result if inspect.isawaitable(result) else result
+        else:
+            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, model.predict, inputs)
+        failed = [o for o in outputs if isinstance(o, BaseException)]
+        if failed:
+            raise ConfigurationError(f"warm-up input failed: {failed[0]}")
+
+    async def _call(self, fn: Callable[[], Any]) -> Any:
+        if inspect.iscoroutinefunction(fn):
+            return await fn()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    async def unload(self, handle: ModelHandle, *, drain_s: float = 30.0) -> None:
+        """Stop serving ``handle``: new calls get 503 at once, running ones finish (within ``drain_s``),
+        then its runner closes and its model unloads. ``unavailable`` after; a later ``load`` revives it."""
+        if handle.state in ("unavailable", "unloading"):
+            return
+        handle.state, handle.reason = "unloading", ""
+        if handle.inflight > 0:
+            handle.drained = asyncio.Event()
+            try:
+                await asyncio.wait_for(handle.drained.wait(), drain_s)
+            except TimeoutError:
+                logger.warning(
+                    "model %s version %s: unloading with calls still running", handle.name, handle.version
+                )
+            finally:
+                handle.drained = None
+        close = getattr(handle.runner, "close", None)
+        if close is not None:
+            await close()
+        try:
+            await self._call(handle.model.unload)
+        finally:
+            if handle.make_runner is not None:
+                handle.runner = handle.make_runner()
+            handle.state = "unavailable"
+        logger.info("model %s version %s unloaded", handle.name, handle.version)
+
+    def remove(self, name: str, version: str) -> None:
+        """Forget a version (unloaded first by the caller)."""
+        versions = self._handles.get(name, {})
+        versions.pop(version, None)
+        if self._defaults.get(name) == version:
+            del self._defaults[name]
+
+    def set_default(self, name: str, version: str | None) -> None:
+        """Make ``version`` the default of ``name`` (``None``: back to the newest)."""
+        if version is None:
+            self._defaults.pop(name, None)
+            return
+        self.get(name, version, require_ready=False)  # raises for an unknown one
+        self._defaults[name] = version
+
+    def default_version(self, name: str) -> str:
+        return self.get(name, None, require_ready=False).version
 
     async def unload_all(self) -> None:
         for handle in self.handles():
@@ -218,14 +319,17 @@ class ModelRegistry:
             known = ", ".join(self.names()) or "none"
             raise ModelNotFoundError(f"model {name!r} is not served (served: {known})")
         if version is None or version == "":
-            version = _default_version(versions)
+            chosen = self._defaults.get(name)
+            version = chosen if chosen in versions else _default_version(versions)
         handle = versions.get(version)
         if handle is None:
             raise ModelNotFoundError(
                 f"model {name!r} has no version {version!r} (versions: {', '.join(self.versions(name))})"
             )
         if require_ready and not handle.ready:
-            raise ModelNotReadyError(f"model {name!r} version {version} is not ready yet", retry_after_s=1.0)
+            what = {"failed": f"failed to load ({handle.reason})", "unloading": "unloading"}
+            state = what.get(handle.state, "not loaded" if handle.state == "unavailable" else "not ready yet")
+            raise ModelNotReadyError(f"model {name!r} version {version} is {state}", retry_after_s=1.0)
         return handle
 
 

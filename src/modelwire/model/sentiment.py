@@ -236,6 +236,7 @@ class SentimentModel(Model):
         TensorSpec("confidence", Datatype.FP32),
     )
     platform: ClassVar[str] = "numpy"
+    warmup_inputs: ClassVar[tuple[Any, ...]] = ("I loved this film.", "The service was terribly slow.")
 
     def __init__(self, name: str, version: str = "1", *, repository: ModelRepository, **options: Any):
         super().__init__(name, version, **options)

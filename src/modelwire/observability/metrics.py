@@ -142,6 +142,27 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.shadow_calls = Counter(
+            "modelwire_shadow_calls",
+            "Calls copied to a shadow version, by model, shadow version and outcome (answered, failed, "
+            "timed_out, dropped: too many shadow calls running).",
+            ["model", "version", "outcome"],
+            registry=self.registry,
+        )
+        self.shadow_items = Counter(
+            "modelwire_shadow_items",
+            "Items a shadow version answered, by model, shadow version and whether its answer agreed "
+            "with the live one (agreed: true/false).",
+            ["model", "version", "agreed"],
+            registry=self.registry,
+        )
+        self.shadow_latency = Histogram(
+            "modelwire_shadow_duration_seconds",
+            "How long a shadow version took to answer a copied call.",
+            ["model", "version"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.live = LiveStats()
 
     def connection_opened(self, protocol: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
+from modelwire.core.admin import ModelAdmin
 from modelwire.core.dataplane import DataPlane
 from modelwire.events.bus import EventBus
 from modelwire.jobs.manager import JobManager
@@ -30,6 +31,11 @@ class Facades(Protocol):
     def dataplane(self) -> DataPlane: ...
     @property
     def jobs(self) -> JobManager: ...
+    @property
+    def admin(self) -> ModelAdmin | None:
+        """Model management (``core/admin.py``); every call checks ``models:admin`` itself."""
+        ...
+
     @property
     def events(self) -> EventBus: ...
     @property

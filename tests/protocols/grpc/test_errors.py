@@ -90,6 +90,9 @@ class _Context:
     def time_remaining(self) -> float | None:
         return self.remaining
 
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("traffic-key", "user-7"),)
+
 
 def test_call_context_moves_the_deadline_to_the_monotonic_clock() -> None:
     import time
@@ -100,3 +103,4 @@ def test_call_context_moves_the_deadline_to_the_monotonic_clock() -> None:
     assert ctx.deadline is not None
     assert before + 2.0 <= ctx.deadline <= time.monotonic() + 2.0
     assert call_context(_Context(None)).deadline is None  # type: ignore[arg-type]
+    assert ctx.traffic_key == "user-7"  # what a sticky canary split follows

@@ -170,11 +170,15 @@ function modelEntry(name) {
 function onModelEvent(event) {
   const { name, version, ready } = event.data ?? {};
   if (!name) return;
-  if (event.type === "model.unloaded") {
+  if (["model.unloaded", "model.deleted", "model.removed"].includes(event.type)) {
     const entry = models.get(name);
     entry?.versions.delete(String(version));
     if (entry && entry.versions.size === 0) models.delete(name);
-  } else {
+  } else if (["model.default_changed", "model.rolled_back"].includes(event.type)) {
+    modelEntry(name).defaultVersion = String(version);
+  } else if (event.type === "model.promoted") {
+    modelEntry(name).defaultVersion = String(version);
+  } else if (["model.loaded", "model.registered"].includes(event.type)) {
     modelEntry(name).versions.set(String(version), ready !== false);
   }
   renderModels();
@@ -384,7 +388,7 @@ apiFetch("/v2")
   })
   .catch(() => {});
 
-window.modelwire = { feed, ws, panels: { jobs: $("#jobs-panel"), alerts: $("#alerts-panel") } };
+window.modelwire = { feed, ws, panels: { jobs: $("#jobs-panel"), alerts: $("#alerts-panel") }, refreshModels: loadModels };
 // ---- credentials (servers with authentication on) ---------------------------------------------------
 
 const authForm = byTestId("auth-form");

@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 
-from modelwire.core.dataplane import CallContext
+from modelwire.core.dataplane import TRAFFIC_KEY_HEADER, CallContext
 from modelwire.core.instance_codec import decode_instance
 from modelwire.core.tensors import (
     InferRequest,
@@ -34,6 +34,7 @@ __all__ = [
     "PredictConverter",
     "call_context",
     "metadata_from_domain",
+    "send_version",
 ]
 
 DEFAULT_MODEL = "sentiment"
@@ -59,7 +60,14 @@ def call_context(context: grpc.aio.ServicerContext[Any, Any]) -> CallContext:
     """The client's deadline, moved onto the core's ``time.monotonic()`` clock."""
     remaining: float | None = context.time_remaining()
     deadline = None if remaining is None else time.monotonic() + remaining
-    return CallContext(protocol="grpc", deadline=deadline)
+    key = next((str(v) for k, v in context.invocation_metadata() or () if k == TRAFFIC_KEY_HEADER), None)
+    return CallContext(protocol="grpc", deadline=deadline, traffic_key=key)
+
+
+def send_version(context: grpc.aio.ServicerContext[Any, Any], version: str | None) -> None:
+    """The ``model-version`` trailing metadata: which version answered."""
+    if version is not None:
+        context.set_trailing_metadata((("model-version", version),))
 
 
 # -- modelwire.v1.Predictor --------------------------------------------------------------------------------

@@ -7,11 +7,16 @@ from typing import Any
 
 import grpc
 
-from modelwire.errors import ModelwireError
+from modelwire.errors import ModelwireError, UnavailableError
 from modelwire.protocols.facades import Facades
 from modelwire.protocols.grpc._generated.inference import grpc_service_pb2 as oip
 from modelwire.protocols.grpc._generated.inference import grpc_service_pb2_grpc as oip_grpc
-from modelwire.protocols.grpc.converters import InferConverter, call_context, metadata_from_domain
+from modelwire.protocols.grpc.converters import (
+    InferConverter,
+    call_context,
+    metadata_from_domain,
+    send_version,
+)
 from modelwire.protocols.grpc.errors import error_message, map_errors
 
 __all__ = ["GRPCInferenceServiceServicer"]
@@ -27,6 +32,7 @@ class GRPCInferenceServiceServicer(oip_grpc.GRPCInferenceServiceServicer):  # ty
 
     def __init__(self, services: Facades) -> None:
         self._dataplane = services.dataplane
+        self._admin = services.admin
 
     @map_errors
     async def ServerLive(self, request: Any, context: Context) -> Any:
@@ -55,7 +61,9 @@ class GRPCInferenceServiceServicer(oip_grpc.GRPCInferenceServiceServicer):  # ty
 
     @map_errors
     async def ModelInfer(self, request: Any, context: Context) -> Any:
-        return await self._infer(request, context)
+        response = await self._infer(request, context)
+        send_version(context, response.model_version)
+        return response
 
     @map_errors
     async def ModelStreamInfer(
@@ -76,3 +84,39 @@ class GRPCInferenceServiceServicer(oip_grpc.GRPCInferenceServiceServicer):  # ty
             request.model_name, domain, version=request.model_version or None, ctx=call_context(context)
         )
         return InferConverter.from_domain(response, raw=raw)
+
+    # -- the repository extension (ModelAdmin checks models:admin) -------------------------------------
+
+    def _models(self) -> Any:
+        if self._admin is None:
+            raise UnavailableError("this process does not manage models", retry_after_s=None)
+        return self._admin
+
+    @map_errors
+    async def RepositoryIndex(self, request: Any, context: Context) -> Any:
+        rows = self._models().index(ready_only=request.ready)
+        return oip.RepositoryIndexResponse(
+            models=[
+                oip.RepositoryIndexResponse.ModelIndex(
+                    name=r["name"],
+                    version=r["version"],
+                    state=_OIP_STATE.get(r["state"], "UNAVAILABLE"),
+                    reason=r["reason"],
+                )
+                for r in rows
+            ]
+        )
+
+    @map_errors
+    async def RepositoryModelLoad(self, request: Any, context: Context) -> Any:
+        version = request.parameters["version"].string_param if "version" in request.parameters else ""
+        await self._models().load(request.model_name, version or None)
+        return oip.RepositoryModelLoadResponse()
+
+    @map_errors
+    async def RepositoryModelUnload(self, request: Any, context: Context) -> Any:
+        await self._models().unload(request.model_name)
+        return oip.RepositoryModelUnloadResponse()
+
+
+_OIP_STATE = {"ready": "READY", "loading": "LOADING", "unloading": "UNLOADING"}

@@ -11,7 +11,7 @@ from modelwire.errors import InvalidInputError, ModelwireError
 from modelwire.protocols.facades import Facades
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2 as pb
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2_grpc as pb_grpc
-from modelwire.protocols.grpc.converters import PredictCall, PredictConverter, call_context
+from modelwire.protocols.grpc.converters import PredictCall, PredictConverter, call_context, send_version
 from modelwire.protocols.grpc.errors import map_errors
 
 __all__ = ["PredictorServicer"]
@@ -36,10 +36,11 @@ class PredictorServicer(pb_grpc.PredictorServicer):  # type: ignore[misc]
     @map_errors
     async def Predict(self, request: Any, context: Context) -> Any:
         call = PredictConverter.to_domain(request, self._max_depth)
-        result = await self._dataplane.predict(
-            call.model, call.instance, version=call.version, ctx=call_context(context)
-        )
-        return PredictConverter.from_domain(result, call.model, self._version(call))
+        ctx = call_context(context)
+        result = await self._dataplane.predict(call.model, call.instance, version=call.version, ctx=ctx)
+        version = ctx.served.version or self._version(call)
+        send_version(context, version)
+        return PredictConverter.from_domain(result, call.model, version)
 
     @map_errors
     async def ListModels(self, request: Any, context: Context) -> Any:
@@ -66,8 +67,10 @@ class PredictorServicer(pb_grpc.PredictorServicer):  # type: ignore[misc]
                     )
                 yield message.id, other.instance
 
-        version = self._version(call)
-        results = self._dataplane.stream(call.model, items(), version=call.version, ctx=call_context(context))
+        ctx = call_context(context)
+        version = self._dataplane.pick_version(call.model, call.version, ctx=ctx)  # one stream, one version
+        send_version(context, version)
+        results = self._dataplane.stream(call.model, items(), version=version, ctx=ctx)
         async for request_id, result in results:
             if isinstance(result, ModelwireError):
                 yield pb.StreamOutput(id=request_id, error=PredictConverter.error_from_domain(result))

@@ -1,6 +1,6 @@
 """The gRPC listener: grpc.aio on the running event loop (the same one as REST), over the same ``Facades``.
 
-It serves ``modelwire.v1.Predictor``, ``modelwire.v1.Events``, ``modelwire.v1.Jobs``,
+It serves ``modelwire.v1.Predictor``, ``modelwire.v1.Events``, ``modelwire.v1.Jobs``, ``modelwire.v1.Admin``,
 ``inference.GRPCInferenceService``, ``grpc.health.v1.Health`` (SERVING while ``DataPlane.ready()``,
 NOT_SERVING from the moment a stop begins) and, unless turned off in settings, server reflection (v1alpha,
 which grpcurl understands).
@@ -23,6 +23,8 @@ from modelwire.protocols.facades import Facades
 from modelwire.protocols.grpc._generated.inference import grpc_service_pb2 as oip
 from modelwire.protocols.grpc._generated.inference import grpc_service_pb2_grpc as oip_grpc
 from modelwire.protocols.grpc._generated.modelwire.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
     events_pb2,
     events_pb2_grpc,
     jobs_pb2,
@@ -32,6 +34,7 @@ from modelwire.protocols.grpc._generated.modelwire.v1 import (
 )
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2 as pb
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2_grpc as pb_grpc
+from modelwire.protocols.grpc.admin import AdminServicer
 from modelwire.protocols.grpc.auth import SecurityInterceptor
 from modelwire.protocols.grpc.events import EventsServicer
 from modelwire.protocols.grpc.health import HealthServicer
@@ -49,6 +52,7 @@ SERVICE_NAMES: tuple[str, ...] = (
     events_pb2.DESCRIPTOR.services_by_name["Events"].full_name,
     jobs_pb2.DESCRIPTOR.services_by_name["Jobs"].full_name,
     monitoring_pb2.DESCRIPTOR.services_by_name["Monitoring"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
 )
 HEALTH_POLL_S = 0.5
 
@@ -105,6 +109,7 @@ def _reflection_pool() -> descriptor_pool.DescriptorPool:
         events_pb2.DESCRIPTOR,
         jobs_pb2.DESCRIPTOR,
         monitoring_pb2.DESCRIPTOR,
+        admin_pb2.DESCRIPTOR,
         health_pb2.DESCRIPTOR,
     )
     rich = (status_pb2.DESCRIPTOR, error_details_pb2.DESCRIPTOR)
@@ -147,6 +152,7 @@ async def start_grpc_server(
     events_pb2_grpc.add_EventsServicer_to_server(EventsServicer(services), server)
     jobs_pb2_grpc.add_JobsServicer_to_server(JobsServicer(services), server)
     monitoring_pb2_grpc.add_MonitoringServicer_to_server(MonitoringServicer(services), server)
+    admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(services), server)
     oip_grpc.add_GRPCInferenceServiceServicer_to_server(GRPCInferenceServiceServicer(services), server)
     health = HealthServicer(SERVICE_NAMES)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

@@ -31,6 +31,7 @@ from modelwire.protocols.http.disconnect import ClientDisconnectedError
 from modelwire.protocols.http.errors import handle_http_exception, handle_modelwire_error, handle_unexpected
 from modelwire.protocols.http.hotpath import HotPathMiddleware, HotRoute
 from modelwire.protocols.http.openapi import body, merge_components, responses, v2_body
+from modelwire.protocols.http.rest.admin import add_admin_routes
 from modelwire.protocols.http.rest.apidocs import add_api_docs_routes
 from modelwire.protocols.http.rest.dashboard import add_dashboard_routes
 from modelwire.protocols.http.rest.jobs import add_jobs_routes
@@ -49,6 +50,7 @@ __all__ = ["DirectRoute", "create_app"]
 # What a page allowed by CORS may read besides the simple response headers.
 _CORS_EXPOSED = (
     "location",
+    "model-version",
     "retry-after",
     "ratelimit-limit",
     "ratelimit-remaining",
@@ -170,6 +172,7 @@ def create_app(services: Facades, *, hot_path: bool = True) -> FastAPI:
     add_jobs_routes(app, services)
     add_monitoring_routes(app, services)
     add_auth_routes(app, services)
+    add_admin_routes(app, services)
     # (end of adapter routes)
 
     if services.settings.observability.metrics:

@@ -28,7 +28,7 @@ async def test_predict_all(server: ThreadedServer) -> None:
     answers = await example.predict_all(ws_url(server), texts)
     assert [answers[i]["sentiment"] for i in range(len(texts))] == ["positive", "negative"] * 50
     echoed = await example.predict_all(ws_url(server), ["ok", "bad"], model="echo")
-    assert echoed[0] == {"echo": "ok", "length": 2}
+    assert echoed[0] == {"echo": "ok", "length": 2, "version": "1"}
     assert echoed[1]["error"]["code"] == "INVALID_ARGUMENT"
 
 

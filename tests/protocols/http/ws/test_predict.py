@@ -39,6 +39,7 @@ async def test_predict_over_json(server: ThreadedServer) -> None:
         assert 0.5 < reply["confidence"] <= 1.0
         assert await ask(ws, {"id": 2, "op": "predict", "text": "hello", "model": "echo"}) == {
             "id": 2,
+            "version": "1",  # which version answered
             "echo": "hello",
             "length": 5,
         }
@@ -88,6 +89,7 @@ async def test_model_endpoint(server: ThreadedServer) -> None:
     async with connect(ws_url(server, "/v1/models/echo/ws")) as ws:
         assert await ask(ws, {"id": 1, "op": "predict", "text": "hi", "version": "1"}) == {
             "id": 1,
+            "version": "1",
             "echo": "hi",
             "length": 2,
         }
@@ -96,6 +98,7 @@ async def test_model_endpoint(server: ThreadedServer) -> None:
         assert reply["error"]["field"] == "$.model"
         assert await ask(ws, {"id": 3, "op": "predict", "text": "ok", "model": "echo"}) == {
             "id": 3,
+            "version": "1",
             "echo": "ok",
             "length": 2,
         }

@@ -8,7 +8,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelwire.core.dataplane import CallContext
+from modelwire.core.dataplane import TRAFFIC_KEY_HEADER, CallContext
 from modelwire.errors import InvalidInputError, ModelwireError
 from modelwire.protocols.facades import Facades
 from modelwire.protocols.http.body import decode_json, encode, read_body
@@ -18,8 +18,9 @@ from modelwire.protocols.http.schemas import PredictRequest
 __all__ = ["V1Routes"]
 
 
-def _json(value: Any, status: int = 200) -> Response:
-    return Response(encode(value), status, media_type="application/json")
+def _json(value: Any, status: int = 200, version: str | None = None) -> Response:
+    headers = {"Model-Version": version} if version is not None else None
+    return Response(encode(value), status, headers=headers, media_type="application/json")
 
 
 def _item(result: Any) -> Any:
@@ -59,15 +60,15 @@ class V1Routes:
             )
         field = given[0]
         value = getattr(body, field)
-        ctx = CallContext("rest")
+        ctx = CallContext("rest", traffic_key=request.headers.get(TRAFFIC_KEY_HEADER))
         if field in ("text", "instance"):
             work = self.dataplane.predict(name, value, version=version, ctx=ctx, path=f"$.{field}")
-            return _json(await until_disconnected(request.receive, work))
+            return _json(await until_disconnected(request.receive, work), version=ctx.served.version)
         if not value:
             raise InvalidInputError(f"'{field}' must hold at least one item", field=f"$.{field}")
         work = self.dataplane.infer(name, value, version=version, ctx=ctx, path=f"$.{field}")
         results = await until_disconnected(request.receive, work)
-        return _json({"predictions": [_item(r) for r in results]})
+        return _json({"predictions": [_item(r) for r in results]}, version=ctx.served.version)
 
     async def list_models(self, request: Request) -> Response:
         return _json({"models": self.dataplane.list_models()})

@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelwire.core.dataplane import CallContext
+from modelwire.core.dataplane import TRAFFIC_KEY_HEADER, CallContext
 from modelwire.protocols.facades import Facades
 from modelwire.protocols.http.body import encode, read_body
 from modelwire.protocols.http.disconnect import until_disconnected
@@ -62,15 +62,13 @@ class V2Routes:
         timeout_us = infer_request.parameters.get("timeout")
         if isinstance(timeout_us, int) and timeout_us > 0:
             deadline = time.monotonic() + timeout_us / 1e6
-        ctx = CallContext("rest", deadline)
+        ctx = CallContext("rest", deadline, traffic_key=request.headers.get(TRAFFIC_KEY_HEADER))
         response = await until_disconnected(
             request.receive, self.dataplane.infer_tensors(name, infer_request, version=version, ctx=ctx)
         )
         content, json_size = encode_response(response, infer_request)
+        headers = {"Model-Version": response.model_version}
         if json_size is None:
-            return Response(content, media_type="application/json")
-        return Response(
-            content,
-            media_type="application/octet-stream",
-            headers={"Inference-Header-Content-Length": str(json_size)},
-        )
+            return Response(content, headers=headers, media_type="application/json")
+        headers["Inference-Header-Content-Length"] = str(json_size)
+        return Response(content, media_type="application/octet-stream", headers=headers)

@@ -17,7 +17,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from modelwire.core.dataplane import CallContext
+from modelwire.core.dataplane import TRAFFIC_KEY_HEADER, CallContext
 from modelwire.errors import (
     InternalError,
     InvalidInputError,
@@ -135,11 +135,12 @@ class SSERoutes:
                 f"the batch has {len(values)} items; the limit is {limits.max_batch_items}",
                 field=f"$.{field}",
             )
-        # unknown or unready: the JSON error, not a stream
-        self.services.dataplane.resolve_version(name, version, require_ready=True)
+        # unknown or unready: the JSON error, not a stream; one version answers the whole request
+        ctx = CallContext("sse", traffic_key=request.headers.get(TRAFFIC_KEY_HEADER))
+        version = self.services.dataplane.pick_version(name, version, ctx=ctx, require_ready=True)
         self._admit()
         chunks = self._prediction_chunks(name, version, field, values)
-        return EventStreamResponse(chunks, self.services.metrics)
+        return EventStreamResponse(chunks, self.services.metrics, headers={"Model-Version": version})
 
     async def _prediction_chunks(
         self, name: str, version: str | None, field: str, values: list[Any]

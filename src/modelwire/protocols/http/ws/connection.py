@@ -83,6 +83,8 @@ class Connection:
         self._ended = asyncio.Event()
         self.throttle: MessageThrottle | None = None
         """The per-connection message rate (``throttle.py``), when rate limits are on."""
+        self.traffic_key: str | None = None
+        """The handshake's ``Traffic-Key`` (a sticky canary split follows it)."""
 
     async def run(self) -> None:
         replier = self._spawn(self._reply())
@@ -233,19 +235,23 @@ class Connection:
         await self._send(framing.ack("subscribed", op.topic, op.id))
 
     async def _reply(self) -> None:
+        versions: dict[Any, str] = {}  # which version answered each request, filled by the DataPlane
         results = self.services.dataplane.stream(
             self.model,
             self._requests(),
-            ctx=CallContext("ws"),
+            ctx=CallContext("ws", traffic_key=self.traffic_key),
             max_pending=self.settings.max_inflight,
             path=lambda key: f"$.{key[1]}",  # the request's key is (its id, the field holding the item)
+            versions=versions,
         )
         async with contextlib.aclosing(results):  # leaving early cancels what is still in flight
-            async for (request_id, _field), result in results:
+            async for key, result in results:
+                request_id = key[0]
+                version = versions.pop(key, None)
                 if isinstance(result, ModelwireError):
                     await self._send(framing.error(request_id, result))
                 else:
-                    await self._send(framing.prediction(request_id, result))
+                    await self._send(framing.prediction(request_id, result, version))
 
     async def _push(self, subscription: Subscription) -> None:
         try:

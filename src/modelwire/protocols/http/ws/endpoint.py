@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.routing import WebSocketRoute
 
+from modelwire.core.dataplane import TRAFFIC_KEY_HEADER
 from modelwire.errors import (
     InternalError,
     ModelwireError,
@@ -104,6 +105,7 @@ class WebSocketEndpoints:
             if await channel.accept(subprotocol):
                 codec = framing.Codec(subprotocol, max_depth=self.services.settings.limits.max_json_depth)
                 connection = Connection(self.services, channel, codec, model, fixed_model=fixed_model)
+                connection.traffic_key = _traffic_key(scope)
                 if self.limited:
                     rate, burst = self.rate_limits.ws_messages_per_s, self.rate_limits.ws_message_burst
                     connection.throttle = MessageThrottle(rate, burst, asyncio.get_running_loop().time)
@@ -189,3 +191,12 @@ def add_ws_routes(app: FastAPI, services: Facades) -> None:
         routes.append(WebSocketRoute("/v1/ws/echo", _ASGI(endpoints.echo), name="ws_echo"))
     app.router.routes.extend(routes)
     app.router.default = _NotFound(app.router.default)
+
+
+def _traffic_key(scope: Scope) -> str | None:
+    """The handshake's ``Traffic-Key`` header: the key a ``"sticky": "header"`` split follows."""
+    wanted = TRAFFIC_KEY_HEADER.encode()
+    for name, value in scope.get("headers", ()):
+        if name.lower() == wanted:
+            return bytes(value).decode("latin-1")
+    return None

@@ -168,11 +168,15 @@ def _predict(message: dict[str, Any], request_id: RequestId | None) -> Predict |
 # -- server messages ---------------------------------------------------------------------------------
 
 
-def prediction(request_id: RequestId, output: Any) -> dict[str, Any]:
-    """The model's output object plus ``id``; any other output as ``{"id", "result"}``."""
-    if isinstance(output, Mapping):
-        return {"id": request_id, **output}
-    return {"id": request_id, "result": output}
+def prediction(request_id: RequestId, output: Any, version: str | None = None) -> dict[str, Any]:
+    """The model's output object plus ``id`` and the ``version`` that answered; any other output as
+    ``{"id", "result", "version"}``."""
+    message = (
+        {"id": request_id, **output} if isinstance(output, Mapping) else {"id": request_id, "result": output}
+    )
+    if version is not None:
+        message["version"] = version
+    return message
 
 
 def error(request_id: RequestId | None, exc: ModelwireError) -> dict[str, Any]:

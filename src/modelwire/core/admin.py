@@ -1,0 +1,397 @@
+"""``ModelAdmin``: the admin façade every wire calls to manage models (REST ``/v1/admin`` and the Open
+Inference repository extension, gRPC ``modelwire.v1.Admin`` and ``RepositoryIndex``/``...Load``/``...Unload``,
+the CLI through them).
+
+It is the one place that decides: every method requires ``models:admin`` of the current principal (so no
+wire can skip it), takes the model's lock (two changes to one model never interleave), changes the
+registry and the ``DataPlane``'s traffic, persists the serving state (``model/versions.py``), and
+publishes the change on the ``models`` topic with who did it (``"by": <principal id>``).
+
+Version lifecycle: ``unavailable`` → ``loading`` → ``ready`` | ``failed`` → ``unloading`` → ``unavailable``
+(``model/registry.py``). The default version is the one set here, else the newest; a rollback returns the
+default to the one before it and ends any split.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from modelwire.core.dataplane import DataPlane
+from modelwire.errors import FailedPreconditionError, InvalidInputError, ModelNotFoundError
+from modelwire.model.base import Model
+from modelwire.model.gate import Verdict, judge
+from modelwire.model.registry import ModelHandle
+from modelwire.model.traffic import Shadow, Traffic, parse_traffic
+from modelwire.model.versions import VersionCatalog
+from modelwire.security.principal import Scope, current_principal
+from modelwire.settings import BatchingSettings
+
+__all__ = ["ModelAdmin", "Publish"]
+
+logger = logging.getLogger("modelwire.model")
+
+Publish = Callable[[str, Mapping[str, Any]], Awaitable[Any]]
+"""Publish an event of ``type`` with ``data`` on the ``models`` topic (the app passes the event bus)."""
+Batching = Callable[[str], BatchingSettings]
+MAX_HISTORY = 20
+
+
+def _who() -> str:
+    principal = current_principal()
+    principal.require(Scope.MODELS_ADMIN)
+    return principal.id
+
+
+class ModelAdmin:
+    """Model management over one ``DataPlane`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        catalog: VersionCatalog,
+        publish: Publish,
+        batching: Batching,
+        observe: Callable[[str], Any] | None = None,
+        on_ready: Callable[[ModelHandle], None] | None = None,
+    ) -> None:
+        self.dataplane = dataplane
+        self.registry = dataplane.registry
+        self.catalog = catalog
+        self._publish = publish
+        self._batching = batching
+        self._observe = observe
+        self._on_ready = on_ready or (lambda handle: None)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._history: dict[str, list[str]] = {}
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    # -- start-up -----------------------------------------------------------------------------------
+
+    def restore(self) -> None:
+        """Apply each model's saved serving state (default, history, traffic) to the registry. Called
+        once at start-up; a saved version that is gone is ignored with a warning."""
+        for name in self.registry.names():
+            state = self.catalog.read_serving(name)
+            if not state:
+                continue
+            known = set(self.registry.versions(name))
+            default = state.get("default")
+            if isinstance(default, str) and default in known:
+                self.registry.set_default(name, default)
+            elif default is not None:
+                logger.warning(
+                    "model %s: saved default version %r is not served; using the newest", name, default
+                )
+            history = state.get("history")
+            if isinstance(history, list):
+                self._history[name] = [str(v) for v in history if str(v) in known][-MAX_HISTORY:]
+            traffic = state.get("traffic")
+            if isinstance(traffic, dict):
+                try:
+                    parsed = parse_traffic(traffic, Traffic())
+                except InvalidInputError as exc:
+                    logger.warning("model %s: ignoring its saved traffic (%s)", name, exc)
+                    continue
+                if all(v in known for v in parsed.versions) and (
+                    parsed.shadow is None or parsed.shadow.version in known
+                ):
+                    self._set_traffic(name, parsed)
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    def index(self, *, ready_only: bool = False) -> list[dict[str, Any]]:
+        """Every model version, served or on disk: ``[{"name", "version", "state", "reason"}]``."""
+        _who()
+        out: list[dict[str, Any]] = []
+        for name in self.registry.names():
+            for row in self._versions(name):
+                if not ready_only or row["state"] == "ready":
+                    out.append({"name": name, **{k: row[k] for k in ("version", "state", "reason")}})
+        return out
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """One model: its default, versions (state, reason, recorded metrics), traffic and history."""
+        _who()
+        self.registry.get(name, None, require_ready=False)  # 404 for an unknown model
+        return {
+            "name": name,
+            "default_version": self.registry.default_version(name),
+            "versions": self._versions(name),
+            "traffic": self._traffic(name).to_json(),
+            "history": list(self._history.get(name, [])),
+            "pinned": self.catalog.pinned(name),
+        }
+
+    def _versions(self, name: str) -> list[dict[str, Any]]:
+        served = set(self.registry.versions(name))
+        default = self.registry.default_version(name)
+        rows = []
+        for version in sorted(served | set(self.catalog.on_disk(name)), key=_order):
+            if version in served:
+                handle = self.registry.get(name, version, require_ready=False)
+                state, reason = handle.state, handle.reason
+            else:
+                state, reason = "unavailable", "on disk, not loaded"
+            rows.append(
+                {
+                    "version": version,
+                    "state": state,
+                    "reason": reason,
+                    "default": version == default,
+                    "metrics": self.catalog.metrics(name, version),
+                }
+            )
+        return rows
+
+    def _traffic(self, name: str) -> Traffic:
+        return self.dataplane.traffic.get(name) or Traffic()
+
+    # -- loading ------------------------------------------------------------------------------------
+
+    async def load(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """Load ``version`` (default: the default version), from the repository when it is not served
+        yet. Returns its row; a load that fails leaves it ``failed`` with the reason, and raises."""
+        who = _who()
+        async with self._lock(name):
+            handle = await self._load(name, version)
+        await self._publish("model.loaded", {"name": name, "version": handle.version, "by": who})
+        return self.describe(name)
+
+    async def _load(self, name: str, version: str | None) -> ModelHandle:
+        try:
+            handle = self.registry.get(name, version, require_ready=False)
+        except ModelNotFoundError:
+            if version is None or not self.catalog.in_repository(name):
+                raise
+            served = self.registry.get(name, None, require_ready=False).model
+            model = self.catalog.model(name, version, served.options)
+            observe = self._observe(name) if self._observe is not None else None
+            handle = self.registry.add(model, self._batching(name), observe)
+        if handle.state in ("ready", "loading"):
+            return handle
+        if handle.state == "unloading":
+            raise FailedPreconditionError(
+                f"model {name!r} version {handle.version} is unloading; load it again when it is unloaded"
+            )
+        try:
+            await self.registry.load(handle)
+        except Exception as exc:  # the load's own failure (a missing file, a failed warm-up): its reason
+            raise FailedPreconditionError(
+                f"model {name!r} version {handle.version} failed to load: {handle.reason}"
+            ) from exc
+        self._on_ready(handle)
+        return handle
+
+    async def unload(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """Unload one version, or every version of the model (``version=None``, as the Open Inference
+        repository extension's unload does). Calls in flight finish; new ones get 503 + Retry-After."""
+        who = _who()
+        async with self._lock(name):
+            self.registry.get(name, None, require_ready=False)
+            versions = [version] if version else self.registry.versions(name)
+            handles = [self.registry.get(name, v, require_ready=False) for v in versions]
+            for handle in handles:
+                await self.registry.unload(handle)
+                self._on_ready(handle)
+        for handle in handles:
+            await self._publish("model.unloaded", {"name": name, "version": handle.version, "by": who})
+        return self.describe(name)
+
+    async def delete(self, name: str, version: str) -> dict[str, Any]:
+        """Unload a version, forget it and delete its artifact. Not the default, nor one taking traffic."""
+        who = _who()
+        async with self._lock(name):
+            if not self.catalog.in_repository(name):
+                raise FailedPreconditionError(
+                    f"model {name!r} is not a repository model: its artifact is not modelwire's to delete"
+                )
+            if version not in self.catalog.on_disk(name) and version not in self.registry.versions(name):
+                raise ModelNotFoundError(f"model {name!r} has no version {version!r}")
+            if version == self.registry.default_version(name):
+                raise FailedPreconditionError(
+                    f"version {version} is the default of {name!r}: set another default first"
+                )
+            traffic = self._traffic(name)
+            if version in traffic.versions or (traffic.shadow and traffic.shadow.version == version):
+                raise FailedPreconditionError(
+                    f"version {version} of {name!r} takes traffic: take it out of the split first"
+                )
+            if version in self.registry.versions(name):
+                handle = self.registry.get(name, version, require_ready=False)
+                await self.registry.unload(handle)
+                self._on_ready(handle)
+                self.registry.remove(name, version)
+            self._history[name] = [v for v in self._history.get(name, []) if v != version]
+            self.catalog.delete(name, version)
+            self._save(name)
+        await self._publish("model.deleted", {"name": name, "version": version, "by": who})
+        return self.describe(name)
+
+    async def register(self, model: Model, *, mode: str | None = None, by: str = "system") -> Verdict:
+        """Serve a new version (a training job's result, a version found in the repository) and let the
+        promotion gate (``model/gate.py``; ``mode`` overrides the model's ``promotion.mode``) decide
+        whether it becomes the default. It is loaded (and warmed up) before anyone can be routed to it;
+        until the verdict the current default stays pinned, so no call reaches an unjudged version."""
+        name = model.name
+        async with self._lock(name):
+            previous = self.registry.default_version(name) if name in self.registry.names() else None
+            if previous is not None:
+                self.registry.set_default(name, previous)
+            observe = self._observe(name) if self._observe is not None else None
+            try:
+                handle = await self.registry.add_loaded(model, self._batching(name), observe)
+            except Exception as exc:  # kept, as failed with its reason, for the repository index
+                failed = self.registry.add(model, self._batching(name), observe)
+                failed.state, failed.reason = "failed", f"{type(exc).__name__}: {exc}"[:500]
+                raise FailedPreconditionError(
+                    f"model {name!r} version {model.version} failed to load: {failed.reason}"
+                ) from exc
+            self._on_ready(handle)
+            promotion = self.catalog.promotion(name)
+            verdict = judge(
+                mode or promotion.mode,
+                self.catalog.metrics(name, model.version),
+                self.catalog.metrics(name, previous) if previous is not None else None,
+                margin=promotion.margin,
+                floor=promotion.floor,
+                current_version=previous,
+            )
+            if verdict.promoted:
+                if previous is not None:
+                    history = self._history.setdefault(name, [])
+                    history.append(previous)
+                    del history[:-MAX_HISTORY]
+                self.registry.set_default(name, model.version)
+            self._save(name)
+        event = {"name": name, "version": model.version, "ready": handle.ready, "by": by}
+        await self._publish("model.registered", event)
+        await self._publish("model.loaded", event)
+        outcome = "model.promoted" if verdict.promoted else "model.not_promoted"
+        await self._publish(
+            outcome,
+            {
+                "name": name,
+                "version": model.version,
+                "previous": previous,
+                "reason": verdict.reason,
+                "by": by,
+            },
+        )
+        return verdict
+
+    async def retire(self, name: str, version: str, *, by: str = "repository") -> bool:
+        """A version whose folder left the repository: drained, unloaded and forgotten. The default version
+        and versions taking traffic keep serving (from memory) until that changes; returns whether it went."""
+        async with self._lock(name):
+            if version not in self.registry.versions(name):
+                return False
+            traffic = self._traffic(name)
+            in_use = version in traffic.versions or (
+                traffic.shadow is not None and traffic.shadow.version == version
+            )
+            if version == self.registry.default_version(name) or in_use:
+                logger.warning(
+                    "model %s version %s left the repository but is the default or takes traffic: kept",
+                    name,
+                    version,
+                )
+                return False
+            handle = self.registry.get(name, version, require_ready=False)
+            await self.registry.unload(handle)
+            self._on_ready(handle)
+            self.registry.remove(name, version)
+            self._history[name] = [v for v in self._history.get(name, []) if v != version]
+            self._save(name)
+        await self._publish("model.removed", {"name": name, "version": version, "by": by})
+        return True
+
+    # -- serving ------------------------------------------------------------------------------------
+
+    async def set_default(self, name: str, version: str, *, reason: str | None = None) -> dict[str, Any]:
+        """Make ``version`` the default (loaded first if needed). The previous default is remembered for
+        ``rollback``. A split is kept; its versions keep their shares."""
+        who = _who()
+        if not isinstance(version, str) or not version:
+            raise InvalidInputError('name the version: {"version": "2"}', field="$.version")
+        async with self._lock(name):
+            previous = self.registry.default_version(name)
+            await self._load(name, version)
+            if version != previous:
+                history = self._history.setdefault(name, [])
+                history.append(previous)
+                del history[:-MAX_HISTORY]
+            self.registry.set_default(name, version)
+            self._save(name)
+        data = {"name": name, "version": version, "previous": previous, "by": who}
+        if reason is not None:
+            data["reason"] = reason
+        await self._publish("model.default_changed", data)
+        return self.describe(name)
+
+    async def set_traffic(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Change the split and/or the shadow (``model/traffic.py``), loading the versions it names. The
+        change applies to the next call; calls running keep their version."""
+        who = _who()
+        if not isinstance(body, Mapping):
+            raise InvalidInputError("send an object with versions, sticky and/or shadow", field="$")
+        async with self._lock(name):
+            self.registry.get(name, None, require_ready=False)
+            traffic = parse_traffic(body, self._traffic(name))
+            for version in [*traffic.versions, *([traffic.shadow.version] if traffic.shadow else [])]:
+                await self._load(name, version)
+            self._set_traffic(name, traffic)
+            self._save(name)
+        await self._publish("model.traffic_changed", {"name": name, **traffic.to_json(), "by": who})
+        return self.describe(name)
+
+    async def rollback(self, name: str) -> dict[str, Any]:
+        """Return the default and all traffic to the previous default; the split and shadow end."""
+        who = _who()
+        async with self._lock(name):
+            history = self._history.get(name, [])
+            current = self.registry.default_version(name)
+            while history and (history[-1] == current or history[-1] not in self.registry.versions(name)):
+                history.pop()
+            if not history:
+                raise FailedPreconditionError(
+                    f"model {name!r} has no previous default version to roll back to"
+                )
+            previous = history[-1]
+            await self._load(name, previous)
+            history.pop()
+            self.registry.set_default(name, previous)
+            self._set_traffic(name, Traffic())
+            self._save(name)
+        await self._publish(
+            "model.rolled_back", {"name": name, "version": previous, "from": current, "by": who}
+        )
+        return self.describe(name)
+
+    def _set_traffic(self, name: str, traffic: Traffic) -> None:
+        if traffic.versions or traffic.shadow is not None:
+            self.dataplane.traffic[name] = traffic
+        else:
+            self.dataplane.traffic.pop(name, None)
+
+    def _save(self, name: str) -> None:
+        chosen = self.registry.default_version(name) if name in self.registry.names() else None
+        self.catalog.write_serving(
+            name,
+            {
+                "default": chosen,
+                "history": self._history.get(name, []),
+                "traffic": self._traffic(name).to_json(),
+            },
+        )
+
+    def shadow_of(self, name: str) -> Shadow | None:
+        return self._traffic(name).shadow
+
+
+def _order(version: str) -> tuple[int, int | str]:
+    return (0, int(version)) if version.isdigit() else (1, version)
