@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -279,7 +280,10 @@ def user_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     (package / "models.py").write_text(USER_MODULE)
     (package / "broken.py").write_text("def oops(:\n")
     (package / "raises.py").write_text("raise RuntimeError('import-time failure')\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
+    # Not monkeypatch.syspath_prepend: it calls pkg_resources when some module is loaded as it, and the
+    # pkg_resources that kosoku (the Autobahn suite) puts in sys.modules lacks what it calls.
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    importlib.invalidate_caches()
     yield "userpkg"
     for name in [m for m in sys.modules if m == "userpkg" or m.startswith("userpkg.")]:
         del sys.modules[name]
