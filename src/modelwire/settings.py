@@ -643,8 +643,8 @@ class MonitoringSettings(_Section):
     sample_rate: float = Field(default=1.0, ge=0.0, le=1.0)
     """The share of requests sampled into the monitors' buffer."""
     max_samples_per_s: int = Field(default=200, ge=1, le=1_000_000)
-    """At most this many requests a second are sampled (each process): the monitors' cost stays bounded
-    under load, and windows count sampled requests (docs/monitoring.md, "Cost")."""
+    """At most this many items (texts, instances) a second are sampled (each process), a big batch only
+    its first items: the monitors' cost and memory stay bounded under load (docs/monitoring.md, "Cost")."""
     buffer: int = Field(default=20_000, ge=16, le=10_000_000)
     """Samples waiting for the next computation; past it, new samples are dropped and counted."""
     max_window: int = Field(default=20_000, ge=16, le=10_000_000)

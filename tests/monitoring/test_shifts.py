@@ -142,3 +142,30 @@ async def test_a_silence_stops_the_announcements_not_the_state(model: SentimentM
     assert told == []  # nobody was told
     (alert,) = service.alerts()["alerts"]
     assert (alert["state"], alert["silenced"]) == ("firing", True)
+
+
+async def test_a_big_batch_is_sampled_as_its_first_items_within_the_budget() -> None:
+    """A job's 512-row batch must not sit whole in the buffer: the budget counts items, so the buffer
+    holds at most ``max_samples_per_s`` items a second, whatever the batch size."""
+    settings = Settings.model_validate({"monitoring": {"max_samples_per_s": 50}})
+    service = MonitoringService(
+        settings,
+        LocalEventBus(),
+        Metrics(),
+        served=lambda: [Served("sentiment", "1", ("1",))],
+        reference=lambda name, version: None,
+        saturation=lambda: 0.0,
+        queue_age=_none,
+    )
+    now = float(int(time.time()))
+    batch = [f"row {i}" for i in range(512)]
+    results = [{"sentiment": "positive", "confidence": 0.9}] * 512
+    for _ in range(3):  # one second: 50 items in all, the first call's first 50
+        service.record(CallRecord("jobs", "sentiment", "1", batch, results, 0.01, "OK", now))
+    sampled = list(service._buffer)
+    assert [len(call.instances) for call in sampled] == [50]
+    assert list(sampled[0].instances) == batch[:50]
+    assert sampled[0].results is not None
+    assert len(sampled[0].results) == 50
+    service.record(CallRecord("jobs", "sentiment", "1", batch[:3], results[:3], 0.01, "OK", now + 1))
+    assert [len(call.instances) for call in service._buffer] == [50, 3]  # a new second, a new budget

@@ -61,6 +61,26 @@ class Call(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class _Sample:
+    """The first items of a call bigger than what is left of a second's sampling budget."""
+
+    model: str
+    version: str | None
+    instances: Sequence[Any]
+    results: Sequence[Any] | None
+    latency_s: float
+    code: str
+    time: float
+
+    @classmethod
+    def first(cls, call: Call, n: int) -> _Sample:
+        results = call.results[:n] if call.results is not None else None
+        return cls(
+            call.model, call.version, call.instances[:n], results, call.latency_s, call.code, call.time
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Served:
     """A served model: its name, default version and every version."""
 
@@ -124,13 +144,17 @@ class MonitoringService:
         second = int(call.time)
         if second != self._second:
             self._second, self._taken = second, 0
-        if self._taken >= self._per_second:
+        room = self._per_second - self._taken
+        if room <= 0:
             return  # this second's samples are taken: the cost stays bounded under load
-        self._taken += 1
         if len(self._buffer) >= self._limit:
             self.dropped += 1
             self._dropped.inc()
             return
+        items = len(call.instances)
+        if items > room:  # a big batch (a job's, a client's): its first items only, not its whole body
+            call = _Sample.first(call, room)
+        self._taken += max(1, min(items, room))
         self._buffer.append(call)
 
     # -- the timer ----------------------------------------------------------------------------------
