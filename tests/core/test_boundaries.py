@@ -34,23 +34,26 @@ ALLOWED: dict[str, set[str]] = {
     "core": FOUNDATION | {"model", "security", "observability"},
     "events": FOUNDATION | {"security", "observability"},
     "jobs": FOUNDATION | {"core", "model", "security", "events", "observability"},
+    "features": FOUNDATION | {"security", "observability"},
     "backends.urls": set(),
-    "backends.sqlite": FOUNDATION | {"jobs", "events", "security", "backends.urls"},
-    "backends.redis": FOUNDATION | {"jobs", "events", "security", "backends.urls", "backends.queue"},
+    "backends.sqlite": FOUNDATION | {"jobs", "events", "features", "security", "backends.urls"},
+    "backends.redis": FOUNDATION
+    | {"jobs", "events", "features", "security", "backends.urls", "backends.queue"},
     "backends.queue": FOUNDATION,  # the interface a broker implements, for the queue adapter
     "backends.rabbitmq": FOUNDATION | {"backends.queue", "backends.urls"},
     "backends.nats": FOUNDATION | {"backends.queue"},
     "backends.resolve": FOUNDATION
-    | {"jobs", "events", "security", "backends.urls", "backends.sqlite", "backends.redis"}
+    | {"jobs", "events", "features", "security", "backends.urls", "backends.sqlite", "backends.redis"}
     | {"backends.queue", "backends.rabbitmq", "backends.nats"},
     "outbound": FOUNDATION | {"events", "observability", "backends.queue"},
     "gateway": FOUNDATION | {"core", "model", "observability", "client", "protocols.grpc._generated"},
-    "protocols.facades": FOUNDATION | {"core", "jobs", "events", "security", "observability"},
+    "protocols.facades": FOUNDATION | {"core", "jobs", "events", "features", "security", "observability"},
     "protocols.grpc": FOUNDATION
     | {
         "core",
         "jobs",
         "events",
+        "features",
         "security",
         "observability",
         "protocols.facades",
@@ -62,7 +65,8 @@ ALLOWED: dict[str, set[str]] = {
     | {"protocols.asyncapi"}
     | {"protocols.http.ws"},  # only protocols/http/app.py, the app factory, composes the sub-adapters
     "protocols.http.rest": FOUNDATION
-    | {"core", "jobs", "security", "observability", "protocols.facades", "protocols.http", "dashboard"},
+    | {"core", "jobs", "features", "security", "observability", "protocols.facades", "protocols.http"}
+    | {"dashboard"},
     "protocols.http.sse": FOUNDATION
     | {"core", "events", "security", "observability", "protocols.facades", "protocols.http"},
     "protocols.http.ws": FOUNDATION
@@ -73,7 +77,7 @@ ALLOWED: dict[str, set[str]] = {
     "app": FOUNDATION
     | {"core", "model", "security", "events", "jobs", "observability", "backends.resolve", "outbound"}
     | {"gateway", "protocols.grpc", "protocols.http", "protocols.facades", "console"}
-    | {"protocols.queues", "backends.queue"},
+    | {"protocols.queues", "backends.queue", "features"},
     "client": FOUNDATION | {"events", "jobs", "protocols.grpc._generated"},
     "console": {"client"},
     "cli": FOUNDATION
@@ -94,7 +98,8 @@ TRANSPORTS = (
     "websockets",
     "httpx",
 )
-NO_TRANSPORT = {"core", "model", "jobs", "events", "security", "backends.urls", "backends.sqlite"}
+NO_TRANSPORT = {"core", "model", "jobs", "events", "features", "security", "backends.urls"}
+NO_TRANSPORT |= {"backends.sqlite"}
 NO_TRANSPORT |= {"backends.redis", "backends.resolve", "observability", "settings", "errors"}
 NO_TRANSPORT |= {
     "backends.queue",

@@ -17,6 +17,7 @@ from modelwire.security.ratelimit import MemoryRateLimiter, RateLimiter, rate_li
 
 if TYPE_CHECKING:
     from modelwire.backends.queue import EventTransport, QueueBroker
+    from modelwire.features.store import FeatureStore
     from modelwire.jobs.store import JobStore
     from modelwire.settings import EventSinkSettings, QueueSettings, Settings
 
@@ -24,12 +25,14 @@ __all__ = [
     "describe_jobs_backend",
     "open_event_bus",
     "open_event_transport",
+    "open_feature_store",
     "open_job_store",
     "open_queue_broker",
     "open_rate_limiter",
 ]
 
 JOBS_FILE = "jobs.sqlite3"
+FEATURES_FILE = "features.sqlite3"
 
 
 def open_job_store(settings: Settings) -> JobStore:
@@ -47,6 +50,20 @@ def open_job_store(settings: Settings) -> JobStore:
     raise ConfigurationError(
         f"jobs backend {backend!r} is not known: use 'sqlite' (the embedded default) or redis://host:port/db"
     )
+
+
+def open_feature_store(settings: Settings) -> FeatureStore:
+    """The online feature store ``settings.features.store`` names. No I/O: call ``open()`` on it."""
+    store = settings.features.store
+    if is_sqlite_url(store):
+        from modelwire.backends.sqlite.features import SqliteFeatureStore
+
+        return SqliteFeatureStore(sqlite_path(store, settings.data_dir, FEATURES_FILE))
+    if is_redis_url(store):
+        from modelwire.backends.redis.features import RedisFeatureStore
+
+        return RedisFeatureStore.from_url(store)
+    raise ConfigurationError(f"features.store {store!r} is not known: use 'sqlite' or redis://host:port/db")
 
 
 def open_event_bus(settings: Settings) -> EventBus:
