@@ -267,7 +267,8 @@ class AuthSettings(_Section):
 class RateLimitRule(_Section):
     """A token bucket: ``rate_per_s`` tokens a second, at most ``burst`` saved up.
 
-    ``scope`` (``predict``, ``jobs:read``, ``jobs:write``, ``models:admin``, ``events`` or ``*``) and
+    ``scope`` (``predict``, ``jobs:read``, ``jobs:write``, ``models:admin``, ``events``, ``features:read``,
+    ``features:write`` or ``*``) and
     ``model`` (a model name or ``*``) say which requests it counts; the most specific rule applies.
     """
 

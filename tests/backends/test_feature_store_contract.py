@@ -1,6 +1,6 @@
 """What every online feature store does, run against each one (``[sqlite]``, ``[redis]``), through the
 ``FeatureService`` façade as every wire uses it: typed values, last-write-wins by event time, TTL,
-many entities × many features in one store call, sharing between processes, scopes."""
+many entities x many features in one store call, sharing between processes, scopes."""
 
 from __future__ import annotations
 

@@ -73,7 +73,7 @@ def test_a_model_asking_for_an_undefined_feature_is_refused_naming_it() -> None:
     views = FeatureViews.from_settings(Settings(feature_views=[GOOD]).feature_views)
     views.check_model("churn", ["user_stats:avg_rating"])
     with pytest.raises(
-        ConfigurationError, match="model 'churn' declares features .* no feature 'avg' in view"
+        ConfigurationError, match=r"model 'churn' declares features .* no feature 'avg' in view"
     ):
         views.check_model("churn", ["user_stats:avg"])
     with pytest.raises(ConfigurationError, match="no view 'orders'"):

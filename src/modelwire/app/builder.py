@@ -15,12 +15,15 @@ from modelwire.app.versions import ModelVersions, batching_for
 from modelwire.backends.resolve import (
     open_event_bus,
     open_event_transport,
+    open_feature_store,
     open_job_store,
     open_rate_limiter,
 )
 from modelwire.core.dataplane import DataPlane
 from modelwire.events.bus import EventBus
 from modelwire.events.publishers import MetricsPublisher
+from modelwire.features.service import FeatureService
+from modelwire.features.views import FeatureViews
 from modelwire.jobs.manager import JobManager
 from modelwire.jobs.training import Trainer
 from modelwire.jobs.webhooks import WebhookDispatcher
@@ -67,6 +70,9 @@ def build_services(
         versions=versions,
         jobs=_jobs(settings, dataplane, bus, versions),
         publisher=publisher,
+        features=FeatureService(
+            FeatureViews.from_settings(settings.feature_views), open_feature_store(settings), metrics
+        ),
         event_sinks=_event_sinks(settings, bus, metrics),
     )
     follow_remote_jobs(services)  # jobs on Redis: act on other processes' job events too

@@ -64,6 +64,8 @@ async def start_services(services: Services) -> None:
         services.metrics.model_ready.labels(handle.name, handle.version).set(1)
         await services.events.publish("models", "model.loaded", model_event(handle))
     await services.jobs.start()
+    if len(services.features.views):  # no views: no feature store file, no connection
+        await services.features.open()
     await services.events.publish("server", "server.ready", {"ready": services.dataplane.ready()})
     services.publisher.start()
 
@@ -106,6 +108,7 @@ async def stop_services(services: Services) -> None:
     for handle in services.registry.handles():
         services.metrics.model_ready.labels(handle.name, handle.version).set(0)
     await services.registry.unload_all()
+    await services.features.close()
     await asyncio.gather(*(sink.stop() for sink in services.event_sinks))
     await services.security.close()
 

@@ -13,6 +13,7 @@ from modelwire.app.versions import ModelVersions
 from modelwire.core.dataplane import DataPlane
 from modelwire.events.bus import EventBus
 from modelwire.events.publishers import MetricsPublisher
+from modelwire.features.service import FeatureService
 from modelwire.jobs.manager import JobManager
 from modelwire.model.registry import ModelRegistry
 from modelwire.observability.metrics import Metrics
@@ -39,6 +40,8 @@ class Services:
     """Async jobs: submit, poll, cancel (``jobs/``); its workers run while the services run."""
     publisher: MetricsPublisher
     """The ``metrics`` topic's per-second snapshot, started with the services."""
+    features: FeatureService
+    """Feature views and the online store (``features/``); the store opens when views are configured."""
     event_sinks: list[EventSink] = field(default_factory=list)
     """``[[event_sinks]]``: chosen topics published to brokers, started and stopped with the services."""
     closing: asyncio.Event = field(default_factory=asyncio.Event)

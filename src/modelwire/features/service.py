@@ -58,7 +58,8 @@ class FeatureValue:
 class Column:
     values: list[Any] = field(default_factory=list)
     statuses: list[Status] = field(default_factory=list)
-    event_timestamps: list[str] = field(default_factory=list)
+    event_timestamps: list[float | None] = field(default_factory=list)
+    """Epoch seconds; ``None`` for the entity columns and absent values (rendered as the epoch)."""
 
 
 @dataclass(slots=True)
@@ -72,7 +73,11 @@ class OnlineFeatures:
         return {
             "metadata": {"feature_names": self.feature_names},
             "results": [
-                {"values": c.values, "statuses": c.statuses, "event_timestamps": c.event_timestamps}
+                {
+                    "values": c.values,
+                    "statuses": c.statuses,
+                    "event_timestamps": [_EPOCH if t is None else rfc3339(t) for t in c.event_timestamps],
+                }
                 for c in self.results
             ],
         }
@@ -174,7 +179,7 @@ class FeatureService:
         rows = [{name: columns[name][i] for name in columns} for i in range(n)]
         values = await self.lookup(refs, rows, where="entities")
         names = list(columns)
-        out = [Column(columns[name], [PRESENT] * n, [_EPOCH] * n) for name in names]
+        out = [Column(columns[name], [PRESENT] * n, [None] * n) for name in names]
         seen = set(names)
         for j, ref in enumerate(refs):
             name = f"{ref.view}__{ref.feature}" if full_feature_names else ref.feature
@@ -191,7 +196,7 @@ class FeatureService:
                 value = row[j]
                 column.values.append(value.value)
                 column.statuses.append(value.status)
-                column.event_timestamps.append(rfc3339(value.event_ts) if value.event_ts else _EPOCH)
+                column.event_timestamps.append(value.event_ts)
             out.append(column)
         return OnlineFeatures(names, out)
 

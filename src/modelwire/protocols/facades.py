@@ -12,6 +12,7 @@ from typing import Protocol
 
 from modelwire.core.dataplane import DataPlane
 from modelwire.events.bus import EventBus
+from modelwire.features.service import FeatureService
 from modelwire.jobs.manager import JobManager
 from modelwire.observability.metrics import Metrics
 from modelwire.security.policy import SecurityPolicy
@@ -31,6 +32,8 @@ class Facades(Protocol):
     def jobs(self) -> JobManager: ...
     @property
     def events(self) -> EventBus: ...
+    @property
+    def features(self) -> FeatureService: ...
     @property
     def security(self) -> SecurityPolicy: ...
     @property

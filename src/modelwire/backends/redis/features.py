@@ -1,11 +1,13 @@
 """The Redis online feature store: one hash per (view, entity), ``<prefix>features:<view>:<entity>``.
 
-Fields: ``v:<feature>`` the JSON value, ``t:<feature>`` its event time (epoch seconds), ``@newest`` the newest
-event time in the hash. One Lua script (``_WRITE``) writes all the rows of one entity: per feature it
-replaces the value only when the row's event time is strictly newer than the stored one, so a late or
-replayed event changes nothing, and Redis runs the script with nothing interleaved (atomic per entity).
-The key expires one TTL after its newest value expired (``PEXPIREAT newest + 2 * ttl``): until then an
-expired value is still read and reported as ``OUTSIDE_MAX_AGE``, then Redis purges it.
+Fields: ``v:<feature>`` the JSON value, ``t:<feature>`` its event time (epoch seconds). One Lua script
+(``_WRITE``) writes all the rows of one entity: per feature it replaces the value only when the row's
+event time is strictly newer than the stored one, so a late or replayed event changes nothing, and Redis
+runs the script with nothing interleaved (atomic per entity).
+
+The key expires twice the view's TTL after its last applied write (``PEXPIRE``), counted from the write,
+not from the event time: a value pushed already old is still read and reported as ``OUTSIDE_MAX_AGE``
+(and a replay of it skipped) for that long, then Redis purges the entity's hash if nothing newer came.
 
 A batch is one pipeline of scripts, a read one pipeline of ``HGETALL``: one round trip each.
 """
@@ -29,9 +31,6 @@ __all__ = ["RedisFeatureStore"]
 _WRITE = """
 local key = KEYS[1]
 local purge_ms = tonumber(ARGV[1])
-local stored = redis.call('HGET', key, '@newest')
-local newest = 0
-if stored then newest = tonumber(stored) end
 local applied = 0
 local i = 2
 while i <= #ARGV do
@@ -46,15 +45,13 @@ while i <= #ARGV do
     if (not old) or tonumber(old) < ts then
       redis.call('HSET', key, 'v:' .. name, ARGV[i + 1], 't:' .. name, ts_text)
       changed = true
-      if ts > newest then newest = ts end
     end
     i = i + 2
   end
   if changed then applied = applied + 1 end
 end
 if applied > 0 then
-  redis.call('HSET', key, '@newest', string.format('%.17g', newest))
-  redis.call('PEXPIREAT', key, math.floor(newest * 1000 + purge_ms))
+  redis.call('PEXPIRE', key, purge_ms)
 end
 return applied
 """

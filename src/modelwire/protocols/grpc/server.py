@@ -1,9 +1,9 @@
 """The gRPC listener: grpc.aio on the running event loop (the same one as REST), over the same ``Facades``.
 
 It serves ``modelwire.v1.Predictor``, ``modelwire.v1.Events``, ``modelwire.v1.Jobs``,
-``inference.GRPCInferenceService``, ``grpc.health.v1.Health`` (SERVING while ``DataPlane.ready()``,
-NOT_SERVING from the moment a stop begins) and, unless turned off in settings, server reflection (v1alpha,
-which grpcurl understands).
+``modelwire.v1.Features``, ``inference.GRPCInferenceService``, ``grpc.health.v1.Health`` (SERVING while
+``DataPlane.ready()``, NOT_SERVING from the moment a stop begins) and, unless turned off in settings,
+server reflection (v1alpha, which grpcurl understands).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from modelwire.protocols.grpc._generated.inference import grpc_service_pb2_grpc 
 from modelwire.protocols.grpc._generated.modelwire.v1 import (
     events_pb2,
     events_pb2_grpc,
+    features_pb2,
+    features_pb2_grpc,
     jobs_pb2,
     jobs_pb2_grpc,
 )
@@ -32,6 +34,7 @@ from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2 as pb
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2_grpc as pb_grpc
 from modelwire.protocols.grpc.auth import SecurityInterceptor
 from modelwire.protocols.grpc.events import EventsServicer
+from modelwire.protocols.grpc.features import FeaturesServicer
 from modelwire.protocols.grpc.health import HealthServicer
 from modelwire.protocols.grpc.inference import GRPCInferenceServiceServicer
 from modelwire.protocols.grpc.jobs import JobsServicer
@@ -45,6 +48,7 @@ SERVICE_NAMES: tuple[str, ...] = (
     oip.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
     events_pb2.DESCRIPTOR.services_by_name["Events"].full_name,
     jobs_pb2.DESCRIPTOR.services_by_name["Jobs"].full_name,
+    features_pb2.DESCRIPTOR.services_by_name["Features"].full_name,
 )
 HEALTH_POLL_S = 0.5
 
@@ -96,8 +100,9 @@ def _reflection_pool() -> descriptor_pool.DescriptorPool:
     # reflection client (grpcurl) decodes them only if it can ask for their descriptors.
     pool = descriptor_pool.DescriptorPool()
     files = (pb.DESCRIPTOR, oip.DESCRIPTOR, events_pb2.DESCRIPTOR, jobs_pb2.DESCRIPTOR, health_pb2.DESCRIPTOR)
+    files_more = (features_pb2.DESCRIPTOR,)
     rich = (status_pb2.DESCRIPTOR, error_details_pb2.DESCRIPTOR)
-    for file in (*files, *rich, reflection_pb2.DESCRIPTOR):
+    for file in (*files, *files_more, *rich, reflection_pb2.DESCRIPTOR):
         _add_file(pool, file)
     return pool
 
@@ -135,6 +140,7 @@ async def start_grpc_server(
     pb_grpc.add_PredictorServicer_to_server(PredictorServicer(services), server)
     events_pb2_grpc.add_EventsServicer_to_server(EventsServicer(services), server)
     jobs_pb2_grpc.add_JobsServicer_to_server(JobsServicer(services), server)
+    features_pb2_grpc.add_FeaturesServicer_to_server(FeaturesServicer(services), server)
     oip_grpc.add_GRPCInferenceServiceServicer_to_server(GRPCInferenceServiceServicer(services), server)
     health = HealthServicer(SERVICE_NAMES)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

@@ -33,6 +33,7 @@ from modelwire.protocols.http.hotpath import HotPathMiddleware, HotRoute
 from modelwire.protocols.http.openapi import body, merge_components, responses, v2_body
 from modelwire.protocols.http.rest.apidocs import add_api_docs_routes
 from modelwire.protocols.http.rest.dashboard import add_dashboard_routes
+from modelwire.protocols.http.rest.features import add_feature_routes
 from modelwire.protocols.http.rest.jobs import add_jobs_routes
 from modelwire.protocols.http.rest.v1 import V1Routes
 from modelwire.protocols.http.rest.v2 import V2Routes
@@ -167,6 +168,7 @@ def create_app(services: Facades, *, hot_path: bool = True) -> FastAPI:
     add_ws_routes(app, services)
     add_sse_routes(app, services)
     add_jobs_routes(app, services)
+    add_feature_routes(app, services)
     add_auth_routes(app, services)
     # (end of adapter routes)
 
