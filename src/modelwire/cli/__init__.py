@@ -15,6 +15,7 @@ _COMMANDS = (
     "watch",
     "train",
     "jobs",
+    "features",
     "keys",
     "certs",
 )
