@@ -51,12 +51,10 @@ class RestFeatureWire:
             while chunk := list(itertools.islice(it, PUSH_CHUNK)):
                 yield "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in chunk).encode()
 
-        return await self._json(
-            "POST",
-            path,
-            content=ndjson(),
-            headers={"content-type": "application/x-ndjson"},
+        streamed: dict[str, Any] = await self._json(
+            "POST", path, content=ndjson(), headers={"content-type": "application/x-ndjson"}
         )
+        return streamed
 
     async def views(self) -> list[dict[str, Any]]:
         answer = await self._json("GET", "/v1/features")
