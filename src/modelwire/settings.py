@@ -494,8 +494,9 @@ class FeatureSourceSettings(_BrokerSection):
     """Where malformed events go, with the reason (default: ``<queue>.dlq``, Redis ``<queue>:dlq``)."""
     group: str = Field(default="modelwire-features", min_length=1, max_length=200)
     """NATS durable consumer / Redis consumer group."""
-    jetstream: str | None = "MODELWIRE_FEATURES"
-    """NATS: the JetStream stream that keeps the subject (created if missing)."""
+    jetstream: str | None = None
+    """NATS: the JetStream stream that keeps the subject, created if missing (default
+    ``MODELWIRE_FEATURES_<VIEW>``). Only JetStream is consumed: at-least-once."""
     prefetch: int = Field(default=256, ge=1, le=65535)
     """Unacknowledged events at most (backpressure): RabbitMQ prefetch, JetStream max_ack_pending, Redis
     XREADGROUP COUNT."""

@@ -15,6 +15,7 @@ import pytest
 from modelwire.security.keys import KeyStore
 from modelwire.security.principal import Scope
 from modelwire.settings import Settings
+from tests.features.brokers import under  # noqa: F401 - the fixture: each durable broker in turn
 from tests.redis_server import delete_prefix
 from tests.serving import ThreadedServer
 

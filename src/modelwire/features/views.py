@@ -13,6 +13,15 @@ from modelwire.settings import FeatureViewSettings
 __all__ = ["FeatureRef", "FeatureView", "FeatureViews", "coerce"]
 
 
+_KIND_WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "string": "a string",
+    "bool": "true or false",
+    "float_vector": "a list of numbers",
+}
+
+
 def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -41,7 +50,7 @@ def coerce(kind: str, value: Any, where: str) -> Any:
             return value
     elif kind == "float_vector" and isinstance(value, list) and all(map(_finite, value)):
         return [float(v) for v in value]
-    raise InvalidInputError(f"{where} must be a {kind.replace('_', ' ')}, not {value!r:.60}", field=where)
+    raise InvalidInputError(f"{where} must be {_KIND_WORDS[kind]}, not {value!r:.60}", field=where)
 
 
 @dataclass(frozen=True, slots=True)
