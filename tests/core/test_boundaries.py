@@ -34,7 +34,7 @@ ALLOWED: dict[str, set[str]] = {
     "core": FOUNDATION | {"model", "security", "observability"},
     "events": FOUNDATION | {"security", "observability"},
     "jobs": FOUNDATION | {"core", "model", "security", "events", "observability"},
-    "features": FOUNDATION | {"security", "observability", "backends.queue"},
+    "features": FOUNDATION | {"model", "security", "observability", "backends.queue"},
     "backends.urls": set(),
     "backends.sqlite": FOUNDATION | {"jobs", "events", "features", "security", "backends.urls"},
     "backends.redis": FOUNDATION

@@ -22,6 +22,7 @@ from modelwire.backends.resolve import (
 from modelwire.core.dataplane import DataPlane
 from modelwire.events.bus import EventBus
 from modelwire.events.publishers import MetricsPublisher
+from modelwire.features.join import join_features
 from modelwire.features.service import FeatureService
 from modelwire.features.views import FeatureViews
 from modelwire.jobs.manager import JobManager
@@ -52,7 +53,12 @@ def build_services(
     )
     metrics = Metrics()
     registry = ModelRegistry()
-    for model in models if models is not None else build_models(settings, progress=progress):
+    features = FeatureService(
+        FeatureViews.from_settings(settings.feature_views), open_feature_store(settings), metrics
+    )
+    timeout = settings.limits.request_timeout_s
+    for built in models if models is not None else build_models(settings, progress=progress):
+        model = join_features(built, features, timeout_s=timeout)  # a model declaring features gets them
         registry.add(model, batching_for(settings, model.name), metrics.batch_size.labels(model.name).observe)
     dataplane = DataPlane(registry, settings.limits, metrics)
     bus = events or open_event_bus(settings)
@@ -70,9 +76,7 @@ def build_services(
         versions=versions,
         jobs=_jobs(settings, dataplane, bus, versions),
         publisher=publisher,
-        features=FeatureService(
-            FeatureViews.from_settings(settings.feature_views), open_feature_store(settings), metrics
-        ),
+        features=features,
         event_sinks=_event_sinks(settings, bus, metrics),
     )
     follow_remote_jobs(services)  # jobs on Redis: act on other processes' job events too

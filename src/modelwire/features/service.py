@@ -222,6 +222,8 @@ class FeatureService:
                 lookups.setdefault((name, key), len(lookups))
             keys.append(by_view)
         stored = await self.store.read(list(lookups))
+        if self.metrics is not None:
+            self.metrics.feature_store_reads.inc()
         now = self.clock()
         out: list[list[FeatureValue]] = []
         metrics = self.metrics

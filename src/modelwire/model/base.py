@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import inspect
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -78,6 +78,13 @@ class Model:
     inputs: ClassVar[tuple[TensorSpec, ...]] = (TensorSpec("input", Datatype.BYTES),)
     outputs: ClassVar[tuple[TensorSpec, ...]] = (TensorSpec("output", Datatype.BYTES),)
     platform: ClassVar[str] = "python"
+    features: ClassVar[tuple[str, ...]] = ()
+    """Online features the model needs (``("user_stats:avg_rating", ...)``; docs/features.md): a request's
+    instance then carries ``{"entity": {"user_id": "u42"}, ...}`` and reaches ``predict`` with
+    ``"features": {"user_stats:avg_rating": 4.5, ...}`` added, fetched for the whole batch in one store
+    call (``features/join.py``)."""
+    feature_defaults: ClassVar[Mapping[str, Any]] = {}
+    """What a missing or expired feature reads as; a feature without a default fails the item instead."""
 
     def __init__(self, name: str, version: str = "1", **options: Any) -> None:
         self.name = name

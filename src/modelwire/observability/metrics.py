@@ -111,6 +111,11 @@ class Metrics:
             ["view", "status"],
             registry=self.registry,
         )
+        self.feature_store_reads = Counter(
+            "modelwire_feature_store_reads",
+            "Round trips to the online feature store for reads (one per get-online-features call or batch).",
+            registry=self.registry,
+        )
         self.feature_age = Histogram(
             "modelwire_feature_age_seconds",
             "Age (now minus event time) of the feature values read, by view.",
