@@ -138,10 +138,7 @@ async def test_one_store_read_per_batch_over_rest_and_grpc(server: ThreadedServe
                 client.post("/v1/models/churn/predict", json={"instance": {"entity": {"user_id": good}}})
                 for _ in range(40)
             ]
-            grpc_calls = [
-                stub.Predict(pb.Input(model="churn", instance=instance))
-                for _ in range(20)
-            ]
+            grpc_calls = [stub.Predict(pb.Input(model="churn", instance=instance)) for _ in range(20)]
             answers = await asyncio.gather(*rest_calls, *grpc_calls)
         for answer in answers[:40]:
             assert answer.json()["label"] == "stay", answer.text
