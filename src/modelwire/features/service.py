@@ -226,7 +226,8 @@ class FeatureService:
             self.metrics.feature_store_reads.inc()
         now = self.clock()
         out: list[list[FeatureValue]] = []
-        metrics = self.metrics
+        statuses: dict[tuple[str, str], int] = {}
+        ages: dict[str, list[float]] = {}
         for by_view in keys:
             values = []
             for ref in refs:
@@ -238,10 +239,15 @@ class FeatureService:
                     fresh = age <= views[ref.view].ttl_s
                     status = PRESENT if fresh else OUTSIDE_MAX_AGE
                     value = FeatureValue(got[0] if fresh else None, status, got[1])
-                    if metrics is not None:
-                        metrics.feature_age.labels(ref.view).observe(max(age, 0.0))
-                if metrics is not None:
-                    metrics.feature_reads.labels(ref.view, value.status).inc()
+                    ages.setdefault(ref.view, []).append(age)
+                statuses[(ref.view, value.status)] = statuses.get((ref.view, value.status), 0) + 1
                 values.append(value)
             out.append(values)
+        if self.metrics is not None:  # counted once per call, not per value (the labels lookup costs ~1 µs)
+            for (view, status), n in statuses.items():
+                self.metrics.feature_reads.labels(view, status).inc(n)
+            for view, seen in ages.items():
+                histogram = self.metrics.feature_age.labels(view)
+                for age in seen:
+                    histogram.observe(max(age, 0.0))
         return out

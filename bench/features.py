@@ -1,0 +1,144 @@
+"""``GetOnlineFeatures`` calls/s and p99 for 1 and 100 entities x 10 features, on each store, against a
+plain redis-py ``HGETALL`` pipeline (the floor: the same Redis round trip with nothing around it).
+
+A real server (services + gRPC listener on 127.0.0.1, auth off) with one view of 10 float features and
+``--entities`` users written first; then one client calls in a closed loop for ``--seconds`` per case
+(concurrency 1: latency, not throughput under load). Also the ``FeatureService`` called in-process (the
+store path without gRPC), to show what the wire adds. Redis on 127.0.0.1:6379.
+
+    python bench/features.py --seconds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+from redis.asyncio import Redis
+
+from modelwire.app.builder import build_services
+from modelwire.app.lifecycle import start_services, stop_services
+from modelwire.protocols.grpc._generated.modelwire.v1 import features_pb2 as pb
+from modelwire.protocols.grpc._generated.modelwire.v1 import features_pb2_grpc as pb_grpc
+from modelwire.protocols.grpc.server import start_grpc_server
+from modelwire.settings import Settings
+
+REDIS = "redis://127.0.0.1:6379/0"
+FEATURES = [f"f{i}" for i in range(10)]
+
+
+async def timed(call: Callable[[], Awaitable[Any]], seconds: float) -> tuple[float, float, float, float]:
+    """(calls/s, p50 µs, p99 µs, CPU µs per call of this process: client and server) in a closed loop."""
+    for _ in range(50):
+        await call()
+    latencies = []
+    cpu = time.process_time()
+    end = time.perf_counter() + seconds
+    while (now := time.perf_counter()) < end:
+        await call()
+        latencies.append(time.perf_counter() - now)
+    cpu = time.process_time() - cpu
+    latencies.sort()
+    return (
+        len(latencies) / seconds,
+        statistics.median(latencies) * 1e6,
+        latencies[int(len(latencies) * 0.99)] * 1e6,
+        cpu / len(latencies) * 1e6,
+    )
+
+
+async def bench_store(
+    store: str, users: int, seconds: float
+) -> list[tuple[str, int, tuple[float, float, float]]]:
+    prefix = f"bench-{uuid.uuid4().hex[:8]}:"
+    url = f"{REDIS}?prefix={prefix}" if store == "redis" else "sqlite"
+    view = {
+        "name": "stats",
+        "entities": ["user_id"],
+        "ttl_s": 86400,
+        "features": dict.fromkeys(FEATURES, "float"),
+    }
+    with tempfile.TemporaryDirectory() as data_dir:
+        settings = Settings(data_dir=Path(data_dir), feature_views=[view], features={"store": url})
+        services = build_services(settings, models=[])
+        await start_services(services)
+        listener = await start_grpc_server(services, "127.0.0.1", 0)
+        out = []
+        try:
+            rows = [{"user_id": f"u{i}", **{f: float(i) for f in FEATURES}} for i in range(users)]
+            await services.features.push("stats", rows)
+            refs = [f"stats:{f}" for f in FEATURES]
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{listener.port}") as channel:
+                stub = pb_grpc.FeaturesStub(channel)
+                for n in (1, 100):
+                    ids = [f"u{i}" for i in range(n)]
+                    request = pb.GetOnlineFeaturesRequest(
+                        features=refs,
+                        entities=[
+                            pb.EntityColumn(
+                                name="user_id", values=[pb.FeatureValue(string_value=u) for u in ids]
+                            )
+                        ],
+                    )
+                    out.append(
+                        (
+                            f"{store} gRPC GetOnlineFeatures",
+                            n,
+                            await timed(lambda r=request: stub.GetOnlineFeatures(r), seconds),
+                        )
+                    )
+                    entities = {"user_id": ids}
+                    out.append(
+                        (
+                            f"{store} FeatureService.get_online (no wire)",
+                            n,
+                            await timed(lambda e=entities: services.features.get_online(refs, e), seconds),
+                        )
+                    )
+                    if store == "redis":
+                        client = Redis.from_url(REDIS)
+                        keys = [f'{prefix}features:stats:["{u}"]' for u in ids]
+
+                        async def floor(keys: list[str] = keys, client: Redis = client) -> Any:
+                            async with client.pipeline(transaction=False) as pipe:
+                                for key in keys:
+                                    pipe.hgetall(key)
+                                return await pipe.execute()
+
+                        out.append(("redis-py HGETALL pipeline (floor)", n, await timed(floor, seconds)))
+                        await client.aclose()
+        finally:
+            await listener.stop(0)
+            await stop_services(services)
+            if store == "redis":
+                client = Redis.from_url(REDIS)
+                keys = [k async for k in client.scan_iter(match=prefix + "*", count=1000)]
+                if keys:
+                    await client.delete(*keys)
+                await client.aclose()
+        return out
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--entities", type=int, default=1000, help="users written before reading")
+    args = parser.parse_args()
+    print(f"{'path':48} {'entities':>8} {'calls/s':>9} {'p50 µs':>8} {'p99 µs':>8} {'CPU µs':>8}")
+    for store in ("sqlite", "redis"):
+        for name, n, (rate, p50, p99, cpu) in await bench_store(store, args.entities, args.seconds):
+            print(f"{name:48} {n:>8} {rate:>9.0f} {p50:>8.0f} {p99:>8.0f} {cpu:>8.0f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
