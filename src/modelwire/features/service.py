@@ -244,10 +244,10 @@ class FeatureService:
                 values.append(value)
             out.append(values)
         if self.metrics is not None:  # counted once per call, not per value (the labels lookup costs ~1 µs)
-            for (view, status), n in statuses.items():
-                self.metrics.feature_reads.labels(view, status).inc(n)
-            for view, seen in ages.items():
-                histogram = self.metrics.feature_age.labels(view)
+            for (name, status), n in statuses.items():
+                self.metrics.feature_reads.labels(name, status).inc(n)
+            for name, seen in ages.items():
+                histogram = self.metrics.feature_age.labels(name)
                 for age in seen:
                     histogram.observe(max(age, 0.0))
         return out
