@@ -560,16 +560,20 @@ class FeaturesSettings(_Section):
     """The online feature store (docs/features.md)."""
 
     store: str = "sqlite"
-    """``sqlite`` (``<data_dir>/features.sqlite3``), ``sqlite:///path``, or ``redis://host:port/db
-    [?prefix=name]``: one hash per entity and view, shared by every process naming it."""
+    """``sqlite`` (``<data_dir>/features.sqlite3``), ``sqlite:///path``, ``redis://host:port/db
+    [?prefix=name]`` (one hash per entity and view, shared by every process naming it), or
+    ``grpc://host:port``: the store of another modelwire, read over gRPC (``--features``)."""
+    key: SecretStr | None = None
+    """With ``grpc://``: the credential shown to the feature service (an API key with ``features:read``)."""
 
     @field_validator("store")
     @classmethod
     def _known_store(cls, value: str) -> str:
-        if is_sqlite_url(value) or is_redis_url(value):
+        if is_sqlite_url(value) or is_redis_url(value) or value.startswith(("grpc://", "grpcs://")):
             return value
         raise ValueError(
-            f"features.store {value!r} is not a feature store: use sqlite or redis://host:port/db"
+            f"features.store {value!r} is not a feature store: use sqlite, redis://host:port/db or "
+            "grpc://host:port (a feature service)"
         )
 
 

@@ -46,7 +46,8 @@ ALLOWED: dict[str, set[str]] = {
     | {"jobs", "events", "features", "security", "backends.urls", "backends.sqlite", "backends.redis"}
     | {"backends.queue", "backends.rabbitmq", "backends.nats"},
     "outbound": FOUNDATION | {"events", "observability", "backends.queue"},
-    "gateway": FOUNDATION | {"core", "model", "observability", "client", "protocols.grpc._generated"},
+    "gateway": FOUNDATION
+    | {"core", "model", "observability", "client", "protocols.grpc._generated", "features"},
     "protocols.facades": FOUNDATION | {"core", "jobs", "events", "features", "security", "observability"},
     "protocols.grpc": FOUNDATION
     | {

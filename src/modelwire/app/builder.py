@@ -24,7 +24,9 @@ from modelwire.events.bus import EventBus
 from modelwire.events.publishers import MetricsPublisher
 from modelwire.features.join import join_features
 from modelwire.features.service import FeatureService
+from modelwire.features.store import FeatureStore
 from modelwire.features.views import FeatureViews
+from modelwire.gateway.features import RemoteFeatureStore
 from modelwire.jobs.manager import JobManager
 from modelwire.jobs.training import Trainer
 from modelwire.jobs.webhooks import WebhookDispatcher
@@ -53,9 +55,8 @@ def build_services(
     )
     metrics = Metrics()
     registry = ModelRegistry()
-    features = FeatureService(
-        FeatureViews.from_settings(settings.feature_views), open_feature_store(settings), metrics
-    )
+    views = FeatureViews.from_settings(settings.feature_views)
+    features = FeatureService(views, _feature_store(settings, views), metrics)
     timeout = settings.limits.request_timeout_s
     for built in models if models is not None else build_models(settings, progress=progress):
         model = join_features(built, features, timeout_s=timeout)  # a model declaring features gets them
@@ -81,6 +82,14 @@ def build_services(
     )
     follow_remote_jobs(services)  # jobs on Redis: act on other processes' job events too
     return services
+
+
+def _feature_store(settings: Settings, views: FeatureViews) -> FeatureStore:
+    store = settings.features.store
+    if store.startswith(("grpc://", "grpcs://")):  # a feature service: another modelwire, over gRPC
+        key = settings.features.key.get_secret_value() if settings.features.key is not None else None
+        return RemoteFeatureStore(store, views, key=key, timeout_s=settings.limits.request_timeout_s)
+    return open_feature_store(settings)
 
 
 def _jobs(settings: Settings, dataplane: DataPlane, events: EventBus, versions: ModelVersions) -> JobManager:
