@@ -65,7 +65,7 @@ def build_services(
     bus = events or open_event_bus(settings)
     versions = ModelVersions(settings, registry, metrics, bus)
     publisher = MetricsPublisher(
-        bus, metrics.live, settings.events.metrics_interval_s, lambda: _gauges(dataplane, bus)
+        bus, metrics.live, settings.events.metrics_interval_s, lambda: _gauges(dataplane, bus, features)
     )
     services = Services(
         settings=settings,
@@ -118,9 +118,12 @@ def _event_sinks(settings: Settings, bus: EventBus, metrics: Metrics) -> list[Ev
     return sinks
 
 
-def _gauges(dataplane: DataPlane, events: EventBus) -> dict[str, Any]:
-    return {
+def _gauges(dataplane: DataPlane, events: EventBus, features: FeatureService) -> dict[str, Any]:
+    gauges: dict[str, Any] = {
         "inflight": dataplane.inflight,
         "subscribers": events.subscriber_count,
         "models": dataplane.models_state(),
     }
+    if len(features.views):
+        gauges["features"] = features.freshness()  # the dashboard's feature views panel
+    return gauges

@@ -104,6 +104,8 @@ class FeatureService:
         self.metrics = metrics
         self.max_entities = max_entities
         self.clock = clock
+        self._newest: dict[str, float] = {}  # view -> the newest event time written by this process
+        self._written: dict[str, int] = {}
 
     async def open(self) -> None:
         await self.store.open()
@@ -147,10 +149,33 @@ class FeatureService:
             return PushResult()
         applied = await self.store.write(view, rows)
         result = PushResult(applied, len(rows) - applied)
+        if applied:
+            newest = max(row.event_ts for row in rows)
+            self._newest[view.name] = max(newest, self._newest.get(view.name, newest))
+            self._written[view.name] = self._written.get(view.name, 0) + applied
         if self.metrics is not None:
             self.metrics.feature_writes.labels(view.name, "applied").inc(result.applied)
             self.metrics.feature_writes.labels(view.name, "skipped").inc(result.skipped)
         return result
+
+    def freshness(self) -> list[dict[str, Any]]:
+        """Each view's freshness as this process saw it (the dashboard's panel, the ``metrics`` topic):
+        the age of the newest event it wrote (``None``: none yet), and how many rows it applied."""
+        now = self.clock()
+        out = []
+        for view in self.views:
+            newest = self._newest.get(view.name)
+            age = None if newest is None else round(max(now - newest, 0.0), 3)
+            out.append(
+                {
+                    "name": view.name,
+                    "ttl_s": view.ttl_s,
+                    "newest_event_age_s": age,
+                    "stale": age is not None and age > view.ttl_s,
+                    "applied": self._written.get(view.name, 0),
+                }
+            )
+        return out
 
     # -- reading ------------------------------------------------------------------------------------
 
