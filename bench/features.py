@@ -127,6 +127,49 @@ async def bench_store(
         return out
 
 
+async def bench_join(seconds: float) -> list[tuple[str, int, tuple[float, ...]]]:
+    """The example churn model through the DataPlane with the join (features read from SQLite, one store
+    read per batch) against the same model given the same features inline (no store)."""
+    import sys
+
+    from modelwire.core.dataplane import CallContext
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs" / "examples"))
+    from churn_model import ChurnModel  # type: ignore[import-not-found]
+
+    class Inline(ChurnModel):  # type: ignore[misc]
+        features = ()
+
+    view = {"name": "user_stats", "entities": ["user_id"], "ttl_s": 86400}
+    view["features"] = {"avg_rating": "float", "n_reviews": "int"}
+    out = []
+    with tempfile.TemporaryDirectory() as data_dir:
+        settings = Settings(data_dir=Path(data_dir), feature_views=[view], batching={"enabled": False})
+        services = build_services(settings, models=[ChurnModel("joined"), Inline("inline")])
+        await start_services(services)
+        try:
+            await services.features.push(
+                "user_stats", [{"user_id": f"u{i}", "avg_rating": 3.0, "n_reviews": i} for i in range(100)]
+            )
+            ctx = CallContext("bench")
+            for n in (1, 32):
+                joined = [{"entity": {"user_id": f"u{i}"}} for i in range(n)]
+                inline = [
+                    {"features": {"user_stats:avg_rating": 3.0, "user_stats:n_reviews": i}} for i in range(n)
+                ]
+                calls = (("joined", joined), ("inline", inline))
+                for name, instances in calls:
+                    label = f"predict, {'join (SQLite)' if name == 'joined' else 'features inline'}"
+
+                    async def call(name: str = name, instances: list[Any] = instances) -> Any:
+                        return await services.dataplane.infer(name, instances, ctx=ctx)
+
+                    out.append((label, n, await timed(call, seconds)))
+        finally:
+            await stop_services(services)
+    return out
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -138,6 +181,8 @@ async def main() -> None:
     for store in ("sqlite", "redis"):
         for name, n, (rate, p50, p99, cpu) in await bench_store(store, args.entities, args.seconds):
             print(f"{name:48} {n:>8} {rate:>9.0f} {p50:>8.0f} {p99:>8.0f} {cpu:>8.0f}")
+    for name, n, (rate, p50, p99, cpu) in await bench_join(args.seconds):
+        print(f"{name:48} {n:>8} {rate:>9.0f} {p50:>8.0f} {p99:>8.0f} {cpu:>8.0f}")
 
 
 if __name__ == "__main__":
