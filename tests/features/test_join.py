@@ -1,6 +1,6 @@
 """The feature join on a real server: the example churn model (docs/examples/churn_model.py) declares its
 features, requests carry only the entity, and the prediction changes when the user's features change.
-One store read per batch, on every wire that reaches the core (REST, gRPC Predictor, jobs)."""
+One store read per batch, on every wire that reaches the core (REST, gRPC Predictor, async jobs)."""
 
 from __future__ import annotations
 
@@ -159,3 +159,24 @@ def test_a_model_asking_for_an_undefined_feature_stops_the_start(tmp_path: Path)
     settings = Settings(data_dir=tmp_path, feature_views=[VIEW])
     with pytest.raises(ConfigurationError, match=r"model 'greedy' declares features .*lifetime_value"):
         build_services(settings, models=[Greedy("greedy")])
+
+
+def test_the_join_works_for_async_jobs_too(server: ThreadedServer, users: list[str]) -> None:
+    good, bad, nobody, _ = users
+    with httpx.Client(base_url=server.http_url, timeout=30) as client:
+        _push(
+            client,
+            [
+                {"user_id": good, "avg_rating": 4.8, "n_reviews": 30},
+                {"user_id": bad, "avg_rating": 1.2, "n_reviews": 0},
+            ],
+        )
+        inputs = [{"entity": {"user_id": u}} for u in (good, bad, nobody)]
+        job = client.post("/v1/jobs", json={"model": "churn", "inputs": inputs}).json()
+        deadline = time.monotonic() + 60
+        while (state := client.get(f"/v1/jobs/{job['id']}").json())["status"] not in ("succeeded", "failed"):
+            assert time.monotonic() < deadline, state
+            time.sleep(0.05)
+        rows = client.get(f"/v1/jobs/{job['id']}/results", params={"format": "json"}).json()["results"]
+    assert [r.get("label") for r in rows] == ["stay", "churn", None]
+    assert rows[2]["error"]["code"] == "FAILED_PRECONDITION"
