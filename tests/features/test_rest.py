@@ -3,6 +3,7 @@ body), Feast's get-online-features shape, errors with the field, scopes, and the
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -223,3 +224,28 @@ async def test_metrics_count_reads_and_writes_and_ages(feature_server: FeatureSe
     assert 'modelwire_feature_writes_total{outcome="applied",view="merchant"}' in text
     assert 'modelwire_feature_reads_total{status="PRESENT",view="merchant"}' in text
     assert 'modelwire_feature_age_seconds_count{view="merchant"}' in text
+
+
+async def test_each_write_is_an_event_on_the_features_topic(feature_server: FeatureServer) -> None:
+    """Read from the bus, which SSE, WebSocket and gRPC ``Events`` stream; subscribing over SSE needs the
+    ``events`` scope, as for every topic."""
+    server = feature_server.server.server
+    assert server is not None
+    assert server.services is not None
+    bus = server.services.events
+    (u,) = _ids(1)
+    async with bus.subscribe(["features"]) as subscription:
+        async with _client(feature_server, feature_server.writer) as client:
+            pushed = await client.post(
+                "/v1/features/merchant/push",
+                json={"rows": [{"merchant_id": u, "risk": 0.1, "event_timestamp": 5.0}]},
+            )
+            assert pushed.status_code == 200
+            refused = await client.get("/v1/events", params={"topics": "features"})
+            assert refused.status_code == 403
+        async with asyncio.timeout(10):
+            event = await anext(aiter(subscription))
+    assert (event.topic, event.type) == ("features", "features.written")
+    newest = event.data.pop("newest_event_ts")  # the newest this process wrote to the view, 5.0 or later
+    assert event.data == {"view": "merchant", "applied": 1, "skipped": 0}
+    assert newest >= 5.0

@@ -56,13 +56,17 @@ def build_services(
     metrics = Metrics()
     registry = ModelRegistry()
     views = FeatureViews.from_settings(settings.feature_views)
-    features = FeatureService(views, _feature_store(settings, views), metrics)
+    bus = events or open_event_bus(settings)
+
+    async def written(event: dict[str, Any]) -> None:
+        await bus.publish("features", "features.written", event)
+
+    features = FeatureService(views, _feature_store(settings, views), metrics, on_write=written)
     timeout = settings.limits.request_timeout_s
     for built in models if models is not None else build_models(settings, progress=progress):
         model = join_features(built, features, timeout_s=timeout)  # a model declaring features gets them
         registry.add(model, batching_for(settings, model.name), metrics.batch_size.labels(model.name).observe)
     dataplane = DataPlane(registry, settings.limits, metrics)
-    bus = events or open_event_bus(settings)
     versions = ModelVersions(settings, registry, metrics, bus)
     publisher = MetricsPublisher(
         bus, metrics.live, settings.events.metrics_interval_s, lambda: _gauges(dataplane, bus, features)

@@ -9,8 +9,9 @@ TTL, the same for every store.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from modelwire.security.principal import Scope, current_principal
 
 __all__ = ["FeatureService", "FeatureValue", "OnlineFeatures", "PushResult", "Status", "rfc3339"]
 
+logger = logging.getLogger("modelwire.features")
 PRESENT, NOT_FOUND, OUTSIDE_MAX_AGE = "PRESENT", "NOT_FOUND", "OUTSIDE_MAX_AGE"
 Status = str
 _EPOCH = "1970-01-01T00:00:00Z"  # Feast's event time of an absent value and of the entity columns
@@ -98,12 +100,16 @@ class FeatureService:
         *,
         max_entities: int = 10_000,
         clock: Callable[[], float] = time.time,
+        on_write: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
     ) -> None:
         self.views = views
         self.store = store
         self.metrics = metrics
         self.max_entities = max_entities
         self.clock = clock
+        self.on_write = on_write
+        """Told of every write (``{"view", "applied", "skipped", "newest_event_ts"}``): the ``features``
+        event topic."""
         self._newest: dict[str, float] = {}  # view -> the newest event time written by this process
         self._written: dict[str, int] = {}
 
@@ -153,6 +159,13 @@ class FeatureService:
             newest = max(row.event_ts for row in rows)
             self._newest[view.name] = max(newest, self._newest.get(view.name, newest))
             self._written[view.name] = self._written.get(view.name, 0) + applied
+        if self.on_write is not None:
+            event = {"view": view.name, "applied": result.applied, "skipped": result.skipped}
+            event["newest_event_ts"] = self._newest.get(view.name)
+            try:
+                await self.on_write(event)
+            except Exception:  # telling listeners never fails the write
+                logger.exception("feature view %s: publishing the write failed", view.name)
         if self.metrics is not None:
             self.metrics.feature_writes.labels(view.name, "applied").inc(result.applied)
             self.metrics.feature_writes.labels(view.name, "skipped").inc(result.skipped)
