@@ -12,12 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from modelwire import Model
+from modelwire import Datatype, Model, TensorSpec
 
 
 class ChurnModel(Model):
     """``{"entity": {"user_id": "u42"}}`` in, ``{"churn": 0.87, "label": "churn"}`` out."""
 
+    outputs = (TensorSpec("churn", Datatype.FP64), TensorSpec("label", Datatype.BYTES))  # for /v2 infer
     features = ("user_stats:avg_rating", "user_stats:n_reviews")
     feature_defaults = {"user_stats:n_reviews": 0}  # a user never seen has no reviews; a missing rating fails
 

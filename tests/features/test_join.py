@@ -5,6 +5,7 @@ One store read per batch, on every wire that reaches the core (REST, gRPC Predic
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -180,3 +181,44 @@ def test_the_join_works_for_async_jobs_too(server: ThreadedServer, users: list[s
         rows = client.get(f"/v1/jobs/{job['id']}/results", params={"format": "json"}).json()["results"]
     assert [r.get("label") for r in rows] == ["stay", "churn", None]
     assert rows[2]["error"]["code"] == "FAILED_PRECONDITION"
+
+
+def test_the_open_inference_protocol_carries_the_entity_as_a_parameter(
+    server: ThreadedServer, users: list[str]
+) -> None:
+    good, bad, _, _ = users
+    with httpx.Client(base_url=server.http_url, timeout=30) as client:
+        _push(
+            client,
+            [
+                {"user_id": good, "avg_rating": 4.8, "n_reviews": 30},
+                {"user_id": bad, "avg_rating": 1.2, "n_reviews": 0},
+            ],
+        )
+        body = {
+            "inputs": [{"name": "input", "datatype": "BYTES", "shape": [2], "data": ["a", "b"]}],
+            "parameters": {"entity": {"user_id": [good, bad]}},
+        }
+        answer = client.post("/v2/models/churn/infer", json=body)
+        assert answer.status_code == 200, answer.text
+        outputs = {o["name"]: o["data"] for o in answer.json()["outputs"]}
+        assert outputs["label"] == ["stay", "churn"]
+        wrong = client.post(
+            "/v2/models/churn/infer", json={**body, "parameters": {"entity": {"user_id": [good]}}}
+        )
+        assert wrong.status_code == 400
+        assert "parameters.entity.user_id has 1 values for 2 rows" in wrong.text
+    from modelwire.protocols.grpc._generated.inference import grpc_service_pb2 as oip
+    from modelwire.protocols.grpc._generated.inference import grpc_service_pb2_grpc as oip_grpc
+
+    async def over_grpc() -> Any:
+        async with grpc.aio.insecure_channel(server.grpc_url.removeprefix("grpc://")) as channel:
+            request = oip.ModelInferRequest(model_name="churn")
+            tensor = request.inputs.add(name="input", datatype="BYTES", shape=[1])
+            tensor.contents.bytes_contents.append(b"x")
+            request.parameters["entity"].string_param = json.dumps({"user_id": bad})
+            return await oip_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request)
+
+    reply = asyncio.run(over_grpc())
+    label = next(o for o in reply.outputs if o.name == "label")
+    assert list(label.contents.bytes_contents) == [b"churn"]
