@@ -4,7 +4,9 @@ plain redis-py ``HGETALL`` pipeline (the floor: the same Redis round trip with n
 A real server (services + gRPC listener on 127.0.0.1, auth off) with one view of 10 float features and
 ``--entities`` users written first; then one client calls in a closed loop for ``--seconds`` per case
 (concurrency 1: latency, not throughput under load). Also the ``FeatureService`` called in-process (the
-store path without gRPC), to show what the wire adds. Redis on 127.0.0.1:6379.
+store path without gRPC), to show what the wire adds; predict with the feature join against the same model
+given its features inline; and ingestion: ``--events`` events consumed from a backlog on each broker
+(RabbitMQ, NATS JetStream, Redis Streams on their default ports) into SQLite. Redis on 127.0.0.1:6379.
 
     python bench/features.py --seconds 3
 """
@@ -170,12 +172,63 @@ async def bench_join(seconds: float) -> list[tuple[str, int, tuple[float, ...]]]
     return out
 
 
+async def bench_ingest(kind: str, events: int) -> tuple[float, float]:
+    """(events/s, CPU µs per event) consuming a backlog of ``events`` from ``kind`` into SQLite: the
+    destination is declared by a first start, filled while nothing consumes, then consumed by a second."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.features.brokers import publish, source
+    from tests.protocols.queues.conftest import open_broker
+
+    from modelwire.app.components import FeatureIngestion
+    from modelwire.app.lifecycle import Server
+
+    view = {"name": "stats", "entities": ["user_id"], "ttl_s": 86400, "features": {"n": "int"}}
+    async with open_broker(kind) as under:
+        with tempfile.TemporaryDirectory() as data_dir:
+            settings = Settings(
+                data_dir=Path(data_dir), feature_views=[{**view, "source": source(under, prefetch=256)}]
+            )
+
+            async def run() -> tuple[Server, FeatureIngestion]:
+                ingestion = FeatureIngestion(settings)
+                server = Server(
+                    settings,
+                    services=build_services(settings, models=[]),
+                    rest=False,
+                    grpc=False,
+                    components=[ingestion],
+                )
+                await server.start()
+                return server, ingestion
+
+            server, _ = await run()
+            await server.stop()
+            bodies = [
+                f'{{"user_id": "u{i % 1000}", "n": {i}, "event_timestamp": {i}}}'.encode()
+                for i in range(events)
+            ]
+            await publish(under, bodies)
+            cpu = time.process_time()
+            started = time.perf_counter()
+            server, ingestion = await run()
+            counts = ingestion.ingestors[0].counts
+            while counts["written"] < events:
+                await asyncio.sleep(0.01)
+            elapsed = time.perf_counter() - started
+            cpu = time.process_time() - cpu
+            await server.stop()
+    return events / elapsed, cpu / events * 1e6
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--entities", type=int, default=1000, help="users written before reading")
+    parser.add_argument("--events", type=int, default=20_000, help="events per broker for ingestion")
     args = parser.parse_args()
     print(f"{'path':48} {'entities':>8} {'calls/s':>9} {'p50 µs':>8} {'p99 µs':>8} {'CPU µs':>8}")
     for store in ("sqlite", "redis"):
@@ -183,6 +236,10 @@ async def main() -> None:
             print(f"{name:48} {n:>8} {rate:>9.0f} {p50:>8.0f} {p99:>8.0f} {cpu:>8.0f}")
     for name, n, (rate, p50, p99, cpu) in await bench_join(args.seconds):
         print(f"{name:48} {n:>8} {rate:>9.0f} {p50:>8.0f} {p99:>8.0f} {cpu:>8.0f}")
+    print(f"\n{'ingestion into SQLite (prefetch 256)':48} {'events':>8} {'events/s':>9} {'CPU µs/event':>13}")
+    for kind in ("rabbitmq", "nats-jetstream", "redis"):
+        rate, cpu = await bench_ingest(kind, args.events)
+        print(f"{kind:48} {args.events:>8} {rate:>9.0f} {cpu:>13.0f}")
 
 
 if __name__ == "__main__":

@@ -135,14 +135,22 @@ class FeatureIngestor:
                     await self.broker.retry(delivery)
             self._counted("given_back", len(good))
             return
-        for delivery in good:
-            await self.broker.ack(delivery)
+        acks = await asyncio.gather(*(self.broker.ack(d) for d in good), return_exceptions=True)  # together
+        failed = [a for a in acks if isinstance(a, BaseException)]
+        if failed:  # written but not acknowledged: the broker delivers them again, and they are skipped
+            logger.warning(
+                "feature view %s: %d acknowledgements failed (%s)", self.view.name, len(failed), failed[0]
+            )
         self._counted("written", len(good))
 
     async def _dead_letter(self, delivery: Delivery, reason: str) -> None:
         logger.info("feature view %s: dead-lettered an event: %s", self.view.name, reason)
-        await self.broker.dead_letter(delivery, reason)
-        await self.broker.ack(delivery)
+        try:
+            await self.broker.dead_letter(delivery, reason)
+            await self.broker.ack(delivery)
+        except Exception as exc:  # noqa: BLE001 - the broker failed: unacknowledged, it comes again
+            logger.warning("feature view %s: dead-lettering failed (%s)", self.view.name, exc)
+            return
         self._counted("dead_lettered", 1)
 
     def _counted(self, outcome: str, n: int) -> None:
