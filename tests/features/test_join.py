@@ -5,7 +5,9 @@ One store read per batch, on every wire that reaches the core (REST, gRPC Predic
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,6 +28,19 @@ from modelwire.settings import Settings
 from tests.serving import ServeModule, ThreadedServer
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextlib.contextmanager
+def on_path(folder: Path) -> Iterator[None]:
+    """``folder`` first on ``sys.path`` meanwhile (pytest's ``syspath_prepend`` also calls into
+    ``pkg_resources``, which a shim in this venv does not fully provide)."""
+    sys.path.insert(0, str(folder))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(folder))
+
+
 VIEW = {
     "name": "user_stats",
     "entities": ["user_id"],
@@ -36,8 +51,7 @@ VIEW = {
 
 @pytest.fixture(scope="module")
 def server(serve_module: ServeModule) -> Iterator[ThreadedServer]:
-    with pytest.MonkeyPatch.context() as patch:  # what --app-dir does for `modelwire serve`
-        patch.syspath_prepend(str(ROOT / "docs" / "examples"))
+    with on_path(ROOT / "docs" / "examples"):  # what --app-dir does for `modelwire serve`
         yield serve_module(
             models=[{"name": "churn", "source": "churn_model:ChurnModel"}],
             feature_views=[VIEW],

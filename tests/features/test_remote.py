@@ -19,7 +19,7 @@ from modelwire.gateway.features import RemoteFeatureStore
 from modelwire.security.keys import KeyStore
 from modelwire.security.principal import Scope
 from modelwire.settings import Settings
-from tests.features.test_join import ROOT, VIEW
+from tests.features.test_join import ROOT, VIEW, on_path
 from tests.serving import ThreadedServer
 
 
@@ -43,8 +43,7 @@ def servers(
     }
     feature_service = ThreadedServer(Settings(**base, data_dir=data_dir, auth={"mode": "on"})).start()
     model_dir = tmp_path_factory.mktemp("model-service") / "data"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(ROOT / "docs" / "examples"))
+    with on_path(ROOT / "docs" / "examples"):
         model_service = ThreadedServer(
             Settings(
                 **base,
