@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import pytest
 
 from modelwire.app.builder import build_services
-from modelwire.app.components import QueueConsumers
+from modelwire.app.components import FeatureIngestion, QueueConsumers
 from modelwire.app.lifecycle import Server
 from modelwire.model.base import Model
 from modelwire.model.registry import build_models
@@ -47,7 +47,9 @@ class ThreadedServer:
 
         async def start() -> Server:
             services = build_services(self.settings, models=build_models(self.settings) + list(self._extra))
-            queues = [QueueConsumers(self.settings)] if self.settings.queues else []  # as `serve` runs them
+            queues: list[Any] = [QueueConsumers(self.settings)] if self.settings.queues else []  # as `serve`
+            if FeatureIngestion.wanted(self.settings):
+                queues.append(FeatureIngestion(self.settings))
             server = Server(self.settings, services=services, components=queues)
             await server.start()
             return server

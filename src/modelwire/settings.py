@@ -33,6 +33,9 @@ __all__ = [
     "BatchingSettings",
     "EventSinkSettings",
     "EventsSettings",
+    "FeatureSourceSettings",
+    "FeatureViewSettings",
+    "FeaturesSettings",
     "GRPCSettings",
     "GatewaySettings",
     "HTTPSettings",
@@ -270,7 +273,8 @@ class AuthSettings(_Section):
 class RateLimitRule(_Section):
     """A token bucket: ``rate_per_s`` tokens a second, at most ``burst`` saved up.
 
-    ``scope`` (``predict``, ``jobs:read``, ``jobs:write``, ``models:admin``, ``events`` or ``*``) and
+    ``scope`` (``predict``, ``jobs:read``, ``jobs:write``, ``models:admin``, ``events``, ``features:read``,
+    ``features:write`` or ``*``) and
     ``model`` (a model name or ``*``) say which requests it counts; the most specific rule applies.
     """
 
@@ -662,6 +666,108 @@ class MonitoringSettings(_Section):
     payload_log: PayloadLogSettings = PayloadLogSettings()
 
 
+FEATURE_TYPES = ("int", "float", "string", "bool", "float_vector")
+"""What a feature of a ``[[feature_views]]`` may hold (``float_vector``: a list of floats)."""
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+class FeatureSourceSettings(_BrokerSection):
+    """Where a feature view's events come from (``source = {url=..., queue=...}``; docs/features.md).
+
+    ``amqp://`` a RabbitMQ queue, ``nats://`` a NATS subject (a JetStream stream keeps it), ``redis://`` a
+    Redis stream. Each message is a JSON object with the entity key(s), some features and an optional
+    ``event_timestamp``; ``fields`` maps a message field to a feature or entity name when they differ.
+    """
+
+    queue: str = Field(min_length=1, max_length=200)
+    """The RabbitMQ queue, NATS subject or Redis stream the events are read from."""
+    dead_letter: str | None = None
+    """Where malformed events go, with the reason (default: ``<queue>.dlq``, Redis ``<queue>:dlq``)."""
+    group: str = Field(default="modelwire-features", min_length=1, max_length=200)
+    """NATS durable consumer / Redis consumer group."""
+    jetstream: str | None = None
+    """NATS: the JetStream stream that keeps the subject, created if missing (default
+    ``MODELWIRE_FEATURES_<VIEW>``). Only JetStream is consumed: at-least-once."""
+    prefetch: int = Field(default=256, ge=1, le=65535)
+    """Unacknowledged events at most (backpressure): RabbitMQ prefetch, JetStream max_ack_pending, Redis
+    XREADGROUP COUNT."""
+    max_deliveries: int = Field(default=5, ge=1, le=1000)
+    ack_wait_s: float = Field(default=30.0, gt=0, le=86400)
+    fields: dict[str, str] = Field(default_factory=dict)
+    """``{message field: feature or entity name}`` for the fields whose names differ."""
+
+    @property
+    def dead_letter_name(self) -> str:
+        return self.dead_letter or self.queue + (":dlq" if self.kind == "redis" else ".dlq")
+
+
+class FeatureViewSettings(_Section):
+    """A feature view (``[[feature_views]]``): features of one entity kind, kept fresh for ``ttl_s``.
+
+    >>> FeatureViewSettings(name="user_stats", entities=["user_id"], ttl_s=86400,
+    ...                     features={"avg_rating": "float", "n_reviews": "int"}).features["n_reviews"]
+    'int'
+    """
+
+    name: str
+    entities: tuple[str, ...]
+    ttl_s: float = Field(gt=0)
+    """A value whose event time is older than this reads as ``OUTSIDE_MAX_AGE``."""
+    features: dict[str, str]
+    """``{feature name: type}``; types: ``int``, ``float``, ``string``, ``bool``, ``float_vector``."""
+    source: FeatureSourceSettings | None = None
+
+    @model_validator(mode="after")
+    def _valid(self) -> FeatureViewSettings:
+        where = f"feature_views {self.name!r}"
+        if not _NAME.match(self.name):
+            raise ValueError(
+                f"feature_views name {self.name!r} must be a letter or _ then letters, digits or _ (max 64)"
+            )
+        if not self.entities:
+            raise ValueError(f"{where}: entities must name at least one entity key (e.g. ['user_id'])")
+        if len(set(self.entities)) != len(self.entities):
+            raise ValueError(f"{where}: entities {list(self.entities)} name a key twice")
+        if not self.features:
+            raise ValueError(f"{where}: features must define at least one feature")
+        for name in (*self.entities, *self.features):
+            if not _NAME.match(name) or name == "event_timestamp":
+                raise ValueError(
+                    f"{where}: {name!r} is not a valid entity or feature name "
+                    "(a letter or _ then letters, digits or _; not event_timestamp)"
+                )
+        for name, kind in self.features.items():
+            if kind not in FEATURE_TYPES:
+                raise ValueError(
+                    f"{where}: feature {name!r} has unknown type {kind!r} (known: {', '.join(FEATURE_TYPES)})"
+                )
+        shared = set(self.entities) & set(self.features)
+        if shared:
+            raise ValueError(f"{where}: {sorted(shared)} is both an entity key and a feature")
+        return self
+
+
+class FeaturesSettings(_Section):
+    """The online feature store (docs/features.md)."""
+
+    store: str = "sqlite"
+    """``sqlite`` (``<data_dir>/features.sqlite3``), ``sqlite:///path``, ``redis://host:port/db
+    [?prefix=name]`` (one hash per entity and view, shared by every process naming it), or
+    ``grpc://host:port``: the store of another modelwire, read over gRPC (``--features``)."""
+    key: SecretStr | None = None
+    """With ``grpc://``: the credential shown to the feature service (an API key with ``features:read``)."""
+
+    @field_validator("store")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        if is_sqlite_url(value) or is_redis_url(value) or value.startswith(("grpc://", "grpcs://")):
+            return value
+        raise ValueError(
+            f"features.store {value!r} is not a feature store: use sqlite, redis://host:port/db or "
+            "grpc://host:port (a feature service)"
+        )
+
+
 class Settings(BaseSettings):
     """Everything modelwire can be told. Frozen once built: pass a new one to change it.
 
@@ -694,6 +800,9 @@ class Settings(BaseSettings):
     """Brokers to take inference requests from (``--queue URL``, ``[[queues]]``; docs/queues.md)."""
     event_sinks: tuple[EventSinkSettings, ...] = ()
     """Brokers the event bus publishes chosen topics to (``[[event_sinks]]``; docs/queues.md)."""
+    feature_views: tuple[FeatureViewSettings, ...] = ()
+    """Feature views (``[[feature_views]]``; docs/features.md)."""
+    features: FeaturesSettings = FeaturesSettings()
 
     http: HTTPSettings = HTTPSettings()
     grpc: GRPCSettings = GRPCSettings()
@@ -715,6 +824,15 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _unique_views(self) -> Settings:
+        seen: set[str] = set()
+        for view in self.feature_views:
+            if view.name in seen:
+                raise ValueError(f"feature_views: the name {view.name!r} is defined twice")
+            seen.add(view.name)
+        return self
 
     @property
     def model_repository(self) -> Path:

@@ -35,23 +35,28 @@ ALLOWED: dict[str, set[str]] = {
     "events": FOUNDATION | {"security", "observability"},
     "jobs": FOUNDATION | {"core", "model", "security", "events", "observability"},
     "monitoring": FOUNDATION | {"events", "security", "observability"},
+    "features": FOUNDATION | {"model", "security", "observability", "backends.queue"},
     "backends.urls": set(),
-    "backends.sqlite": FOUNDATION | {"jobs", "events", "security", "backends.urls"},
-    "backends.redis": FOUNDATION | {"jobs", "events", "security", "backends.urls", "backends.queue"},
+    "backends.sqlite": FOUNDATION | {"jobs", "events", "features", "security", "backends.urls"},
+    "backends.redis": FOUNDATION
+    | {"jobs", "events", "features", "security", "backends.urls", "backends.queue"},
     "backends.queue": FOUNDATION,  # the interface a broker implements, for the queue adapter
     "backends.rabbitmq": FOUNDATION | {"backends.queue", "backends.urls"},
     "backends.nats": FOUNDATION | {"backends.queue"},
     "backends.resolve": FOUNDATION
-    | {"jobs", "events", "security", "backends.urls", "backends.sqlite", "backends.redis"}
+    | {"jobs", "events", "features", "security", "backends.urls", "backends.sqlite", "backends.redis"}
     | {"backends.queue", "backends.rabbitmq", "backends.nats"},
     "outbound": FOUNDATION | {"events", "observability", "backends.queue", "jobs", "monitoring"},
-    "gateway": FOUNDATION | {"core", "model", "observability", "client", "protocols.grpc._generated"},
-    "protocols.facades": FOUNDATION | {"core", "jobs", "events", "security", "observability", "monitoring"},
+    "gateway": FOUNDATION
+    | {"core", "model", "observability", "client", "protocols.grpc._generated", "features"},
+    "protocols.facades": FOUNDATION
+    | {"core", "jobs", "events", "features", "security", "observability", "monitoring"},
     "protocols.grpc": FOUNDATION
     | {
         "core",
         "jobs",
         "events",
+        "features",
         "security",
         "observability",
         "protocols.facades",
@@ -64,8 +69,8 @@ ALLOWED: dict[str, set[str]] = {
     | {"protocols.asyncapi"}
     | {"protocols.http.ws"},  # only protocols/http/app.py, the app factory, composes the sub-adapters
     "protocols.http.rest": FOUNDATION
-    | {"core", "jobs", "security", "observability", "protocols.facades", "protocols.http", "dashboard"}
-    | {"monitoring"},
+    | {"core", "jobs", "features", "security", "observability", "protocols.facades", "protocols.http"}
+    | {"dashboard", "monitoring"},
     "protocols.http.sse": FOUNDATION
     | {"core", "events", "security", "observability", "protocols.facades", "protocols.http"},
     "protocols.http.ws": FOUNDATION
@@ -76,7 +81,7 @@ ALLOWED: dict[str, set[str]] = {
     "app": FOUNDATION
     | {"core", "model", "security", "events", "jobs", "observability", "backends.resolve", "outbound"}
     | {"gateway", "protocols.grpc", "protocols.http", "protocols.facades", "console"}
-    | {"protocols.queues", "backends.queue", "monitoring"},
+    | {"protocols.queues", "backends.queue", "monitoring", "features"},
     "client": FOUNDATION | {"events", "jobs", "protocols.grpc._generated"},
     "console": {"client"},
     "cli": FOUNDATION
@@ -102,6 +107,7 @@ NO_TRANSPORT = {
     "model",
     "jobs",
     "events",
+    "features",
     "security",
     "backends.urls",
     "backends.sqlite",

@@ -16,6 +16,7 @@ from modelwire.app.versions import ModelVersions, batching_for
 from modelwire.backends.resolve import (
     open_event_bus,
     open_event_transport,
+    open_feature_store,
     open_job_store,
     open_rate_limiter,
 )
@@ -23,6 +24,11 @@ from modelwire.core.admin import ModelAdmin
 from modelwire.core.dataplane import DataPlane
 from modelwire.events.bus import EventBus
 from modelwire.events.publishers import MetricsPublisher
+from modelwire.features.join import join_features
+from modelwire.features.service import FeatureService
+from modelwire.features.store import FeatureStore
+from modelwire.features.views import FeatureViews
+from modelwire.gateway.features import RemoteFeatureStore
 from modelwire.jobs.manager import JobManager
 from modelwire.jobs.training import Trainer
 from modelwire.jobs.webhooks import WebhookDispatcher
@@ -52,13 +58,21 @@ def build_services(
     )
     metrics = Metrics()
     registry = ModelRegistry()
-    for model in models if models is not None else build_models(settings, progress=progress):
+    views = FeatureViews.from_settings(settings.feature_views)
+    bus = events or open_event_bus(settings)
+
+    async def written(event: dict[str, Any]) -> None:
+        await bus.publish("features", "features.written", event)
+
+    features = FeatureService(views, _feature_store(settings, views), metrics, on_write=written)
+    timeout = settings.limits.request_timeout_s
+    for built in models if models is not None else build_models(settings, progress=progress):
+        model = join_features(built, features, timeout_s=timeout)  # a model declaring features gets them
         registry.add(model, batching_for(settings, model.name), metrics.batch_size.labels(model.name).observe)
     dataplane = DataPlane(registry, settings.limits, metrics)
-    bus = events or open_event_bus(settings)
     versions = ModelVersions(settings, registry, metrics, bus)
     publisher = MetricsPublisher(
-        bus, metrics.live, settings.events.metrics_interval_s, lambda: _gauges(dataplane, bus)
+        bus, metrics.live, settings.events.metrics_interval_s, lambda: _gauges(dataplane, bus, features)
     )
     jobs = _jobs(settings, dataplane, bus, versions)
     monitoring = build_monitoring(settings, dataplane, registry, bus, metrics, jobs)
@@ -75,12 +89,21 @@ def build_services(
         monitoring=monitoring,
         alert_webhooks=build_alert_webhooks(settings, monitoring),
         payload_log=build_payload_log(settings, dataplane, metrics),
+        features=features,
         event_sinks=_event_sinks(settings, bus, metrics),
         admin=_admin(settings, dataplane, bus, metrics),
     )
     versions.admin = services.admin
     follow_remote_jobs(services)  # jobs on Redis: act on other processes' job events too
     return services
+
+
+def _feature_store(settings: Settings, views: FeatureViews) -> FeatureStore:
+    store = settings.features.store
+    if store.startswith(("grpc://", "grpcs://")):  # a feature service: another modelwire, over gRPC
+        key = settings.features.key.get_secret_value() if settings.features.key is not None else None
+        return RemoteFeatureStore(store, views, key=key, timeout_s=settings.limits.request_timeout_s)
+    return open_feature_store(settings)
 
 
 def _jobs(settings: Settings, dataplane: DataPlane, events: EventBus, versions: ModelVersions) -> JobManager:
@@ -128,9 +151,12 @@ def _event_sinks(settings: Settings, bus: EventBus, metrics: Metrics) -> list[Ev
     return sinks
 
 
-def _gauges(dataplane: DataPlane, events: EventBus) -> dict[str, Any]:
-    return {
+def _gauges(dataplane: DataPlane, events: EventBus, features: FeatureService) -> dict[str, Any]:
+    gauges: dict[str, Any] = {
         "inflight": dataplane.inflight,
         "subscribers": events.subscriber_count,
         "models": dataplane.models_state(),
     }
+    if len(features.views):
+        gauges["features"] = features.freshness()  # the dashboard's feature views panel
+    return gauges

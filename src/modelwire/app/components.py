@@ -3,6 +3,8 @@
 - ``UpstreamRouter``: the gateway's (and ``worker --upstream``'s) models are model services reached over
   gRPC; it discovers them, watches their health and puts their models in the registry (``gateway/``).
 - ``JobReporter``: ``modelwire worker``'s console: one line when a job starts here and one when it ends.
+- ``FeatureIngestion``: the ``source`` of each ``[[feature_views]]``: feature events from brokers into the
+  online store (``features/ingest.py``); stopping drains them like the queue consumers.
 - ``QueueConsumers``: the ``[[queues]]`` (``--queue URL``): requests from brokers, answered through the
   data plane (``protocols/queues/``); stopping drains them (stop fetching, answer, acknowledge, close).
 """
@@ -18,13 +20,15 @@ from rich.markup import escape
 
 from modelwire.app.services import Services
 from modelwire.backends.queue import QueueBroker
-from modelwire.backends.resolve import open_queue_broker
+from modelwire.backends.resolve import open_feature_source, open_queue_broker
 from modelwire.events.bus import Event
+from modelwire.features.ingest import FeatureIngestor
+from modelwire.features.views import FeatureView
 from modelwire.gateway.router import Router
 from modelwire.protocols.queues import QueueConsumer
 from modelwire.settings import Settings
 
-__all__ = ["JobReporter", "QueueConsumers", "UpstreamRouter"]
+__all__ = ["FeatureIngestion", "JobReporter", "QueueConsumers", "UpstreamRouter"]
 
 logger = logging.getLogger("modelwire.gateway")
 
@@ -157,3 +161,47 @@ def _line(event: Event, what: str) -> str:
         f"[{colour}]job {escape(str(data.get('id')))}[/] {what} ({escape(str(data.get('model')))}, "
         f"{rows}, attempt {data.get('attempts', '?')}){tail}"
     )
+
+
+class FeatureIngestion:
+    """One ``FeatureIngestor`` per feature view with a ``source``. The URLs are resolved here, before
+    anything connects, so an unsupported one stops the start with its reason."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.views = [view for view in settings.feature_views if view.source is not None]
+        self.brokers: list[QueueBroker] = [open_feature_source(view) for view in self.views]
+        self.ingestors: list[FeatureIngestor] = []
+
+    @staticmethod
+    def wanted(settings: Settings) -> bool:
+        return any(view.source is not None for view in settings.feature_views)
+
+    async def start(self, services: Services) -> None:
+        try:
+            counter = services.metrics.queue_messages
+            for broker, view in zip(self.brokers, self.views, strict=True):
+                assert view.source is not None
+                labels = (broker.kind, view.source.queue)
+
+                def count(outcome: str, n: int, labels: tuple[str, str] = labels) -> None:
+                    counter.labels(*labels, outcome).inc(n)
+
+                ingestor = FeatureIngestor(
+                    services.features,
+                    FeatureView.from_settings(view),
+                    broker,
+                    fields=view.source.fields,
+                    max_deliveries=view.source.max_deliveries,
+                    batch=view.source.prefetch,
+                    count=count,
+                )
+                self.ingestors.append(ingestor)
+                await ingestor.start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        grace = self.settings.limits.shutdown_grace_s
+        await asyncio.gather(*(ingestor.stop(grace) for ingestor in self.ingestors))

@@ -74,6 +74,8 @@ async def start_services(services: Services) -> None:
             poll_s=settings.model_watch_poll_s,
         )
         await services.watcher.start()
+    if len(services.features.views):  # no views: no feature store file, no connection
+        await services.features.open()
     await services.events.publish("server", "server.ready", {"ready": services.dataplane.ready()})
     services.publisher.start()
     await services.alert_webhooks.start()
@@ -125,6 +127,7 @@ async def stop_services(services: Services) -> None:
     for handle in services.registry.handles():
         services.metrics.model_ready.labels(handle.name, handle.version).set(0)
     await services.registry.unload_all()
+    await services.features.close()
     await asyncio.gather(*(sink.stop() for sink in services.event_sinks))
     await services.security.close()
 

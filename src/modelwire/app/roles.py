@@ -13,7 +13,8 @@ worker          configured models, or none   —             ``UpstreamRouter`` 
 consume         configured models            —             ``QueueConsumers``
 ==============  ===========================  ============  =====================================
 
-``serve`` runs ``QueueConsumers`` too when ``settings.queues`` (``--queue URL``) names brokers.
+``serve`` runs ``QueueConsumers`` too when ``settings.queues`` (``--queue URL``) names brokers, and
+``FeatureIngestion`` when a ``[[feature_views]]`` entry has a ``source``.
 
 ``serve --workers N`` runs N ``serve`` processes under ``supervisor.py``; ``main.py`` holds the entry
 points the command line calls.
@@ -30,8 +31,8 @@ import signal
 from collections.abc import Awaitable, Callable
 
 from modelwire.app.builder import build_services
-from modelwire.app.components import JobReporter, QueueConsumers, UpstreamRouter
-from modelwire.app.lifecycle import Server
+from modelwire.app.components import FeatureIngestion, JobReporter, QueueConsumers, UpstreamRouter
+from modelwire.app.lifecycle import Component, Server
 from modelwire.errors import ConfigurationError
 from modelwire.settings import Settings
 
@@ -107,7 +108,9 @@ async def serve(settings: Settings, *, rest: bool = True, shared_ports: bool = F
     """One ``serve`` (or ``model-service``) process: the configured models, trained first if needed."""
     from modelwire.console import training_progress
 
-    queues = [QueueConsumers(settings)] if settings.queues else []
+    queues: list[Component] = [QueueConsumers(settings)] if settings.queues else []
+    if FeatureIngestion.wanted(settings):  # [[feature_views]] with a source: events in from brokers
+        queues.append(FeatureIngestion(settings))
     server = Server(settings, shared_ports=shared_ports, rest=rest, components=queues)
 
     async def start() -> None:

@@ -15,6 +15,7 @@ from modelwire.core.admin import ModelAdmin
 from modelwire.core.dataplane import DataPlane
 from modelwire.events.bus import EventBus
 from modelwire.events.publishers import MetricsPublisher
+from modelwire.features.service import FeatureService
 from modelwire.jobs.manager import JobManager
 from modelwire.model.registry import ModelRegistry
 from modelwire.monitoring.service import MonitoringService
@@ -50,6 +51,8 @@ class Services:
     """``[[monitoring.webhooks]]``: alert notifications over HTTP, signed like job webhooks."""
     payload_log: PayloadLog
     """``[monitoring.payload_log]``: sampled calls as CloudEvents NDJSON files or to a broker."""
+    features: FeatureService
+    """Feature views and the online store (``features/``); the store opens when views are configured."""
     event_sinks: list[EventSink] = field(default_factory=list)
     """``[[event_sinks]]``: chosen topics published to brokers, started and stopped with the services."""
     admin: ModelAdmin | None = None

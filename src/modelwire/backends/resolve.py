@@ -17,19 +17,23 @@ from modelwire.security.ratelimit import MemoryRateLimiter, RateLimiter, rate_li
 
 if TYPE_CHECKING:
     from modelwire.backends.queue import EventTransport, QueueBroker
+    from modelwire.features.store import FeatureStore
     from modelwire.jobs.store import JobStore
-    from modelwire.settings import EventSinkSettings, QueueSettings, Settings
+    from modelwire.settings import EventSinkSettings, FeatureViewSettings, QueueSettings, Settings
 
 __all__ = [
     "describe_jobs_backend",
     "open_event_bus",
     "open_event_transport",
+    "open_feature_source",
+    "open_feature_store",
     "open_job_store",
     "open_queue_broker",
     "open_rate_limiter",
 ]
 
 JOBS_FILE = "jobs.sqlite3"
+FEATURES_FILE = "features.sqlite3"
 
 
 def open_job_store(settings: Settings) -> JobStore:
@@ -47,6 +51,53 @@ def open_job_store(settings: Settings) -> JobStore:
     raise ConfigurationError(
         f"jobs backend {backend!r} is not known: use 'sqlite' (the embedded default) or redis://host:port/db"
     )
+
+
+def open_feature_store(settings: Settings) -> FeatureStore:
+    """The online feature store ``settings.features.store`` names. No I/O: call ``open()`` on it."""
+    store = settings.features.store
+    if is_sqlite_url(store):
+        from modelwire.backends.sqlite.features import SqliteFeatureStore
+
+        return SqliteFeatureStore(sqlite_path(store, settings.data_dir, FEATURES_FILE))
+    if is_redis_url(store):
+        from modelwire.backends.redis.features import RedisFeatureStore
+
+        return RedisFeatureStore.from_url(store)
+    raise ConfigurationError(f"features.store {store!r} is not known: use 'sqlite' or redis://host:port/db")
+
+
+def open_feature_source(view: FeatureViewSettings) -> QueueBroker:
+    """The broker a feature view's ``source`` names, consuming its queue / subject / stream (NATS: the
+    JetStream stream only, at-least-once). No I/O: call ``connect()`` on it."""
+    from modelwire.settings import QueueSettings
+
+    source = view.source
+    if source is None:
+        raise ConfigurationError(f"feature view {view.name!r} has no source")
+    queue = QueueSettings(
+        url=source.url,
+        username=source.username,
+        password=source.password,
+        password_file=source.password_file,
+        name=source.queue,
+        dead_letter=source.dead_letter_name,
+        group=source.group,
+        jetstream=source.jetstream or f"MODELWIRE_FEATURES_{view.name.upper()}",
+        jetstream_subjects=source.queue,
+        prefetch=source.prefetch,
+        max_deliveries=source.max_deliveries,
+        ack_wait_s=source.ack_wait_s,
+    )
+    if queue.kind == "nats":
+        try:
+            from modelwire.backends.nats.broker import NatsBroker
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"nats:// needs the broker client ({exc.name}): pip install 'modelwire[queues]'"
+            ) from None
+        return NatsBroker(queue, core=False)
+    return open_queue_broker(queue)
 
 
 def open_event_bus(settings: Settings) -> EventBus:

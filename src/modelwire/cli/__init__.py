@@ -16,6 +16,7 @@ _COMMANDS = (
     "watch",
     "train",
     "jobs",
+    "features",
     "keys",
     "certs",
     "monitoring",

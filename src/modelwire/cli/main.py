@@ -160,6 +160,11 @@ def parse_model_spec(spec: str) -> ModelSettings:
     return ModelSettings(name=name, source=source)
 
 
+def features_section(store: str | None) -> dict[str, Any]:
+    """``--features URL`` as the ``features`` section ``build_settings`` merges (nothing when not given)."""
+    return {"features": {"store": store}} if store is not None else {}
+
+
 def build_settings(
     models: Sequence[str] = (),
     *,

@@ -18,6 +18,7 @@ from modelwire.cli.main import (
     build_settings,
     config_option,
     data_dir_option,
+    features_section,
     grpc_port_option,
     host_option,
     log_level_option,
@@ -81,6 +82,18 @@ def model_service(
     ] = None,
     otlp_endpoint: Annotated[str | None, otlp_endpoint_option(_PANEL)] = None,
     otlp_protocol: Annotated[OtlpProtocol | None, otlp_protocol_option(_PANEL)] = None,
+    features: Annotated[
+        str | None,
+        typer.Option(
+            "--features",
+            help=_help(
+                "The online feature store: sqlite (in the data dir), redis://host:port/db, or "
+                "grpc://host:port, another modelwire's store over gRPC (docs/features.md)",
+                "features.store",
+            ),
+            rich_help_panel=_PANEL,
+        ),
+    ] = None,
 ) -> None:
     """Serve models over gRPC only (Predictor, Open Inference Protocol, health, reflection), for gateways.
 
@@ -109,5 +122,6 @@ def model_service(
             tls_client_ca=tls_client_ca,
             otlp_endpoint=otlp_endpoint,
             otlp_protocol=otlp_protocol.value if otlp_protocol is not None else None,
+            **features_section(features),
         )
         main.run(settings, rest=False)

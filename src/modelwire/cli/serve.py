@@ -20,6 +20,7 @@ from modelwire.cli.main import (
     config_option,
     data_dir_option,
     event_sink_option,
+    features_section,
     grpc_port_option,
     host_option,
     http_port_option,
@@ -232,6 +233,18 @@ def serve(
     ] = None,
     otlp_endpoint: Annotated[str | None, otlp_endpoint_option(_SERVE_PANEL)] = None,
     otlp_protocol: Annotated[OtlpProtocol | None, otlp_protocol_option(_SERVE_PANEL)] = None,
+    features: Annotated[
+        str | None,
+        typer.Option(
+            "--features",
+            help=_help(
+                "The online feature store: sqlite (in the data dir), redis://host:port/db, or "
+                "grpc://host:port, another modelwire's store over gRPC (docs/features.md)",
+                "features.store",
+            ),
+            rich_help_panel=_SERVE_PANEL,
+        ),
+    ] = None,
 ) -> None:
     """Serve models over REST and gRPC until Ctrl-C or SIGTERM.
 
@@ -275,5 +288,6 @@ def serve(
             event_sink=event_sink,
             otlp_endpoint=otlp_endpoint,
             otlp_protocol=otlp_protocol.value if otlp_protocol is not None else None,
+            **features_section(features),
         )
         main.run(settings)

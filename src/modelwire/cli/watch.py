@@ -101,7 +101,7 @@ def watch(
         list[str] | None,
         typer.Argument(
             metavar="[TOPIC]...",
-            help="metrics, models, server, alerts, jobs (every job; also jobs/*), jobs/<id> or * "
+            help="metrics, models, server, alerts, features, jobs (every job; also jobs/*), jobs/<id> or * "
             "(default: metrics models server).",
             show_default=False,
         ),

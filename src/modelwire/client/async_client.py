@@ -26,7 +26,7 @@ from modelwire.client.transport import (
     parse_url,
     with_credentials,
 )
-from modelwire.client.wires import open_job_wire, open_transport, open_websocket
+from modelwire.client.wires import open_feature_wire, open_job_wire, open_transport, open_websocket
 from modelwire.errors import InvalidInputError, ModelwireError
 from modelwire.events.topics import expand_families, parse_topics
 
@@ -253,6 +253,33 @@ class AsyncClient:
 
     def _job_wire(self) -> JobWire:
         return open_job_wire(self._wire())
+
+    # -- features (client/features.py) -------------------------------------------------------------
+
+    async def get_features(
+        self,
+        features: Sequence[str],
+        entities: Mapping[str, Sequence[str | int]],
+        *,
+        full_feature_names: bool = False,
+    ) -> dict[str, Any]:
+        """Online features of many entities in one call, in Feast's column-wise shape on both wires.
+
+        answer = await client.get_features(["user_stats:avg_rating"], {"user_id": ["u1", "u2"]})
+        answer["results"][1]["values"]  # [4.5, None]
+        answer["results"][1]["statuses"]  # ["PRESENT", "NOT_FOUND"]
+        """
+        wire = open_feature_wire(self._wire())
+        return await wire.get(features, entities, full_feature_names=full_feature_names)
+
+    async def push_features(self, view: str, rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+        """Write rows of ``view`` (streamed: NDJSON on REST, client streaming on gRPC); answers
+        ``{"view", "applied", "skipped"}`` (skipped: older than the stored values)."""
+        return await open_feature_wire(self._wire()).push(view, rows)
+
+    async def feature_views(self) -> list[dict[str, Any]]:
+        """The feature views: name, entities, typed features, TTL."""
+        return await open_feature_wire(self._wire()).views()
 
     async def models(self) -> list[ModelSummary]:
         """The served models, their versions and readiness."""

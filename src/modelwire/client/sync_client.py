@@ -252,6 +252,23 @@ class Client:
         """See ``AsyncClient.list_jobs``."""
         return self._run(self._async.list_jobs(status=status, limit=limit, cursor=cursor))
 
+    def get_features(
+        self,
+        features: Sequence[str],
+        entities: Mapping[str, Sequence[str | int]],
+        *,
+        full_feature_names: bool = False,
+    ) -> dict[str, Any]:
+        """``AsyncClient.get_features``: Feast's column-wise shape on both wires."""
+        return self._run(self._async.get_features(features, entities, full_feature_names=full_feature_names))
+
+    def push_features(self, view: str, rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+        """``AsyncClient.push_features``: ``{"view", "applied", "skipped"}``."""
+        return self._run(self._async.push_features(view, rows))
+
+    def feature_views(self) -> list[dict[str, Any]]:
+        return self._run(self._async.feature_views())
+
     def models(self) -> list[ModelSummary]:
         """See ``AsyncClient.models``."""
         return self._run(self._async.models())

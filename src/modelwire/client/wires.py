@@ -11,10 +11,11 @@ grpc or websockets until a call needs them.
 
 from __future__ import annotations
 
+from modelwire.client.features import FeatureWire
 from modelwire.client.job_wire import JobWire
 from modelwire.client.transport import Endpoint, EventStreamer, PredictStreamer, Transport
 
-__all__ = ["open_job_wire", "open_transport", "open_websocket"]
+__all__ = ["open_feature_wire", "open_job_wire", "open_transport", "open_websocket"]
 
 
 def open_transport(endpoint: Endpoint) -> Transport:
@@ -42,6 +43,22 @@ def open_job_wire(transport: object) -> JobWire:
     if not isinstance(transport, RestTransport):
         raise TypeError(f"no jobs wire for {type(transport).__name__}")
     return RestJobWire(transport)
+
+
+def open_feature_wire(transport: object) -> FeatureWire:
+    """The feature store wire over an open transport (it shares the transport's connection)."""
+    from modelwire.client._grpc import GrpcTransport
+
+    if isinstance(transport, GrpcTransport):
+        from modelwire.client._grpc_features import GrpcFeatureWire
+
+        return GrpcFeatureWire(transport)
+    from modelwire.client._rest import RestTransport
+    from modelwire.client._rest_features import RestFeatureWire
+
+    if not isinstance(transport, RestTransport):
+        raise TypeError(f"no feature wire for {type(transport).__name__}")
+    return RestFeatureWire(transport)
 
 
 def open_websocket(endpoint: Endpoint) -> PredictStreamer | EventStreamer:

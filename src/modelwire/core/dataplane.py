@@ -7,6 +7,7 @@ method here, and render the result or the ``ModelwireError`` it raised.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
@@ -222,6 +223,8 @@ class DataPlane:
         handle = self.registry.get(name, version, require_ready=False)
         info = handle.model.info()  # every version of a model takes the same tensors
         instances = tensors_to_instances(info, request.inputs)
+        if "entity" in request.parameters:  # a model that joins features (features/join.py)
+            instances = _with_entities(info.inputs[0].name, instances, request.parameters["entity"])
         results = await self.infer(name, instances, version=version, ctx=ctx)
         for result in results:
             if isinstance(result, ModelwireError):
@@ -478,3 +481,33 @@ class DataPlane:
 
 def _item_paths(path: str | None) -> Callable[[int], str] | None:
     return None if path is None else (lambda i: f"{path}[{i}]")
+
+
+def _with_entities(input_name: str, instances: list[Any], raw: Any) -> list[Any]:
+    """The Open Inference Protocol's ``entity`` request parameter on each row: ``{"user_id": "u1"}`` (every
+    row) or ``{"user_id": ["u1", "u2"]}`` (one per row), a JSON object, or its text (gRPC's string
+    parameter). A row that is not an object becomes ``{<input name>: row, "entity": ...}``."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raw = None
+    if not isinstance(raw, dict) or not raw:
+        raise InvalidInputError(
+            'the entity parameter must be a JSON object, e.g. {"user_id": "u42"}', field="parameters.entity"
+        )
+    rows = []
+    for i, instance in enumerate(instances):
+        entity = {}
+        for key, value in raw.items():
+            if isinstance(value, list):
+                if len(value) != len(instances):
+                    raise InvalidInputError(
+                        f"parameters.entity.{key} has {len(value)} values for {len(instances)} rows",
+                        field=f"parameters.entity.{key}",
+                    )
+                value = value[i]
+            entity[key] = value
+        base = instance if isinstance(instance, dict) else {input_name: instance}
+        rows.append({**base, "entity": entity})
+    return rows

@@ -2,8 +2,8 @@
 
 Topics are ``metrics`` (a live snapshot every second), ``models`` (loaded, unloaded, registered, promoted,
 default and traffic changes: ``core/admin.py``), ``server`` (ready, stopping), ``alerts`` (alert rules going
-pending, firing, resolved: monitoring/) and ``jobs/<id>`` (one job's status and progress). A pattern is a
-topic, or a
+pending, firing, resolved: monitoring/), ``features`` (rows written to a feature view) and ``jobs/<id>``
+(one job's status and progress). A pattern is a topic, or a
 prefix ending in ``/*`` (``jobs/*``: every job), or ``*`` (everything). The client side also takes a
 family named alone (``jobs``) as all of it (``expand_families``).
 """
@@ -17,10 +17,10 @@ from modelwire.errors import InvalidInputError
 
 __all__ = ["FAMILIES", "MAX_TOPICS", "expand_families", "matches", "parse_topics", "validate_topic"]
 
-FAMILIES = ("metrics", "models", "server", "jobs", "alerts")
+FAMILIES = ("metrics", "models", "server", "features", "jobs", "alerts")
 MAX_TOPICS = 64
 _WITH_SUBTOPICS = frozenset({"jobs"})
-_TOPIC = re.compile(r"^(metrics|models|server|alerts|jobs/(\*|[A-Za-z0-9_.:-]{1,128})|\*)$")
+_TOPIC = re.compile(r"^(metrics|models|server|alerts|features|jobs/(\*|[A-Za-z0-9_.:-]{1,128})|\*)$")
 
 
 def validate_topic(topic: str, *, field: str = "topic") -> str:
@@ -28,7 +28,8 @@ def validate_topic(topic: str, *, field: str = "topic") -> str:
     naming ``field`` (where the topic sat in the caller's message)."""
     if not isinstance(topic, str) or not _TOPIC.fullmatch(topic):
         raise InvalidInputError(
-            f"unknown topic {str(topic)[:140]!r}: use one of metrics, models, server, alerts, jobs/<id>, "
+            f"unknown topic {str(topic)[:140]!r}: use one of metrics, models, server, alerts, features, "
+            "jobs/<id>, "
             "jobs/* or *",
             field=field,
         )
@@ -41,7 +42,7 @@ def parse_topics(topics: Iterable[str] | str) -> frozenset[str]:
     cleaned = [t.strip() for t in items if t.strip()]
     if not cleaned:
         raise InvalidInputError(
-            "name at least one topic (metrics, models, server, alerts, jobs/<id>)", field="topics"
+            "name at least one topic (metrics, models, server, alerts, features, jobs/<id>)", field="topics"
         )
     if len(cleaned) > MAX_TOPICS:
         raise InvalidInputError(f"at most {MAX_TOPICS} topics per subscription", field="topics")

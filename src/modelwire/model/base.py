@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import inspect
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -83,6 +83,13 @@ class Model:
     warmup_inputs: ClassVar[tuple[Any, ...]] = ()
     """Instances run once, as one batch, after ``load`` and before the version is ready (the registry
     does it), so the first request never pays the cold path. A failing one fails the load."""
+    features: ClassVar[tuple[str, ...]] = ()
+    """Online features the model needs (``("user_stats:avg_rating", ...)``; docs/features.md): a request's
+    instance then carries ``{"entity": {"user_id": "u42"}, ...}`` and reaches ``predict`` with
+    ``"features": {"user_stats:avg_rating": 4.5, ...}`` added, fetched for the whole batch in one store
+    call (``features/join.py``)."""
+    feature_defaults: ClassVar[Mapping[str, Any]] = {}
+    """What a missing or expired feature reads as; a feature without a default fails the item instead."""
 
     def __init__(self, name: str, version: str = "1", **options: Any) -> None:
         self.name = name

@@ -163,6 +163,30 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.feature_writes = Counter(
+            "modelwire_feature_writes",
+            "Feature rows written, by view and outcome (applied, skipped: older than the stored value).",
+            ["view", "outcome"],
+            registry=self.registry,
+        )
+        self.feature_reads = Counter(
+            "modelwire_feature_reads",
+            "Feature values read, by view and status (PRESENT, NOT_FOUND, OUTSIDE_MAX_AGE).",
+            ["view", "status"],
+            registry=self.registry,
+        )
+        self.feature_store_reads = Counter(
+            "modelwire_feature_store_reads",
+            "Round trips to the online feature store for reads (one per get-online-features call or batch).",
+            registry=self.registry,
+        )
+        self.feature_age = Histogram(
+            "modelwire_feature_age_seconds",
+            "Age (now minus event time) of the feature values read, by view.",
+            ["view"],
+            buckets=(1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400),
+            registry=self.registry,
+        )
         self.live = LiveStats()
 
     def connection_opened(self, protocol: str) -> None:

@@ -13,6 +13,7 @@ from typing import Protocol
 from modelwire.core.admin import ModelAdmin
 from modelwire.core.dataplane import DataPlane
 from modelwire.events.bus import EventBus
+from modelwire.features.service import FeatureService
 from modelwire.jobs.manager import JobManager
 from modelwire.monitoring.service import MonitoringService
 from modelwire.observability.metrics import Metrics
@@ -38,6 +39,8 @@ class Facades(Protocol):
 
     @property
     def events(self) -> EventBus: ...
+    @property
+    def features(self) -> FeatureService: ...
     @property
     def security(self) -> SecurityPolicy: ...
     @property

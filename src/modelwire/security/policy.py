@@ -269,6 +269,8 @@ def rest_scope(method: str, path: str) -> tuple[Scope | None, str | None]:
         head = parts[1]
         if head == "jobs":
             return (Scope.JOBS_READ if method in _READ else Scope.JOBS_WRITE), None
+        if head == "features":  # the features façade checks again, for every wire
+            return (Scope.FEATURES_WRITE if parts[-1] == "push" else Scope.FEATURES_READ), None
         if head == "models" and n >= 4:
             name, rest = parts[2], parts[3:]
             if rest[0] == "versions" and len(rest) >= 3:
@@ -311,6 +313,9 @@ _GRPC: dict[str, Scope | None] = {
     "/modelwire.v1.Monitoring/ListAlerts": Scope.EVENTS,
     "/modelwire.v1.Monitoring/Silence": Scope.MODELS_ADMIN,
     "/modelwire.v1.Monitoring/Unsilence": Scope.MODELS_ADMIN,
+    "/modelwire.v1.Features/GetOnlineFeatures": Scope.FEATURES_READ,
+    "/modelwire.v1.Features/ListFeatureViews": Scope.FEATURES_READ,
+    "/modelwire.v1.Features/Push": Scope.FEATURES_WRITE,
     "/inference.GRPCInferenceService/ModelInfer": Scope.PREDICT,
     "/inference.GRPCInferenceService/ModelStreamInfer": Scope.PREDICT,
     "/inference.GRPCInferenceService/ServerLive": None,

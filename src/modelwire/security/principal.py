@@ -37,6 +37,8 @@ class Scope(enum.StrEnum):
     JOBS_WRITE = "jobs:write"
     MODELS_ADMIN = "models:admin"
     EVENTS = "events"
+    FEATURES_READ = "features:read"
+    FEATURES_WRITE = "features:write"
 
 
 ALL_SCOPES: frozenset[Scope] = frozenset(Scope)

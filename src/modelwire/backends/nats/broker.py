@@ -62,8 +62,10 @@ class NatsBroker:
 
     kind = "nats"
 
-    def __init__(self, settings: QueueSettings) -> None:
+    def __init__(self, settings: QueueSettings, *, core: bool = True) -> None:
         self.settings = settings
+        self.core = core
+        """False: JetStream only (feature ingestion: at-least-once, nothing at-most-once beside it)."""
         stream = settings.jetstream
         durable = f", JetStream {stream} ({settings.jetstream_subjects})" if stream else ""
         self.display = f"NATS {settings.url} subject {settings.queue_name}{durable}"
@@ -118,15 +120,16 @@ class NatsBroker:
                 raise ConnectionError(f"NATS refused the connection: {refused[-1]}")
             raise ConnectionError(f"no answer from NATS within {_FIRST_CONNECT_S:g} s (is it running?)")
         self._nc = nc = connecting.result()
-        self._sub = await nc.subscribe(
-            settings.queue_name,
-            queue=settings.group,
-            cb=self._on_core,
-            # core NATS has no flow control: past this many waiting here the client drops messages (their
-            # requesters time out); JetStream is the bounded, at-least-once path
-            pending_msgs_limit=max(_CORE_PENDING, 64 * settings.prefetch),
-            pending_bytes_limit=_CORE_PENDING_BYTES,
-        )
+        if self.core:
+            self._sub = await nc.subscribe(
+                settings.queue_name,
+                queue=settings.group,
+                cb=self._on_core,
+                # core NATS has no flow control: past this many waiting here the client drops messages
+                # (their requesters time out); JetStream is the bounded, at-least-once path
+                pending_msgs_limit=max(_CORE_PENDING, 64 * settings.prefetch),
+                pending_bytes_limit=_CORE_PENDING_BYTES,
+            )
         if settings.jetstream:
             js = nc.jetstream()
             await self._ensure_stream(js)

@@ -112,6 +112,29 @@ function onMetrics(data) {
   byTestId("kpi-subscribers").textContent = formatNumber(data.subscribers ?? null);
   if (Array.isArray(data.models)) reconcileModels(data.models);
   if (Array.isArray(data.queues)) renderConsumers(data.queues);
+  if (Array.isArray(data.features)) renderFeatureViews(data.features);
+}
+
+// ---- feature views -----------------------------------------------------------------------------------
+
+// One row per feature view of the metrics snapshot's `features`: how old the newest event written here is,
+// against the view's TTL (past it: stale), and how many rows were applied.
+function renderFeatureViews(views) {
+  const panel = byTestId("features-panel");
+  panel.hidden = views.length === 0;
+  const body = $("tbody", byTestId("features-table"));
+  body.replaceChildren(
+    ...views.map((v) =>
+      el(
+        "tr",
+        { "data-view": v.name, class: v.stale ? "stale" : "" },
+        el("td", { class: "view-name" }, v.name),
+        el("td", { "data-field": "age" }, v.newest_event_age_s == null ? "no event yet" : `${formatNumber(v.newest_event_age_s)} s`),
+        el("td", { "data-field": "ttl" }, `${v.ttl_s} s`),
+        el("td", { "data-field": "applied" }, String(v.applied ?? 0)),
+      ),
+    ),
+  );
 }
 
 // ---- queue consumers ---------------------------------------------------------------------------------

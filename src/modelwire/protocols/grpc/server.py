@@ -1,9 +1,9 @@
 """The gRPC listener: grpc.aio on the running event loop (the same one as REST), over the same ``Facades``.
 
 It serves ``modelwire.v1.Predictor``, ``modelwire.v1.Events``, ``modelwire.v1.Jobs``, ``modelwire.v1.Admin``,
-``inference.GRPCInferenceService``, ``grpc.health.v1.Health`` (SERVING while ``DataPlane.ready()``,
-NOT_SERVING from the moment a stop begins) and, unless turned off in settings, server reflection (v1alpha,
-which grpcurl understands).
+``modelwire.v1.Monitoring``, ``modelwire.v1.Features``, ``inference.GRPCInferenceService``,
+``grpc.health.v1.Health`` (SERVING while ``DataPlane.ready()``, NOT_SERVING from the moment a stop begins)
+and, unless turned off in settings, server reflection (v1alpha, which grpcurl understands).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from modelwire.protocols.grpc._generated.modelwire.v1 import (
     admin_pb2_grpc,
     events_pb2,
     events_pb2_grpc,
+    features_pb2,
+    features_pb2_grpc,
     jobs_pb2,
     jobs_pb2_grpc,
     monitoring_pb2,
@@ -37,6 +39,7 @@ from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2_grpc 
 from modelwire.protocols.grpc.admin import AdminServicer
 from modelwire.protocols.grpc.auth import SecurityInterceptor
 from modelwire.protocols.grpc.events import EventsServicer
+from modelwire.protocols.grpc.features import FeaturesServicer
 from modelwire.protocols.grpc.health import HealthServicer
 from modelwire.protocols.grpc.inference import GRPCInferenceServiceServicer
 from modelwire.protocols.grpc.jobs import JobsServicer
@@ -53,6 +56,7 @@ SERVICE_NAMES: tuple[str, ...] = (
     jobs_pb2.DESCRIPTOR.services_by_name["Jobs"].full_name,
     monitoring_pb2.DESCRIPTOR.services_by_name["Monitoring"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+    features_pb2.DESCRIPTOR.services_by_name["Features"].full_name,
 )
 HEALTH_POLL_S = 0.5
 
@@ -112,8 +116,9 @@ def _reflection_pool() -> descriptor_pool.DescriptorPool:
         admin_pb2.DESCRIPTOR,
         health_pb2.DESCRIPTOR,
     )
+    files_more = (features_pb2.DESCRIPTOR,)
     rich = (status_pb2.DESCRIPTOR, error_details_pb2.DESCRIPTOR)
-    for file in (*files, *rich, reflection_pb2.DESCRIPTOR):
+    for file in (*files, *files_more, *rich, reflection_pb2.DESCRIPTOR):
         _add_file(pool, file)
     return pool
 
@@ -153,6 +158,7 @@ async def start_grpc_server(
     jobs_pb2_grpc.add_JobsServicer_to_server(JobsServicer(services), server)
     monitoring_pb2_grpc.add_MonitoringServicer_to_server(MonitoringServicer(services), server)
     admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(services), server)
+    features_pb2_grpc.add_FeaturesServicer_to_server(FeaturesServicer(services), server)
     oip_grpc.add_GRPCInferenceServiceServicer_to_server(GRPCInferenceServiceServicer(services), server)
     health = HealthServicer(SERVICE_NAMES)
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

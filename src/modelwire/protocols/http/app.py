@@ -34,6 +34,7 @@ from modelwire.protocols.http.openapi import body, merge_components, responses, 
 from modelwire.protocols.http.rest.admin import add_admin_routes
 from modelwire.protocols.http.rest.apidocs import add_api_docs_routes
 from modelwire.protocols.http.rest.dashboard import add_dashboard_routes
+from modelwire.protocols.http.rest.features import add_feature_routes
 from modelwire.protocols.http.rest.jobs import add_jobs_routes
 from modelwire.protocols.http.rest.monitoring import add_monitoring_routes
 from modelwire.protocols.http.rest.v1 import V1Routes
@@ -171,6 +172,7 @@ def create_app(services: Facades, *, hot_path: bool = True) -> FastAPI:
     add_sse_routes(app, services)
     add_jobs_routes(app, services)
     add_monitoring_routes(app, services)
+    add_feature_routes(app, services)
     add_auth_routes(app, services)
     add_admin_routes(app, services)
     # (end of adapter routes)

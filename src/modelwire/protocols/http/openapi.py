@@ -102,6 +102,7 @@ _PATH_PARAMS = {
     "name": "The model's name (GET /v1/models lists them)",
     "version": "One version of the model",
     "job_id": "The job's id",
+    "view": "A feature view's name (GET /v1/features lists them)",
 }
 
 

@@ -164,7 +164,7 @@ def add_sse_routes(app: FastAPI, services: Facades) -> None:
                 _parameter(
                     "topics",
                     "query",
-                    "Comma-separated: metrics, models, server, alerts, jobs/<id>, jobs/* or *",
+                    "Comma-separated: metrics, models, server, alerts, features, jobs/<id>, jobs/* or *",
                     required=True,
                 ),
                 _parameter("last_event_id", "query", "Resume after this event id (the header wins)"),
