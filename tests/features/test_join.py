@@ -236,3 +236,27 @@ def test_the_open_inference_protocol_carries_the_entity_as_a_parameter(
     reply = asyncio.run(over_grpc())
     label = next(o for o in reply.outputs if o.name == "label")
     assert list(label.contents.bytes_contents) == [b"churn"]
+
+
+async def test_a_version_registered_at_run_time_gets_the_join_too(tmp_path: Path) -> None:
+    """A version trained, registered or dropped into the repository while serving goes through the admin
+    façade: it must be served with its features joined, as the versions built at start are."""
+    from modelwire.app.lifecycle import start_services, stop_services
+    from modelwire.core.dataplane import CallContext
+
+    with on_path(ROOT / "docs" / "examples"):
+        from churn_model import ChurnModel  # type: ignore[import-not-found]
+
+    settings = Settings(data_dir=tmp_path, feature_views=[VIEW])
+    services = build_services(settings, models=[ChurnModel("churn", "1")])
+    await start_services(services)
+    try:
+        await services.features.push("user_stats", [{"user_id": "u1", "avg_rating": 4.9, "n_reviews": 40}])
+        verdict = await services.admin.register(ChurnModel("churn", "2"), mode="never")
+        assert not verdict.promoted
+        (answer,) = await services.dataplane.infer(
+            "churn", [{"entity": {"user_id": "u1"}}], version="2", ctx=CallContext("rest")
+        )
+        assert answer["label"] == "stay", answer
+    finally:
+        await stop_services(services)

@@ -91,7 +91,7 @@ def build_services(
         payload_log=build_payload_log(settings, dataplane, metrics),
         features=features,
         event_sinks=_event_sinks(settings, bus, metrics),
-        admin=_admin(settings, dataplane, bus, metrics),
+        admin=_admin(settings, dataplane, bus, metrics, features),
     )
     versions.admin = services.admin
     follow_remote_jobs(services)  # jobs on Redis: act on other processes' job events too
@@ -123,7 +123,9 @@ def _jobs(settings: Settings, dataplane: DataPlane, events: EventBus, versions: 
     return JobManager(jobs, store, dataplane, events, webhooks, trainer)
 
 
-def _admin(settings: Settings, dataplane: DataPlane, events: EventBus, metrics: Metrics) -> ModelAdmin:
+def _admin(
+    settings: Settings, dataplane: DataPlane, events: EventBus, metrics: Metrics, features: FeatureService
+) -> ModelAdmin:
     async def publish(type_: str, data: Any) -> None:
         await events.publish("models", type_, data)
 
@@ -137,6 +139,9 @@ def _admin(settings: Settings, dataplane: DataPlane, events: EventBus, metrics: 
         lambda name: batching_for(settings, name),
         observe=lambda name: metrics.batch_size.labels(name).observe,
         on_ready=on_ready,
+        # a version trained, registered or dropped into the repository at run time gets the feature
+        # join like the versions built at start
+        prepare=lambda model: join_features(model, features, timeout_s=settings.limits.request_timeout_s),
     )
     admin.restore()
     return admin

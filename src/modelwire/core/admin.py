@@ -56,8 +56,11 @@ class ModelAdmin:
         batching: Batching,
         observe: Callable[[str], Any] | None = None,
         on_ready: Callable[[ModelHandle], None] | None = None,
+        prepare: Callable[[Model], Model] | None = None,
     ) -> None:
         self.dataplane = dataplane
+        self._prepare = prepare or (lambda model: model)
+        """What every new version goes through before it is served (the app's: the feature join)."""
         self.registry = dataplane.registry
         self.catalog = catalog
         self._publish = publish
@@ -238,6 +241,7 @@ class ModelAdmin:
         whether it becomes the default. It is loaded (and warmed up) before anyone can be routed to it;
         until the verdict the current default stays pinned, so no call reaches an unjudged version."""
         name = model.name
+        model = self._prepare(model)  # a version declaring features gets the join, like those at start
         async with self._lock(name):
             previous = self.registry.default_version(name) if name in self.registry.names() else None
             if previous is not None:
