@@ -35,6 +35,7 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 FEATURE_AGE_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86400.0, 7 * 86400.0)
 """``modelwire_feature_age_seconds``'s buckets (seconds); the feature freshness monitor reads them."""
 
+
 class Metrics:
     """Counters and histograms the core and the adapters record into."""
 
