@@ -546,6 +546,8 @@ MONITORS = (
     "error_ratio",
     "saturation",
     "job_queue_age",
+    "feature_freshness",
+    "feature_missing_rate",
 )
 """What an alert rule may watch (docs/monitoring.md says what each measures)."""
 _WINDOW = re.compile(r"^(\d+)(s|m|h)$")
@@ -566,6 +568,8 @@ class AlertRule(_Section):
         "error_ratio",
         "saturation",
         "job_queue_age",
+        "feature_freshness",
+        "feature_missing_rate",
     ]
     model: str = "*"
     version: str | None = None

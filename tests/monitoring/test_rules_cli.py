@@ -37,6 +37,24 @@ threshold = 0.3
 window = 5000
 for_s = 300
 keep_firing_for_s = 600
+
+[[feature_views]]
+name = "user_stats"
+entities = ["user_id"]
+ttl_s = 3600
+features = { avg_rating = "float" }
+
+[[alerts]]
+name = "stats-stale"
+monitor = "feature_freshness"
+threshold = 900
+window = "10m"
+
+[[alerts]]
+name = "stats-missing-last"
+monitor = "feature_missing_rate"
+threshold = 0.5
+window = 500
 """
 
 
@@ -54,6 +72,7 @@ def test_configured_rules_replace_the_built_in_ones_of_the_same_name(tmp_path: P
     assert found["sentiment-prediction-drift"]["threshold"] == 0.2  # built in
     assert found["reviews-error-ratio"]["window"] == "10m"
     assert {"saturation", "job-queue-age"} <= set(found)
+    assert found["feature-missing-rate"]["threshold"] == 0.2  # built in: feature views are configured
 
 
 def _schema_check(document: Any) -> None:
@@ -89,6 +108,17 @@ def test_prometheus_rules_pass_promtool(tmp_path: Path) -> None:
     )
     assert by_name["sentiment-latency-p99"]["expr"].startswith("histogram_quantile(0.99, sum by (le) (rate(")
     assert by_name["saturation"]["expr"] == 'modelwire_monitor_value{monitor="saturation"} > 0.9'
+    assert by_name["feature-missing-rate"]["expr"] == (
+        '(sum by (view) (rate(modelwire_feature_reads_total{status=~"NOT_FOUND|OUTSIDE_MAX_AGE"}[300s])) / '
+        "sum by (view) (rate(modelwire_feature_reads_total[300s]))) > 0.2"
+    )
+    assert by_name["stats-stale"]["expr"] == (
+        "histogram_quantile(0.9, sum by (le, view) "
+        "(rate(modelwire_feature_age_seconds_bucket[600s]))) > 900.0"
+    )
+    assert by_name["stats-missing-last"]["expr"] == (
+        'modelwire_feature_monitor_value{monitor="feature_missing_rate"} > 0.5'
+    )
     promtool = shutil.which("promtool")
     if promtool is None:  # the schema check above is what can be done without it
         return

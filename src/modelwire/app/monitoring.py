@@ -57,6 +57,13 @@ def build_monitoring(
             return None
         return round(max(0.0, time.time() - min(job.created_at for job in page.jobs)), 3)
 
+    def model_views(name: str) -> frozenset[str]:
+        """The feature views a model reads (its declared ``features``, ``view:feature``)."""
+        if name not in registry.names():
+            return frozenset()
+        model = registry.get(name, None, require_ready=False).model
+        return frozenset(ref.split(":", 1)[0] for ref in getattr(model, "features", ()))
+
     monitoring = MonitoringService(
         settings,
         events,
@@ -65,6 +72,7 @@ def build_monitoring(
         reference=reference,
         saturation=saturation,
         queue_age=queue_age,
+        model_views=model_views,
     )
     if settings.monitoring.enabled:
         dataplane.taps.append(monitoring.record)

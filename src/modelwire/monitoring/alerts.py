@@ -94,10 +94,12 @@ class AlertInstance:
     last_breach: float | None = None
     last_notified: float | None = None
     value: float | None = None
+    view: str | None = None
+    """The feature view, for a feature monitor (``feature_freshness``, ``feature_missing_rate``)."""
 
     @property
     def labels(self) -> dict[str, str]:
-        return {
+        labels = {
             **self.rule.labels,
             "alertname": self.rule.name,
             "severity": self.rule.severity,
@@ -105,6 +107,9 @@ class AlertInstance:
             "version": self.version,
             "monitor": self.rule.monitor,
         }
+        if self.view is not None:
+            labels["view"] = self.view
+        return labels
 
     @property
     def fingerprint(self) -> str:
@@ -179,13 +184,24 @@ class AlertEngine:
     renotify_s: float
     instances: dict[AlertKey, AlertInstance] = field(default_factory=dict)
 
+    @staticmethod
+    def key(rule: str, model: str, version: str, view: str | None = None) -> AlertKey:
+        return (rule, model, version if view is None else f"{version}\0view={view}")
+
     def evaluate(
-        self, rule: RuleView, model: str, version: str, value: float | None, now: float
+        self,
+        rule: RuleView,
+        model: str,
+        version: str,
+        value: float | None,
+        now: float,
+        *,
+        view: str | None = None,
     ) -> AlertEvent | None:
-        key = (rule.name, model, version)
+        key = self.key(rule.name, model, version, view)
         alert = self.instances.get(key)
         if alert is None:
-            alert = self.instances[key] = AlertInstance(rule, model, version, since=now)
+            alert = self.instances[key] = AlertInstance(rule, model, version, since=now, view=view)
         alert.rule = rule
         alert.value = value
         signal = self._signal(alert, value, now)

@@ -13,6 +13,11 @@ Drift monitors need the version's reference profile (``profiles.py``) and ``min_
 Service objectives need no reference: ``latency_p99`` (seconds, over the window's requests), ``error_ratio``
 (the share of requests with an error: the request's or any item's). ``saturation`` and ``job_queue_age`` are
 instantaneous, read by the service, not from a window.
+
+Feature monitors are per feature view, from what the feature service already counts
+(``modelwire_feature_reads_total``, ``modelwire_feature_age_seconds``), differenced per round:
+``feature_missing_rate`` (the share of values read NOT_FOUND or OUTSIDE_MAX_AGE) and ``feature_freshness``
+(the 90th percentile age of the values read, seconds).
 """
 
 from __future__ import annotations
@@ -26,7 +31,17 @@ import numpy as np
 from modelwire.monitoring.profiles import ReferenceProfile
 from modelwire.monitoring.statistics import bin_proportions, chisquare, ks_2samp, psi
 
-__all__ = ["DRIFT_MONITORS", "MonitorValue", "drift", "error_ratio", "latency_p99"]
+__all__ = [
+    "DRIFT_MONITORS",
+    "FEATURE_MONITORS",
+    "FeatureRound",
+    "MonitorValue",
+    "drift",
+    "error_ratio",
+    "feature_freshness",
+    "feature_missing_rate",
+    "latency_p99",
+]
 
 DRIFT_MONITORS = ("prediction_drift", "input_drift", "confidence")
 
@@ -132,3 +147,74 @@ def error_ratio(requests: Columns) -> MonitorValue:
     if not len(ok):
         return MonitorValue(None, 0, reason="no requests in the window")
     return MonitorValue(_r(1.0 - float(ok.mean())), len(ok))
+
+
+FEATURE_MONITORS = ("feature_freshness", "feature_missing_rate")
+FRESHNESS_QUANTILE = 0.9
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureRound:
+    """What one view's reads added in one monitoring round: values read, those NOT_FOUND or
+    OUTSIDE_MAX_AGE, and the new observations of ``modelwire_feature_age_seconds`` per bucket (the
+    histogram's cumulative ``le`` counts, the last one ``+Inf``)."""
+
+    time: float
+    read: int
+    missing: int
+    age_buckets: tuple[float, ...]
+
+
+def _select(
+    rounds: Sequence[FeatureRound], count: int | None, seconds: float | None, now: float
+) -> list[FeatureRound]:
+    if seconds is not None:
+        return [r for r in rounds if r.time >= now - seconds]
+    chosen: list[FeatureRound] = []
+    total = 0
+    for r in reversed(rounds):  # the newest rounds holding at least ``count`` values (whole rounds)
+        if count is not None and total >= count:
+            break
+        chosen.append(r)
+        total += r.read
+    return chosen
+
+
+def feature_missing_rate(
+    rounds: Sequence[FeatureRound], count: int | None, seconds: float | None, now: float
+) -> MonitorValue:
+    """The share of the window's feature values read that were NOT_FOUND or OUTSIDE_MAX_AGE."""
+    chosen = _select(rounds, count, seconds, now)
+    read = sum(r.read for r in chosen)
+    if not read:
+        return MonitorValue(None, 0, reason="no feature values read in the window")
+    missing = sum(r.missing for r in chosen)
+    return MonitorValue(_r(missing / read), read, detail={"missing": missing})
+
+
+def feature_freshness(
+    rounds: Sequence[FeatureRound],
+    bounds: Sequence[float],
+    count: int | None,
+    seconds: float | None,
+    now: float,
+) -> MonitorValue:
+    """The 90th percentile age (seconds) of the window's values read that had a value (PRESENT or
+    OUTSIDE_MAX_AGE), from the age histogram's buckets with Prometheus's ``histogram_quantile``
+    interpolation (so ``modelwire alerts rules --prometheus`` computes the same number)."""
+    chosen = _select(rounds, count, seconds, now)
+    if not chosen:
+        return MonitorValue(None, 0, reason="no feature values read in the window")
+    cumulative = [sum(r.age_buckets[i] for r in chosen) for i in range(len(bounds) + 1)]
+    total = cumulative[-1]
+    if not total:
+        return MonitorValue(None, 0, reason="no stored feature values read in the window")
+    rank = FRESHNESS_QUANTILE * total
+    for i, upper in enumerate(bounds):
+        if cumulative[i] >= rank:
+            lower = bounds[i - 1] if i else 0.0
+            below = cumulative[i - 1] if i else 0.0
+            inside = cumulative[i] - below
+            value = lower + (upper - lower) * ((rank - below) / inside if inside else 1.0)
+            return MonitorValue(_r(value), int(total))
+    return MonitorValue(_r(bounds[-1]), int(total), detail={"above_largest_bucket": True})

@@ -9,11 +9,14 @@ from typing import Any
 from modelwire.monitoring.alerts import RuleView
 from modelwire.settings import AlertRule, Settings
 
-__all__ = ["default_rules", "effective_rules", "prometheus_rules", "rule_view"]
+__all__ = ["FEATURE", "GLOBAL", "default_rules", "effective_rules", "prometheus_rules", "rule_view"]
 
 DRIFT = frozenset({"prediction_drift", "input_drift", "confidence"})
 GLOBAL = frozenset({"saturation", "job_queue_age"})
 """Monitors of the whole process, not of one model (their rules' ``model`` is ``"*"``)."""
+FEATURE = frozenset({"feature_freshness", "feature_missing_rate"})
+"""Monitors of each feature view (``model = "*"``: every view; a model's name: the views it reads)."""
+_MISSING_STATUSES = "NOT_FOUND|OUTSIDE_MAX_AGE"
 
 
 def default_rules(model: str) -> list[AlertRule]:
@@ -70,6 +73,16 @@ def default_rules(model: str) -> list[AlertRule]:
     ]
 
 
+_FEATURE_RULE = AlertRule(
+    name="feature-missing-rate",
+    monitor="feature_missing_rate",
+    threshold=0.2,
+    window="5m",
+    for_s=60,
+    summary="more than 20 % of a feature view's values read were missing or older than its TTL",
+)
+"""Built in when feature views are configured (docs/monitoring.md)."""
+
 _PROCESS_RULES = (
     AlertRule(
         name="saturation",
@@ -97,6 +110,8 @@ def effective_rules(settings: Settings) -> list[AlertRule]:
             if spec.source == "builtin:sentiment":
                 rules.update((rule.name, rule) for rule in default_rules(spec.name))
         rules.update((rule.name, rule) for rule in _PROCESS_RULES)
+        if settings.feature_views:
+            rules[_FEATURE_RULE.name] = _FEATURE_RULE
     for rule in settings.alerts:
         rules[rule.name] = rule
     return list(rules.values())
@@ -143,6 +158,8 @@ def _expr(rule: AlertRule) -> str:
         failed = f"rate(modelwire_requests_total{{{','.join(matchers)}}}[{window}])"
         total = f"rate(modelwire_requests_total{_selector(model=model)}[{window}])"
         return f"(sum({failed}) / sum({total})) > {rule.threshold!r}"
+    if rule.monitor in FEATURE:
+        return _feature_expr(rule)
     labels: dict[str, str] = {"monitor": rule.monitor}
     if rule.monitor not in GLOBAL:
         labels = {"model": model, "monitor": rule.monitor}
@@ -150,6 +167,21 @@ def _expr(rule: AlertRule) -> str:
         labels["version"] = rule.version
     metric = "modelwire_drift_score" if rule.monitor in DRIFT else "modelwire_monitor_value"
     return f"{metric}{_selector(**labels)} > {rule.threshold!r}"
+
+
+def _feature_expr(rule: AlertRule) -> str:
+    """Per view, from the feature service's own metrics for a time window; a count window has no
+    PromQL form, so the gauge the server computes is used."""
+    window_s = rule.window_s
+    if window_s is None:
+        return f'modelwire_feature_monitor_value{{monitor="{rule.monitor}"}} > {rule.threshold!r}'
+    window = _duration(window_s)
+    if rule.monitor == "feature_missing_rate":
+        missing = f'rate(modelwire_feature_reads_total{{status=~"{_MISSING_STATUSES}"}}[{window}])'
+        read = f"rate(modelwire_feature_reads_total[{window}])"
+        return f"(sum by (view) ({missing}) / sum by (view) ({read})) > {rule.threshold!r}"
+    rate = f"rate(modelwire_feature_age_seconds_bucket[{window}])"
+    return f"histogram_quantile(0.9, sum by (le, view) ({rate})) > {rule.threshold!r}"
 
 
 def prometheus_rules(rules: Sequence[AlertRule] | Iterable[AlertRule]) -> dict[str, Any]:
@@ -163,7 +195,7 @@ def prometheus_rules(rules: Sequence[AlertRule] | Iterable[AlertRule]) -> dict[s
         if rule.keep_firing_for_s:
             entry["keep_firing_for"] = _duration(rule.keep_firing_for_s)
         labels = {**rule.labels, "severity": rule.severity}
-        if rule.monitor not in GLOBAL and rule.model != "*":
+        if rule.monitor not in GLOBAL | FEATURE and rule.model != "*":
             labels["model"] = rule.model
         entry["labels"] = labels
         annotations = {"summary": rule.summary or f"{rule.monitor} above {rule.threshold!r}"}

@@ -25,12 +25,21 @@ from typing import Any, Protocol
 
 from modelwire.events.bus import EventBus
 from modelwire.monitoring.alerts import AlertEngine, AlertEvent, AlertState
-from modelwire.monitoring.monitors import DRIFT_MONITORS, MonitorValue, drift, error_ratio, latency_p99
+from modelwire.monitoring.monitors import (
+    DRIFT_MONITORS,
+    FeatureRound,
+    MonitorValue,
+    drift,
+    error_ratio,
+    feature_freshness,
+    feature_missing_rate,
+    latency_p99,
+)
 from modelwire.monitoring.profiles import HASH_BUCKETS, ReferenceProfile, text_item
-from modelwire.monitoring.rules import GLOBAL, effective_rules, rule_view
+from modelwire.monitoring.rules import FEATURE, GLOBAL, effective_rules, rule_view
 from modelwire.monitoring.silences import Silences
 from modelwire.monitoring.windows import ItemBatch, Window
-from modelwire.observability.metrics import Metrics
+from modelwire.observability.metrics import FEATURE_AGE_BUCKETS, Metrics
 from modelwire.security.principal import Scope, current_principal
 from modelwire.settings import AlertRule, Settings
 
@@ -39,6 +48,9 @@ __all__ = ["ALERTS_TOPIC", "Call", "MonitoringService", "Served"]
 logger = logging.getLogger("modelwire.monitoring")
 ALERTS_TOPIC = "alerts"
 DEFAULT_WINDOW = 1000
+DEFAULT_FEATURE_WINDOW = 300.0  # seconds: the feature monitors' window when no rule names one
+FEATURE_ROUNDS = 4096  # rounds kept per view (with reads): 5.7 hours at the default 5 s interval
+_MISSING = ("NOT_FOUND", "OUTSIDE_MAX_AGE")
 
 
 class Call(Protocol):
@@ -105,6 +117,7 @@ class MonitoringService:
         reference: Callable[[str, str], tuple[ReferenceProfile | None, str]],
         saturation: Callable[[], float],
         queue_age: Callable[[], Awaitable[float | None]],
+        model_views: Callable[[str], frozenset[str]] = lambda model: frozenset(),
     ) -> None:
         self.settings = settings.monitoring
         self.rules: list[AlertRule] = effective_rules(settings)
@@ -114,6 +127,11 @@ class MonitoringService:
         self._reference = reference
         self._saturation = saturation
         self._queue_age = queue_age
+        self._model_views = model_views
+        self._feature_totals: dict[str, tuple[float, float, tuple[float, ...]]] = {}
+        self._feature_rounds: dict[str, collections.deque[FeatureRound]] = {}
+        self._feature_bounds: tuple[float, ...] = FEATURE_AGE_BUCKETS
+        self._feature_values: dict[str, dict[str, dict[str, Any]]] = {}
         self.notifiers: list[Notifier] = []
         self.engine = AlertEngine(self.settings.renotify_s)
         self.silences = Silences(self.settings.max_silences)
@@ -204,6 +222,7 @@ class MonitoringService:
             else {"value": None, "samples": 0, "reason": "no queued job"},
         }
         self._values = values
+        self._feature_values = self._compute_features(now)
         self._set_gauges(values)
         announced = await self._evaluate_rules(served, values, now)
         async with self.evaluated:
@@ -242,9 +261,60 @@ class MonitoringService:
     def _windows_for(self, model: str) -> list[tuple[int | None, float | None]]:
         found: dict[tuple[int | None, float | None], None] = {}
         for rule in self.rules:
-            if rule.monitor not in GLOBAL and rule.model in ("*", model):
+            if rule.monitor not in GLOBAL | FEATURE and rule.model in ("*", model):
                 found[(rule.window_count, rule.window_s)] = None
         return list(found) or [(DEFAULT_WINDOW, None)]
+
+    def _read_feature_counters(self) -> dict[str, tuple[float, float, tuple[float, ...]]]:
+        """Each view's totals so far, from the counters the feature service keeps anyway (read here, on
+        the timer: nothing is added to a request): values read, values missing, age bucket counts."""
+        reads: dict[str, list[float]] = {}
+        for metric in self.metrics.feature_reads.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total"):
+                    got = reads.setdefault(sample.labels["view"], [0.0, 0.0])
+                    got[0] += sample.value
+                    if sample.labels["status"] in _MISSING:
+                        got[1] += sample.value
+        buckets: dict[str, dict[float, float]] = {}
+        for metric in self.metrics.feature_age.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_bucket"):
+                    le = float(sample.labels["le"])
+                    buckets.setdefault(sample.labels["view"], {})[le] = sample.value
+        out = {}
+        for view, (read, missing) in reads.items():
+            by_le = buckets.get(view, {})
+            counts = tuple(by_le.get(le, 0.0) for le in (*self._feature_bounds, math.inf))
+            out[view] = (read, missing, counts)
+        return out
+
+    def _compute_features(self, now: float) -> dict[str, dict[str, dict[str, Any]]]:
+        totals = self._read_feature_counters()
+        for view, (read, missing, counts) in totals.items():
+            before = self._feature_totals.get(view, (0.0, 0.0, (0.0,) * len(counts)))
+            if read > before[0]:
+                rounds = self._feature_rounds.setdefault(view, collections.deque(maxlen=FEATURE_ROUNDS))
+                buckets = tuple(c - b for c, b in zip(counts, before[2], strict=False))
+                rounds.append(FeatureRound(now, int(read - before[0]), int(missing - before[1]), buckets))
+        self._feature_totals = totals
+        windows: dict[tuple[int | None, float | None], None] = {}
+        for rule in self.rules:
+            if rule.monitor in FEATURE:
+                windows[(rule.window_count, rule.window_s)] = None
+        if not windows:
+            windows[(None, DEFAULT_FEATURE_WINDOW)] = None
+        values: dict[str, dict[str, dict[str, Any]]] = {}
+        for view, rounds in self._feature_rounds.items():
+            out: dict[str, dict[str, Any]] = {}
+            for count, seconds in windows:
+                name = f"{count}" if count is not None else f"{seconds:g}s"
+                fresh = feature_freshness(rounds, self._feature_bounds, count, seconds, now)
+                out.setdefault("feature_freshness", {})[name] = fresh.to_json()
+                rate = feature_missing_rate(rounds, count, seconds, now)
+                out.setdefault("feature_missing_rate", {})[name] = rate.to_json()
+            values[view] = out
+        return values
 
     def _ingest(self, calls: Sequence[Call]) -> None:
         """Turn a round of calls into window rows: one append per model version and round."""
@@ -311,6 +381,12 @@ class MonitoringService:
         return window
 
     def _set_gauges(self, values: Mapping[tuple[str, str], Mapping[str, Mapping[str, Any]]]) -> None:
+        for view, by_monitor in self._feature_values.items():
+            for monitor, by_window in by_monitor.items():
+                number = next(iter(by_window.values())).get("value")
+                self.metrics.feature_monitor_value.labels(view, monitor).set(
+                    float("nan") if number is None else float(number)
+                )
         for (model, version), monitors in values.items():
             for monitor, windows in monitors.items():
                 value = next(iter(windows.values())) if "value" not in windows else windows
@@ -335,6 +411,9 @@ class MonitoringService:
         defaults = {m.name: m for m in served}
         for rule in self.rules:
             view = rule_view(rule)
+            if rule.monitor in FEATURE:
+                announced += self._evaluate_feature_rule(rule, seen, now)
+                continue
             if rule.monitor in GLOBAL:
                 targets = [("*", "*")]
             else:
@@ -350,13 +429,15 @@ class MonitoringService:
                 )
                 entry = values.get((model, version), {}).get(rule.monitor, {})
                 value = entry.get("value") if "value" in entry else entry.get(window_name, {}).get("value")
-                seen.add((rule.name, model, version))
+                seen.add(self.engine.key(rule.name, model, version))
                 event = self.engine.evaluate(view, model, version, value, now)
                 if event is not None:
                     announced.append(event)
         for key, alert in list(self.engine.instances.items()):  # a version no longer served, a rule gone
             if key not in seen:
-                event = self.engine.evaluate(alert.rule, alert.model, alert.version, None, now)
+                event = self.engine.evaluate(
+                    alert.rule, alert.model, alert.version, None, now, view=alert.view
+                )
                 if event is not None:
                     announced.append(event)
                 if alert.state in (AlertState.INACTIVE, AlertState.RESOLVED):
@@ -376,6 +457,26 @@ class MonitoringService:
             await self.events.publish(ALERTS_TOPIC, f"alert.{event.state}", event.to_json())
             for notify in self.notifiers:
                 notify(event)
+        return out
+
+    def _evaluate_feature_rule(
+        self, rule: AlertRule, seen: set[tuple[str, str, str]], now: float
+    ) -> list[AlertEvent]:
+        """A feature monitor's rule, once per feature view: every view read (``model = "*"``), or the
+        views of the features the named model declares."""
+        view_rule = rule_view(rule)
+        views = sorted(self._feature_values)
+        if rule.model != "*":
+            used = self._model_views(rule.model)
+            views = [v for v in views if v in used]
+        window = f"{rule.window_count}" if rule.window_count is not None else f"{rule.window_s:g}s"
+        out = []
+        for name in views:
+            value = self._feature_values[name].get(rule.monitor, {}).get(window, {}).get("value")
+            seen.add(self.engine.key(rule.name, rule.model, "*", name))
+            event = self.engine.evaluate(view_rule, rule.model, "*", value, now, view=name)
+            if event is not None:
+                out.append(event)
         return out
 
     # -- what the API shows -------------------------------------------------------------------------
@@ -398,6 +499,10 @@ class MonitoringService:
             "evaluations": self.evaluations,
             "samples_dropped": self.dropped,
             "models": models,
+            "features": [
+                {"view": view, "monitors": monitors}
+                for view, monitors in sorted(self._feature_values.items())
+            ],
             "rules": [rule.model_dump(mode="json") for rule in self.rules],
         }
 

@@ -9,7 +9,7 @@ from prometheus_client import multiprocess as prom_multiprocess
 
 from modelwire.observability.live import LiveStats
 
-__all__ = ["CONTENT_TYPE", "Metrics"]
+__all__ = ["CONTENT_TYPE", "FEATURE_AGE_BUCKETS", "Metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS = (
@@ -30,6 +30,10 @@ _LATENCY_BUCKETS = (
     30.0,
 )
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+FEATURE_AGE_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86400.0, 7 * 86400.0)
+"""``modelwire_feature_age_seconds``'s buckets (seconds); the feature freshness monitor reads them."""
 
 
 class Metrics:
@@ -123,6 +127,14 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="max",
         )
+        self.feature_monitor_value = Gauge(
+            "modelwire_feature_monitor_value",
+            "The feature monitors per feature view: feature_freshness (p90 age of the values read, "
+            "seconds), feature_missing_rate (share read NOT_FOUND or OUTSIDE_MAX_AGE).",
+            ["view", "monitor"],
+            registry=self.registry,
+            multiprocess_mode="max",
+        )
         self.monitor_samples = Counter(
             "modelwire_monitor_samples",
             "Calls offered to the monitors' buffer, by outcome (sampled, dropped: the buffer was full).",
@@ -184,7 +196,7 @@ class Metrics:
             "modelwire_feature_age_seconds",
             "Age (now minus event time) of the feature values read, by view.",
             ["view"],
-            buckets=(1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86400, 7 * 86400),
+            buckets=FEATURE_AGE_BUCKETS,
             registry=self.registry,
         )
         self.live = LiveStats()
