@@ -269,7 +269,8 @@ def callgrind(target: Target, args: argparse.Namespace, log: Path) -> dict[int, 
                 str(BENCH / "wrk_post.lua"),
             ]
             url = f"http://127.0.0.1:{target.http_port}/predict"
-            subprocess.run([*wrk, "-d3s", url], env=env, capture_output=True, timeout=120, check=True)
+            warmup = f"-d{max(3.0, args.warmup):g}s"  # past the first monitor round with --warmup
+            subprocess.run([*wrk, warmup, url], env=env, capture_output=True, timeout=900, check=True)
             for control in (["-i", "on"], ["-z"]):
                 subprocess.run(
                     ["callgrind_control", *control, pid], capture_output=True, timeout=60, check=True
