@@ -9,6 +9,8 @@ the machine has two; every port is picked free (port 0 probing); every process i
     .venv/bin/python bench/overhead.py ab REF        # REF (a commit) vs the working tree, alternating
     .venv/bin/python bench/overhead.py ab REF --protocols rest --concurrency 1 32 --pairs 5 --duration 5
     .venv/bin/python bench/overhead.py callgrind REF --duration 20   # instructions per REST request
+    .venv/bin/python bench/overhead.py callgrind --base-env MODELWIRE_MONITORING__ENABLED=false \
+        --env MODELWIRE_MONITORING__INTERVAL_S=0.5 --duration 45 --repeats 2   # same code, two settings
 
 ``scripts/bench ab REF`` runs the second form, ``scripts/bench overhead`` the first (it replaces
 ``bench/ab_rest.sh``, which had fixed ports and REST only). The A/B checks REF out into a temporary git
@@ -242,8 +244,7 @@ def callgrind(target: Target, args: argparse.Namespace, log: Path) -> dict[int, 
     warm-up, then counters zeroed, instrumentation on, ``args.duration`` seconds of wrk, a dump, off again.
     Slow (the server runs ~50x slower) but deaf to other work on the machine; kernel time is not counted.
     """
-    out = log.parent / f"callgrind-{target.label}"
-    out.mkdir()
+    out = Path(tempfile.mkdtemp(prefix=f"callgrind-{target.label}-", dir=log.parent))
     target.argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}/cg.%p"]
     target.argv += modelwire_target(target.label, Path(target.env["PYTHONPATH"]), data_dir()).argv
     target.http_port = int(target.argv[target.argv.index("--http-port") + 1])
@@ -268,17 +269,19 @@ def callgrind(target: Target, args: argparse.Namespace, log: Path) -> dict[int, 
                 str(BENCH / "wrk_post.lua"),
             ]
             url = f"http://127.0.0.1:{target.http_port}/predict"
-            subprocess.run([*wrk, "-d3s", url], env=env, capture_output=True, timeout=120, check=True)
+            warmup = f"-d{max(3.0, args.warmup):g}s"  # past the first monitor round with --warmup
+            subprocess.run([*wrk, warmup, url], env=env, capture_output=True, timeout=900, check=True)
             for control in (["-i", "on"], ["-z"]):
                 subprocess.run(
                     ["callgrind_control", *control, pid], capture_output=True, timeout=60, check=True
                 )
+            seconds = args.duration
             done = subprocess.run(
-                [*wrk, f"-d{args.duration:g}s", url],
+                [*wrk, f"-d{seconds:g}s", url],
                 env=env,
                 capture_output=True,
                 text=True,
-                timeout=300,
+                timeout=seconds + 300,
                 check=True,
             )
             for control in (["-d", f"c{concurrency}"], ["-i", "off"]):
@@ -286,7 +289,11 @@ def callgrind(target: Target, args: argparse.Namespace, log: Path) -> dict[int, 
                     ["callgrind_control", *control, pid], capture_output=True, timeout=60, check=True
                 )
             line = next(x for x in done.stdout.splitlines() if x.startswith("WRK_JSON "))
-            requests = json.loads(line.removeprefix("WRK_JSON "))["requests"]
+            raw = json.loads(line.removeprefix("WRK_JSON "))
+            if sum(raw["errors"].values()):
+                raise RuntimeError(f"{target.label} c={concurrency}: wrk errors {raw['errors']}")
+            requests = raw["requests"]
+            print(f"{target.label} c={concurrency}: {requests} requests in {raw['duration_us'] / 1e6:.1f} s")
             dump = max(out.glob("cg.*"), key=os.path.getmtime)
             totals = next(
                 x for x in dump.read_text(errors="replace").splitlines() if x.startswith("summary:")
@@ -295,6 +302,37 @@ def callgrind(target: Target, args: argparse.Namespace, log: Path) -> dict[int, 
     finally:
         target.stop()
     return results
+
+
+def split_env(pairs: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--env/--base-env takes KEY=VALUE, not {pair!r}")
+        env[key] = value
+    return env
+
+
+def callgrind_compare(targets: list[Target], args: argparse.Namespace, log: Path) -> None:
+    """Each target ``args.repeats`` times (alternating: a, b, b, a, ...); instructions per request and
+    the ratio of the second to the first per concurrency."""
+    results: dict[tuple[str, int], list[float]] = {}
+    for round_no in range(args.repeats):
+        for target in targets if round_no % 2 == 0 else targets[::-1]:
+            for concurrency, per_request in callgrind(target, args, log).items():
+                results.setdefault((target.label, concurrency), []).append(per_request)
+                count = f"{per_request / 1e3:,.1f} k"
+                print(f"{target.label} rest c={concurrency}: {count} instructions/request", flush=True)
+    a, b = targets[0].label, targets[1].label
+    for concurrency in args.concurrency:
+        mean_a = statistics.mean(results[(a, concurrency)])
+        mean_b = statistics.mean(results[(b, concurrency)])
+        print(
+            f"c={concurrency}: {a} {mean_a / 1e3:,.1f} k, {b} {mean_b / 1e3:,.1f} k instructions/request "
+            f"(means of {args.repeats}); {b}/{a} = {mean_b / mean_a:.4f}",
+            flush=True,
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -306,6 +344,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs", type=int, default=3, help="rounds; medians over them (default 3)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per run (default 5)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of discarded load per start")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="callgrind: an environment variable for both servers (repeatable)",
+    )
+    parser.add_argument(
+        "--base-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="callgrind: a variable for the first server only; without REF both run the working tree, "
+        "so only the settings differ (e.g. MODELWIRE_MONITORING__ENABLED=false)",
+    )
+    parser.add_argument("--repeats", type=int, default=1, help="callgrind: runs of each side, alternating")
     args = parser.parse_args(argv)
     log = Path(tempfile.mkdtemp(prefix="modelwire-overhead-")) / "servers.log"
     data = data_dir()
@@ -316,8 +370,16 @@ def main(argv: list[str] | None = None) -> None:
         results = measure(targets, args, order, log)
         print("\n".join(summary(results, "floor", "modelwire")))
         return
+    if args.mode == "callgrind" and not args.ref and args.base_env:
+        base = modelwire_target("base", ROOT / "src", data)
+        base.env.update(split_env(args.env + args.base_env))
+        tree = modelwire_target("tree", ROOT / "src", data)
+        tree.env.update(split_env(args.env))
+        print(f"base: {' '.join(args.env + args.base_env)}\ntree: {' '.join(args.env)}", flush=True)
+        callgrind_compare([base, tree], args, log)
+        return
     if not args.ref:
-        parser.error(f"{args.mode} needs REF")
+        parser.error(f"{args.mode} needs REF (callgrind: or --base-env)")
     rev = subprocess.run(
         ["git", "rev-parse", "--short", args.ref], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.strip()
@@ -325,9 +387,8 @@ def main(argv: list[str] | None = None) -> None:
         targets = [modelwire_target("old", old / "src", data), modelwire_target("new", ROOT / "src", data)]
         if args.mode == "callgrind":
             for target in targets:
-                for concurrency, per_request in callgrind(target, args, log).items():
-                    count = f"{per_request / 1e3:,.0f} k"
-                    print(f"{target.label} rest c={concurrency}: {count} instructions/request", flush=True)
+                target.env.update(split_env(args.env))
+            callgrind_compare(targets, args, log)
             return
         order = [[0, 1] if r % 2 == 0 else [1, 0] for r in range(args.pairs)]
         results = measure(targets, args, order, log)
