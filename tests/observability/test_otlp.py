@@ -186,7 +186,7 @@ def test_otlp_http_spans_of_every_wire_of_a_serve_process(
     ws_url = url.replace("http", "ws") + "/v1/models/echo/ws"
     with connect(ws_url, additional_headers=parent("ws")) as socket:
         socket.send(json.dumps({"op": "predict", "id": 1, "text": "g"}))
-        assert json.loads(socket.recv(10)) == {"id": 1, "echo": "g", "length": 1}
+        assert json.loads(socket.recv(10)) == {"id": 1, "echo": "g", "length": 1, "version": "1"}
     with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
         metadata = tuple(parent("grpc").items())
         stub = pb_grpc.PredictorStub(channel)

@@ -179,7 +179,7 @@ async def test_the_right_scope_is_served(
         assert int(answer.headers["ratelimit-limit"]) == 2000
         assert "ratelimit-remaining" in answer.headers
     elif transport == "ws":
-        assert answer.body == {"id": 1, "echo": "hi", "length": 2}
+        assert answer.body == {"id": 1, "echo": "hi", "length": 2, "version": "1"}
     elif transport == "sse":
         assert '"echo":"hi"' in answer.body
 
