@@ -184,7 +184,7 @@ async def live(
 ) -> AsyncIterator[Deployment]:
     """Every contract case runs against one server, and again through a gateway (``modelwire gateway``'s
     services and router, in process) in front of a model service: the answers must be the same."""
-    limits = LimitsSettings(request_timeout_s=0.5, max_text_chars=2000)
+    limits = LimitsSettings(request_timeout_s=1.5, max_text_chars=2000)
     settings = make_settings(limits=limits, batching=BatchingSettings(max_batch_size=64, max_delay_ms=50))
     services = make_services(
         EchoModel(),
