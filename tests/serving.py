@@ -8,7 +8,10 @@ starts such servers once for a test module and stops them when the module ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import faulthandler
 import shutil
+import sys
 import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -63,7 +66,11 @@ class ThreadedServer:
             return
         try:
             if self.server is not None:
-                self._call(self.server.stop)
+                try:
+                    self._call(self.server.stop)
+                except TimeoutError:
+                    dump_stuck(self._loop)
+                    raise
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
@@ -78,6 +85,15 @@ class ThreadedServer:
     def grpc_url(self) -> str:
         assert self.server is not None
         return f"grpc://127.0.0.1:{self.server.grpc_port}"
+
+
+def dump_stuck(loop: asyncio.AbstractEventLoop) -> None:
+    """What a stop that ran out of time waits on: every task of ``loop`` and every thread, on stderr."""
+    print("\n--- the server did not stop in time; its tasks and the process's threads ---", file=sys.stderr)
+    for task in asyncio.all_tasks(loop):
+        task.print_stack(limit=12, file=sys.stderr)
+    with contextlib.suppress(OSError, ValueError):  # a stderr without a file descriptor
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
 
 
 class ServeModule:

@@ -27,6 +27,7 @@ from modelwire.errors import (
 )
 from modelwire.events.bus import Event
 from modelwire.jobs.manager import JobRequest
+from modelwire.jobs.runner import JobStoppedError
 from modelwire.jobs.store import JobSpec, encode_row, render_result
 from modelwire.model.sentiment import load_reviews
 from tests.jobs.conftest import chunks
@@ -324,3 +325,29 @@ async def test_graceful_stop_gives_a_running_job_back(jobs_services: Callable[..
         assert 0 < state.done < 100
     finally:
         await store.close()
+
+
+async def test_stop_is_not_lost_when_a_job_ends_as_the_worker_is_cancelled(
+    jobs_services: Callable[..., Services], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race that hung a shutdown: the worker's cancel lands while its job ends on its own (here: the
+    job sees it was stopped in the very turn the server stops). ``stop()`` must still end the worker."""
+    services = jobs_services(EchoModel())
+    runner = services.jobs.runner
+    ended = asyncio.Event()
+
+    async def work(job: Any, owner: str, stop: Any) -> None:
+        for worker in runner._workers:
+            worker.cancel()  # spent on this task, which the worker awaits
+        ended.set()
+        raise JobStoppedError(job.id)
+
+    monkeypatch.setattr(runner, "_work", work)
+    await start_services(services)
+    try:
+        await services.jobs.submit(JobRequest(model="echo"), chunks(["a"]))
+        await ended.wait()
+        async with asyncio.timeout(60):  # a guard against the hang, not a speed check
+            await runner.stop()
+    finally:
+        await stop_services(services)

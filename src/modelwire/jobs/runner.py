@@ -133,6 +133,8 @@ class JobRunner:
     async def _worker(self, owner: str) -> None:
         failures = 0
         while True:
+            if _cancelling():
+                raise asyncio.CancelledError  # a cancel that landed while a job was ending
             try:
                 job = await self.store.claim(owner, self.settings.lease_s)
             except ModelwireError as exc:
@@ -188,8 +190,11 @@ class JobRunner:
         try:
             result = await work
         except (JobStoppedError, asyncio.CancelledError, TrainingStoppedError):
-            if work.cancelled() and not stop.is_set():
-                raise  # the worker itself is being cancelled (shutdown)
+            if not stop.is_set() and (work.cancelled() or _cancelling()):
+                # The worker itself is being cancelled (shutdown). ``work`` may have ended on its own in
+                # the same turn (a user's cancel seen, or its last write refused): the worker's cancel was
+                # then spent on ``work`` and must not be swallowed here, or ``stop()`` waits forever.
+                raise asyncio.CancelledError from None
             logger.info("job %s stopped (cancelled, or its lease moved to another worker)", job.id)
             return
         except ModelwireError as exc:
@@ -361,3 +366,9 @@ class JobRunner:
             return (index, msgspec.json.encode(output), False)
         except (TypeError, msgspec.EncodeError):
             return (index, _error_body(InternalError("the model's output is not JSON-serialisable")), True)
+
+
+def _cancelling() -> bool:
+    """Whether the running task was asked to cancel (the request may have been spent on a task it awaited)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
