@@ -17,7 +17,7 @@ async def services(
     make_services: Callable[..., Services], make_settings: Callable[..., Settings]
 ) -> AsyncIterator[Services]:
     settings = make_settings(
-        limits=LimitsSettings(max_body_bytes=64 * 1024, max_text_chars=1000, request_timeout_s=0.5)
+        limits=LimitsSettings(max_body_bytes=64 * 1024, max_text_chars=1000, request_timeout_s=2.0)
     )
     services = make_services(
         EchoModel(), ErrorModel("broken"), SlowModel("slow", delay_s=5.0), settings=settings
