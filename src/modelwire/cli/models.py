@@ -217,7 +217,7 @@ def traffic(
     ] = None,
     sticky: Annotated[
         str | None,
-        typer.Option(metavar="principal|header|none", help="Keep each caller on one version."),
+        typer.Option(metavar="principal|header|entity|none", help="Keep each caller on one version."),
     ] = None,
     shadow: Annotated[
         str | None,

@@ -24,7 +24,7 @@ from modelwire.errors import FailedPreconditionError, InvalidInputError, ModelNo
 from modelwire.model.base import Model
 from modelwire.model.gate import Verdict, judge
 from modelwire.model.registry import ModelHandle
-from modelwire.model.traffic import Shadow, Traffic, parse_traffic
+from modelwire.model.traffic import Shadow, Traffic, no_entity_key, parse_traffic
 from modelwire.model.versions import VersionCatalog
 from modelwire.security.principal import Scope, current_principal
 from modelwire.settings import BatchingSettings
@@ -346,6 +346,9 @@ class ModelAdmin:
         async with self._lock(name):
             self.registry.get(name, None, require_ready=False)
             traffic = parse_traffic(body, self._traffic(name))
+            served = self.registry.get(name, None, require_ready=False).model
+            if traffic.sticky == "entity" and not served.entities:
+                raise no_entity_key(name)
             for version in [*traffic.versions, *([traffic.shadow.version] if traffic.shadow else [])]:
                 await self._load(name, version)
             self._set_traffic(name, traffic)

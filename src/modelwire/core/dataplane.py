@@ -30,7 +30,7 @@ from modelwire.errors import (
 )
 from modelwire.model.base import Model
 from modelwire.model.registry import ModelHandle, ModelRegistry
-from modelwire.model.traffic import Traffic
+from modelwire.model.traffic import Traffic, entity_of
 from modelwire.observability.metrics import Metrics
 from modelwire.observability.tracing import INTERNAL, active_tracer, current_trace, sampled, server_span
 from modelwire.security.principal import current_principal
@@ -164,7 +164,7 @@ class DataPlane:
             current_principal().require_model(name)  # a key limited to some models (security/)
             traffic = self.traffic.get(name)
             if not version and traffic is not None:
-                version = self._route(name, traffic, ctx)
+                version = self._route(name, traffic, ctx, instances)
             handle = self.registry.get(name, version)  # 503 + Retry-After for one not ready (unloaded)
             version_served = handle.version
             self._check(instances, field_of)
@@ -314,12 +314,17 @@ class DataPlane:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
-    def _route(self, name: str, traffic: Traffic, ctx: CallContext) -> str | None:
+    def _route(
+        self, name: str, traffic: Traffic, ctx: CallContext, instances: Sequence[Any] | None
+    ) -> str | None:
         key: str | None = None
         if traffic.sticky == "principal":
             key = current_principal().id
         elif traffic.sticky == "header":
             key = ctx.traffic_key
+        elif traffic.sticky == "entity" and instances is not None:  # 400 for a call without one entity
+            entities = self.registry.get(name, None, require_ready=False).model.entities
+            key = entity_of(name, entities, instances)
         chosen = traffic.pick(key, random.random())  # noqa: S311 - a traffic share
         if chosen is None:
             return None
@@ -421,13 +426,20 @@ class DataPlane:
         return self.registry.get(name, version, require_ready=False).model
 
     def pick_version(
-        self, name: str, version: str | None = None, *, ctx: CallContext, require_ready: bool = False
+        self,
+        name: str,
+        version: str | None = None,
+        *,
+        ctx: CallContext,
+        require_ready: bool = False,
+        instances: Sequence[Any] | None = None,
     ) -> str:
         """The version a call from ``ctx`` would run now: ``version``, else the traffic split's pick for
-        this caller, else the default. A stream of one request pins it, so one version answers it all."""
+        this caller, else the default. A stream of one request pins it, so one version answers it all.
+        ``instances``: the request's (all known, or the first), for a split sticky per entity."""
         traffic = self.traffic.get(name)
         if not version and traffic is not None:
-            version = self._route(name, traffic, ctx)
+            version = self._route(name, traffic, ctx, instances)
         return self.registry.get(name, version, require_ready=require_ready).version
 
     def resolve_version(self, name: str, version: str | None = None, *, require_ready: bool = False) -> str:

@@ -90,6 +90,10 @@ class Model:
     call (``features/join.py``)."""
     feature_defaults: ClassVar[Mapping[str, Any]] = {}
     """What a missing or expired feature reads as; a feature without a default fails the item instead."""
+    entities: Sequence[str] = ()
+    """The entity key a request's instances carry (``("user_id",)``): set by the feature join
+    (``features/join.py``) from the views of the model's features; empty for a model joining none. A
+    ``"sticky": "entity"`` canary split keys on it (``model/traffic.py``)."""
 
     def __init__(self, name: str, version: str = "1", **options: Any) -> None:
         self.name = name
