@@ -108,6 +108,12 @@ class Model:
         """Release what ``load`` took. Sync or async."""
         return None
 
+    def memory_bytes(self) -> int | None:
+        """The memory this loaded model holds, when the runtime knows it better than a measurement (memory
+        kept outside Python objects: a native session, a GPU). ``None`` (the default): the memory budget
+        measures the load instead (``model/footprint.py``)."""
+        return None
+
     def predict(self, batch: Sequence[Any]) -> Any:
         """Return one output per instance of ``batch``, in order (a list, or awaitable of one)."""
         raise NotImplementedError
