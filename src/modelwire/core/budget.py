@@ -14,8 +14,9 @@ load within its deadline and gets 503 + Retry-After when the load does not finis
 on, so a retry finds it ready) or cannot make room. Pinned models (``pinned = true`` on the model, or
 ``PUT /v1/admin/models/{name}/pin``) are never unloaded by the budget.
 
-Loads under a budget are serialised by one lock (two loads never both count the same free room); an
-eviction takes no model's lock, so it never waits for an admin action and cannot deadlock with one.
+Room is made and reserved under one lock (two loads never both count the same free room), and the load
+itself runs outside it, so a slow load never holds up another; an eviction takes no model's lock, so it
+never waits for an admin action and cannot deadlock with one.
 """
 
 from __future__ import annotations
@@ -61,16 +62,20 @@ class MemoryBudget:
         self.evicted: set[Key] = set()
         """Versions the budget unloaded (a call to one loads it again)."""
         self._lock = asyncio.Lock()
+        self._reserved: dict[Key, int] = {}
+        """Sizes of the versions loading now whose size is known (counted as used meanwhile)."""
 
     @property
     def enabled(self) -> bool:
         return self.limit is not None
 
     def used(self) -> int:
-        """Bytes the loaded versions take (a version being loaded counts once measured)."""
-        return sum(
+        """Bytes the loaded versions take, and those loading whose size is known (a first load counts
+        once measured)."""
+        loaded = sum(
             self.sizes.get((h.name, h.version), 0) for h in self.registry.handles() if h.state == "ready"
         )
+        return loaded + sum(self._reserved.values())
 
     def size(self, handle: ModelHandle) -> int | None:
         return self.sizes.get((handle.name, handle.version))
@@ -82,25 +87,31 @@ class MemoryBudget:
             await self.registry.load(handle)
             return
         key = (handle.name, handle.version)
-        async with self._lock:
+        async with self._lock:  # room is made, and reserved, under the lock; the load runs outside it
             known = self.sizes.get(key)
             if known is not None:
-                freed = await self._make_room(known, keep=handle)
-                if not freed and reload:
+                if not await self._make_room(known, keep=handle) and reload:
                     raise UnavailableError(
                         f"model {handle.name!r} version {handle.version} needs {known} bytes and the memory "
                         f"budget ({self.limit} bytes) cannot make room now: the loaded models are pinned "
                         "or busy",
                         retry_after_s=1.0,
                     )
+                self._reserved[key] = known
+        try:
             loop = asyncio.get_running_loop()
             before = await loop.run_in_executor(None, deep_size, handle.model)
             await self.registry.load(handle)
             size = await loop.run_in_executor(None, measured_size, handle.model, before)
-            self.sizes[key] = size
-            self.evicted.discard(key)
-            self._on_change(handle)
-            if known is None and not await self._make_room(0, keep=handle):
+        finally:
+            self._reserved.pop(key, None)
+        self.sizes[key] = size
+        self.evicted.discard(key)
+        self._on_change(handle)
+        if known is None or size > known:  # measured only now: make room after the fact
+            async with self._lock:
+                fits = await self._make_room(0, keep=handle)
+            if not fits:
                 logger.warning(
                     "model %s version %s (%d bytes) loaded over the memory budget of %d bytes: the other "
                     "loaded models are pinned or busy",
@@ -129,8 +140,9 @@ class MemoryBudget:
     async def _evict(self, handle: ModelHandle, needed: int) -> None:
         size = self.sizes.get((handle.name, handle.version), 0)
         reason = (
-            f"memory budget: {self.used()} of {self.limit} bytes used and {needed or 'a new load'} more "
-            f"needed; the least recently used idle model ({size} bytes) is unloaded"
+            f"memory budget: {self.used()} of {self.limit} bytes used"
+            + (f" and {needed} more needed" if needed else " after a load")
+            + f"; the least recently used idle model ({size} bytes) is unloaded"
         )
         logger.info("model %s version %s: %s", handle.name, handle.version, reason)
         self.evicted.add((handle.name, handle.version))

@@ -298,10 +298,13 @@ class ModelRegistry:
 
     async def unload_all(self) -> None:
         for handle in self.handles():
+            already = handle.state == "unavailable"  # unloaded at run time (admin, memory budget)
             handle.ready = False
             close = getattr(handle.runner, "close", None)
             if close is not None:
                 await close()
+            if already:
+                continue
             result = handle.model.unload()
             if inspect.isawaitable(result):
                 await result
