@@ -64,7 +64,8 @@ def server(serve_module: ServeModule) -> Iterator[ThreadedServer]:
 @pytest.fixture
 def events(server: ThreadedServer) -> list[Event]:
     seen: list[Event] = []
-    assert server.server is not None and server.server.services is not None
+    assert server.server is not None
+    assert server.server.services is not None
     server.server.services.events.add_publish_listener(seen.append)
     return seen
 
@@ -92,7 +93,8 @@ def test_lru_unloading_within_the_budget_and_loading_again_on_demand(
         memory = _memory(client)
         assert memory["budget_bytes"] == 10 * MIB
         sizes = {m["name"]: m["size_bytes"] for m in memory["models"] if m["size_bytes"] is not None}
-        assert sizes["pinned"] >= MIB and all(sizes[n] >= 4 * MIB for n in ("a", "b", "c"))
+        assert sizes["pinned"] >= MIB
+        assert all(sizes[n] >= 4 * MIB for n in ("a", "b", "c"))
         assert all(size < 5 * MIB for size in sizes.values())  # the blob and a few small objects
         assert memory["used_bytes"] <= 10 * MIB
         assert "pinned" in _loaded(memory)
@@ -124,7 +126,8 @@ def test_lru_unloading_within_the_budget_and_loading_again_on_demand(
         assert failures == Counter()
 
         unloads = [e for e in events if e.type == "model.unloaded"]
-        assert unloads and all(e.data["by"] == "memory_budget" for e in unloads)
+        assert unloads
+        assert all(e.data["by"] == "memory_budget" for e in unloads)
         assert "least recently used idle model" in unloads[0].data["reason"]
         assert "pinned" not in {e.data["name"] for e in unloads}
         reloads = [e for e in events if e.type == "model.loaded" and e.data.get("by") == "memory_budget"]
@@ -167,7 +170,8 @@ def test_a_model_pinned_at_run_time_is_never_unloaded_over_grpc(server: Threaded
             memory = stub.Memory(admin_pb2.MemoryRequest(), timeout=30)
             loaded = {m.name for m in memory.models if m.state == "ready"}
             assert {"pinned", "b", name} <= loaded
-            assert memory.budget_bytes == 10 * MIB and memory.used_bytes <= 10 * MIB
+            assert memory.budget_bytes == 10 * MIB
+            assert memory.used_bytes <= 10 * MIB
             assert {m.name: m.pinned for m in memory.models}["b"]
         assert client.get("/v1/admin/models/b").json()["pinned"] is True
         stub.SetPinned(admin_pb2.PinRequest(name="b", pinned=False), timeout=30)
