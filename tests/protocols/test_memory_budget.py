@@ -6,6 +6,7 @@ Retry-After, and calls to the other models never fail meanwhile. REST (httpx) an
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -15,10 +16,17 @@ import grpc
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from websockets.sync.client import connect
 
 from modelwire import Model
 from modelwire.events.bus import Event
-from modelwire.protocols.grpc._generated.modelwire.v1 import admin_pb2, admin_pb2_grpc
+from modelwire.protocols.grpc._generated.modelwire.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    predictor_pb2,
+    predictor_pb2_grpc,
+)
+from tests.protocols.grpc.richstatus import rich_details
 from tests.serving import ServeModule, ThreadedServer
 
 MIB = 1 << 20
@@ -57,7 +65,9 @@ def server(serve_module: ServeModule) -> Iterator[ThreadedServer]:
         spec("c", 4),
         spec("slow", 4, options={"gated": True}),
     ]
-    yield serve_module(models=models, memory_budget="10MiB", batching={"enabled": False})
+    # a call waits 3 s at most (REST v1, WebSocket and gRPC without a deadline of their own)
+    limits = {"request_timeout_s": 3.0}
+    yield serve_module(models=models, memory_budget="10MiB", batching={"enabled": False}, limits=limits)
     GATE.set()
 
 
@@ -194,6 +204,22 @@ def test_a_call_that_cannot_wait_for_the_reload_gets_503_with_retry_after(server
             assert answer.headers["retry-after"] == "1"
             assert "being loaded again" in answer.json()["error"]
             _call(client, "a")  # the other models answer meanwhile
+            # gRPC: UNAVAILABLE with RetryInfo
+            with grpc.insecure_channel(server.grpc_url.split("://", 1)[1]) as channel:
+                stub = predictor_pb2_grpc.PredictorStub(channel)
+                with pytest.raises(grpc.RpcError) as refused:
+                    stub.Predict(predictor_pb2.Input(model="slow", text="x"), timeout=60)
+                assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+                assert rich_details(refused.value)["RetryInfo"].retry_delay.seconds == 1
+            # WebSocket: an error message saying when to retry; the connection stays open
+            with connect(server.http_url.replace("http", "ws", 1) + "/v1/ws") as ws:
+                ws.send(json.dumps({"id": 1, "op": "predict", "model": "slow", "instance": "x"}))
+                error = json.loads(ws.recv(timeout=60))
+                assert error["op"] == "error"
+                assert error["error"]["code"] == "UNAVAILABLE"
+                assert error["error"]["retry_after_s"] == 1.0
+                ws.send(json.dumps({"id": 2, "op": "predict", "model": "a", "instance": "x"}))
+                assert json.loads(ws.recv(timeout=60))["model"] == "a"
         finally:
             GATE.set()
         _call(client, "slow")  # the load went on: it is ready, or this call waits for it
