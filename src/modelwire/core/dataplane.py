@@ -472,6 +472,12 @@ class DataPlane:
         traffic = self.traffic.get(name)
         if not version and traffic is not None:
             version = self._route(name, traffic, ctx, instances)
+        handle = self.registry.get(name, version, require_ready=False)
+        if require_ready and not handle.ready and self.reloader is not None and self.reloadable(handle):
+            # unloaded by the memory budget: this stream is refused (503 + Retry-After) but the load starts
+            asyncio.ensure_future(self.reloader(handle)).add_done_callback(
+                lambda task: task.cancelled() or task.exception()
+            )
         return self.registry.get(name, version, require_ready=require_ready).version
 
     def resolve_version(self, name: str, version: str | None = None, *, require_ready: bool = False) -> str:
