@@ -26,7 +26,6 @@ from modelwire.errors import (
     InvalidInputError,
     ModelNotFoundError,
     ModelNotReadyError,
-    ModelwireError,
     UnavailableError,
 )
 from modelwire.model.base import Model
@@ -214,7 +213,7 @@ class ModelAdmin:
             )
         try:
             await self.budget.load(handle)
-        except ModelwireError:  # the budget could not make room
+        except UnavailableError:  # the memory budget could not make room
             raise
         except Exception as exc:  # the load's own failure (a missing file, a failed warm-up): its reason
             raise FailedPreconditionError(
@@ -383,7 +382,7 @@ class ModelAdmin:
                 )
             try:
                 await self.budget.load(handle, reload=True)
-            except ModelwireError:
+            except UnavailableError:  # no room
                 raise
             except Exception as exc:  # the load's own failure: the version is failed, with its reason
                 raise ModelNotReadyError(
