@@ -16,9 +16,12 @@ import grpc
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from typer.testing import CliRunner
 from websockets.sync.client import connect
 
 from modelwire import Model
+from modelwire.cli import app
+from modelwire.client import Client
 from modelwire.events.bus import Event
 from modelwire.protocols.grpc._generated.modelwire.v1 import (
     admin_pb2,
@@ -223,3 +226,33 @@ def test_a_call_that_cannot_wait_for_the_reload_gets_503_with_retry_after(server
         finally:
             GATE.set()
         _call(client, "slow")  # the load went on: it is ready, or this call waits for it
+
+
+@pytest.mark.parametrize("wire", ["rest", "grpc"])
+def test_the_client_and_the_cli_show_sizes_and_pins(server: ThreadedServer, wire: str) -> None:
+    url = server.http_url if wire == "rest" else server.grpc_url
+    with httpx.Client(base_url=server.http_url, timeout=60) as rest:
+        _call(rest, "c")  # loaded (again) by a call
+    with Client(url) as client:
+        state = client.pin_model("c")
+        assert state["pinned"] is True
+        assert state["versions"][0]["size_bytes"] >= 4 * MIB
+        memory = client.memory()
+        assert memory["budget_bytes"] == 10 * MIB
+        rows = {m["name"]: m for m in memory["models"]}
+        assert rows["c"]["pinned"] is True
+        assert rows["c"]["state"] == "ready"
+        assert rows["c"]["last_used"] is None or rows["c"]["last_used"] > 0
+        runner = CliRunner()
+        status = runner.invoke(app, ["models", "status", "c", "--url", url])
+        assert status.exit_code == 0, status.output
+        assert "c: default version 1 (pinned: never unloaded by the memory budget)" in status.stdout
+        assert "version 1: ready, 4.0 MiB" in status.stdout
+        shown = runner.invoke(app, ["models", "memory", "--url", url])
+        assert shown.exit_code == 0, shown.output
+        assert "memory budget: " in shown.stdout
+        assert "used of 10.0 MiB" in shown.stdout
+        assert "  c version 1: ready, 4.0 MiB, pinned" in shown.stdout
+        unpinned = runner.invoke(app, ["models", "pin", "c", "--off", "--url", url, "--json"])
+        assert unpinned.exit_code == 0, unpinned.output
+        assert json.loads(unpinned.stdout)["pinned"] is False
