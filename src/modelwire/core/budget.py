@@ -129,7 +129,11 @@ class MemoryBudget:
             victims = [
                 h
                 for h in self.registry.handles()
-                if h is not keep and h.ready and h.inflight == 0 and not self._pinned(h.name)
+                if h is not keep
+                and h.ready
+                and h.inflight == 0
+                and not self._pinned(h.name)
+                and self.sizes.get((h.name, h.version), 0) > 0  # unloading it would free something
             ]
             if not victims:
                 return False
