@@ -52,6 +52,7 @@ __all__ = [
     "TLSSettings",
     "WebSocketSettings",
     "default_data_dir",
+    "parse_budget",
 ]
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
@@ -368,6 +369,8 @@ class ModelSettings(_Section):
     batching: BatchingSettings | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
+    pinned: bool = False
+    """Never unloaded by the memory budget (``models.memory_budget``; docs/admin.md)."""
 
 
 _QUEUE_DEFAULTS = {  # kind -> (the requests' queue/subject/stream, its dead letters)
@@ -795,6 +798,13 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)
     log_level: LogLevel = "info"
     models: tuple[ModelSettings, ...] = ()
+    """The models to serve: ``[[models]]`` in TOML, or ``[[models.serve]]`` under a ``[models]`` table that
+    also holds ``memory_budget`` (``_models_table``)."""
+    memory_budget: int | str | None = None
+    """``models.memory_budget``: at most this much memory for the loaded models (bytes, ``"2GiB"``,
+    ``"512MB"`` or ``"50%"`` of RAM; ``model/budget.py``). Set by ``--memory-budget``,
+    ``MODELWIRE_MODELS__MEMORY_BUDGET`` or ``memory_budget`` in the config file's ``[models]`` table.
+    ``None``: no budget, nothing is unloaded for memory."""
     model_watch: Literal["off", "auto", "watchfiles", "poll"] = "off"
     """Watch the model repository: a version folder that appears is loaded, warmed up and gated; one that
     is removed is unloaded (docs/admin.md). ``auto``: watchfiles when installed, else polling."""
@@ -829,6 +839,18 @@ class Settings(BaseSettings):
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _models_table(cls, data: Any) -> Any:
+        return _split_models_table(data)
+
+    @field_validator("memory_budget")
+    @classmethod
+    def _budget(cls, value: int | str | None) -> int | str | None:
+        if value is not None:
+            parse_budget(value, total_memory=1 << 40)  # its syntax now; a percentage is resolved at start
+        return value
+
     @model_validator(mode="after")
     def _unique_views(self) -> Settings:
         seen: set[str] = set()
@@ -856,13 +878,95 @@ class Settings(BaseSettings):
         config_file = _config_file(init_settings())
         if config_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
-        return tuple(sources)
+        # each source's [models] table split before the sources are merged, so an environment's
+        # MODELWIRE_MODELS__MEMORY_BUDGET never replaces the config file's list of models
+        return tuple(_ModelsTableSource(source) for source in sources)
 
     def effective_models(self) -> tuple[ModelSettings, ...]:
         """The models to serve: the configured ones, or the default sentiment model."""
         if self.models:
             return self.models
         return (ModelSettings(name="sentiment", source="builtin:sentiment"),)
+
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+_BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*|%)\s*$", re.IGNORECASE)
+
+
+def parse_budget(value: int | str, *, total_memory: int) -> int:
+    """``models.memory_budget`` in bytes: a whole number of bytes (``2147483648``), a number with a unit
+    (``"2GiB"``, ``"512MB"``: KB/MB/GB/TB are powers of 1000, KiB/MiB/GiB/TiB of 1024) or a percentage of
+    ``total_memory`` (``"50%"``). ``ValueError`` names what is accepted."""
+    if isinstance(value, bool):
+        raise ValueError("memory_budget must be bytes, a size such as '2GiB', or a percentage such as '50%'")
+    if isinstance(value, int):
+        number, unit = float(value), ""
+    else:
+        match = _BUDGET.match(value)
+        if match is None or (match.group(2) != "%" and match.group(2).lower() not in _UNITS):
+            raise ValueError(
+                f"memory_budget {value!r} is not bytes (2147483648), a size (2GiB, 512MB) or a percentage "
+                "of RAM (50%)"
+            )
+        number, unit = float(match.group(1)), match.group(2).lower()
+    if unit == "%":
+        if not 0 < number <= 100:
+            raise ValueError(f"memory_budget {value!r}: a percentage of RAM is from 0 to 100")
+        budget = int(total_memory * number / 100)
+    else:
+        budget = int(number * _UNITS[unit])
+    if budget <= 0:
+        raise ValueError(f"memory_budget {value!r} must be more than 0 bytes")
+    return budget
+
+
+def _split_models_table(data: Any) -> Any:
+    """``models`` given as a table (TOML ``[models]``, ``MODELWIRE_MODELS__MEMORY_BUDGET``, ``models={...}``):
+    its ``memory_budget`` becomes ``memory_budget`` and its ``serve`` list the models. A list is kept."""
+    if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
+        return data
+    table = dict(data["models"])
+    out = {k: v for k, v in data.items() if k != "models"}
+    unknown = sorted(set(table) - {"memory_budget", "serve"})
+    if unknown:
+        raise ValueError(
+            f"models.{unknown[0]}: the [models] table holds memory_budget and the list of models as "
+            "[[models.serve]] (or keep the list as [[models]])"
+        )
+    if "serve" in table:
+        out["models"] = table["serve"]
+    if "memory_budget" in table and "memory_budget" not in out:
+        out["memory_budget"] = table["memory_budget"]
+    return out
+
+
+class _ModelsTableSource(PydanticBaseSettingsSource):
+    """One settings source with its ``[models]`` table split (``_split_models_table``)."""
+
+    def __init__(self, inner: PydanticBaseSettingsSource) -> None:
+        super().__init__(inner.settings_cls)
+        self._inner = inner
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._inner.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        result = _split_models_table(self._inner())
+        return dict(result)
+
+    def __repr__(self) -> str:
+        return f"_ModelsTableSource({self._inner!r})"
 
 
 def _config_file(init_values: dict[str, Any]) -> Path | None:

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 import modelwire
 from modelwire.app import main
 from modelwire.cli import app, build_settings, parse_model_spec
-from modelwire.settings import BatchingSettings, LimitsSettings, ModelSettings, Settings
+from modelwire.settings import BatchingSettings, LimitsSettings, ModelSettings, Settings, parse_budget
 
 
 @pytest.fixture
@@ -354,3 +354,86 @@ def test_an_unknown_queue_scheme_is_one_line(runner: CliRunner, served: list[Set
     assert result.exit_code == 1
     assert "no known scheme" in result.output
     assert ":pw@" not in result.output
+
+
+MODELS_LIST = """
+[[models]]
+name = "echo"
+source = "tests.models:EchoModel"
+pinned = true
+"""
+
+MODELS_TABLE = """
+[models]
+memory_budget = "2GiB"
+
+[[models.serve]]
+name = "echo"
+source = "tests.models:EchoModel"
+pinned = true
+"""
+
+
+def test_the_memory_budget_from_flag_env_and_both_config_shapes(
+    runner: CliRunner, served: list[Settings], tmp_path: Path
+) -> None:
+    as_list, as_table = tmp_path / "list.toml", tmp_path / "table.toml"
+    as_list.write_text(MODELS_LIST)
+    as_table.write_text(MODELS_TABLE)
+    echo = ModelSettings(name="echo", source="tests.models:EchoModel", pinned=True)
+    # [[models]] as ever, the budget from the environment: the list is not replaced by the variable
+    serve(runner, "--config", str(as_list), env={"MODELWIRE_MODELS__MEMORY_BUDGET": "50%"})
+    # [models] with memory_budget and the list as [[models.serve]]
+    serve(runner, "--config", str(as_table))
+    # the flag over the environment over the file
+    serve(runner, "--config", str(as_table), env={"MODELWIRE_MODELS__MEMORY_BUDGET": "1GiB"})
+    serve(
+        runner,
+        "--config",
+        str(as_table),
+        "--memory-budget",
+        "512MB",
+        env={"MODELWIRE_MODELS__MEMORY_BUDGET": "1GiB"},
+    )
+    assert [(s.models, s.memory_budget) for s in served] == [
+        ((echo,), "50%"),
+        ((echo,), "2GiB"),
+        ((echo,), "1GiB"),
+        ((echo,), "512MB"),
+    ]
+    help_text = runner.invoke(app, ["serve", "--help"]).stdout
+    assert "[MODELWIRE_MODELS__MEMORY_BUDGET]" in help_text
+
+
+def test_run_takes_the_memory_budget(
+    served: list[Settings], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    modelwire.run(memory_budget=2147483648)
+    assert served[0].memory_budget == 2147483648
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (2147483648, 2147483648),
+        ("2147483648", 2147483648),
+        ("2GiB", 2 * 1024**3),
+        ("512MB", 512 * 1000**2),
+        ("1.5 KiB", 1536),
+        ("50%", 500),
+    ],
+)
+def test_a_budget_in_bytes_units_or_a_share_of_ram(value: int | str, expected: int) -> None:
+    assert parse_budget(value, total_memory=1000) == expected
+
+
+@pytest.mark.parametrize("value", ["2 parsecs", "0", "150%", "-1GiB", ""])
+def test_a_bad_budget_is_refused_naming_the_forms(value: str) -> None:
+    with pytest.raises(ValueError, match="memory_budget"):
+        Settings(memory_budget=value)
+
+
+def test_a_models_table_with_an_unknown_key_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"\[\[models.serve\]\]"):
+        Settings(models={"memory_budget": "1GiB", "list": []})

@@ -6,7 +6,9 @@ starts what this builds.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from modelwire.app.follow import follow_remote_jobs
@@ -39,7 +41,7 @@ from modelwire.observability.metrics import Metrics
 from modelwire.outbound.events import EventSink
 from modelwire.outbound.webhooks import HttpxWebhookPoster
 from modelwire.security.policy import SecurityPolicy
-from modelwire.settings import Settings
+from modelwire.settings import Settings, parse_budget
 
 __all__ = ["build_services"]
 
@@ -129,8 +131,20 @@ def _admin(
     async def publish(type_: str, data: Any) -> None:
         await events.publish("models", type_, data)
 
+    budget = (
+        parse_budget(settings.memory_budget, total_memory=total_memory())
+        if settings.memory_budget is not None
+        else None
+    )
+    if budget is not None:
+        metrics.memory_budget.set(budget)
+
     def on_ready(handle: ModelHandle) -> None:
         metrics.model_ready.labels(handle.name, handle.version).set(1 if handle.ready else 0)
+        if budget is not None:
+            size = admin.budget.size(handle) if handle.ready else 0
+            metrics.model_memory.labels(handle.name, handle.version).set(size or 0)
+            metrics.memory_used.set(admin.budget.used())
 
     admin = ModelAdmin(
         dataplane,
@@ -142,9 +156,21 @@ def _admin(
         # a version trained, registered or dropped into the repository at run time gets the feature
         # join like the versions built at start
         prepare=lambda model: join_features(model, features, timeout_s=settings.limits.request_timeout_s),
+        memory_budget=budget,
     )
     admin.restore()
     return admin
+
+
+def total_memory() -> int:
+    """This machine's RAM in bytes, or the container's memory limit when that is lower (cgroup v2
+    ``memory.max``): what a ``"50%"`` memory budget is a share of."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        return total
+    return min(total, int(limit)) if limit.isdigit() else total
 
 
 def _event_sinks(settings: Settings, bus: EventBus, metrics: Metrics) -> list[EventSink]:

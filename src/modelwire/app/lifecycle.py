@@ -60,10 +60,14 @@ async def start_services(services: Services) -> None:
     await services.events.start()
     for sink in services.event_sinks:  # connects in the background: a broker down never stops the start
         sink.start()
-    await services.registry.load_all()
+    if services.admin is not None:  # within the memory budget, when one is set
+        await services.admin.load_all()
+    else:
+        await services.registry.load_all()
     for handle in services.registry.handles():
-        services.metrics.model_ready.labels(handle.name, handle.version).set(1)
-        await services.events.publish("models", "model.loaded", model_event(handle))
+        services.metrics.model_ready.labels(handle.name, handle.version).set(1 if handle.ready else 0)
+        if handle.ready:  # not one the memory budget unloaded at once (its model.unloaded said so)
+            await services.events.publish("models", "model.loaded", model_event(handle))
     await services.jobs.start()
     settings = services.settings
     if settings.model_watch != "off" and services.admin is not None:  # docs/admin.md

@@ -200,6 +200,7 @@ def build_settings(
     event_sink: Sequence[str] | None = None,
     otlp_endpoint: str | None = None,
     otlp_protocol: str | None = None,
+    memory_budget: int | str | None = None,
     **settings: Any,
 ) -> Settings:
     """``Settings`` from ``serve``'s flags: only the given ones (not ``None``) override.
@@ -217,6 +218,7 @@ def build_settings(
         "app_dir": app_dir,
         "workers": workers,
         "log_level": log_level,
+        "memory_budget": memory_budget,
     }
     values.update({key: value for key, value in flat.items() if value is not None})
     nested = {
@@ -292,6 +294,7 @@ def run(
     event_sink: Sequence[str] | None = None,
     otlp_endpoint: str | None = None,
     otlp_protocol: str | None = None,
+    memory_budget: int | str | None = None,
     **settings: Any,
 ) -> None:
     """Serve until SIGTERM/SIGINT: ``modelwire serve`` as a function, argument for flag.
@@ -343,6 +346,7 @@ def run(
             event_sink=event_sink,
             otlp_endpoint=otlp_endpoint,
             otlp_protocol=otlp_protocol,
+            memory_budget=memory_budget,
             **settings,
         )
     )

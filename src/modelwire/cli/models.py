@@ -1,5 +1,6 @@
 """``modelwire models``: list the served models (no subcommand), and manage them on a running server:
-``status``, ``load``, ``unload``, ``default``, ``promote``, ``rollback``, ``traffic``, ``delete``
+``status``, ``load``, ``unload``, ``default``, ``promote``, ``rollback``, ``traffic``, ``delete``,
+``pin`` and ``memory`` (the memory budget)
 (docs/admin.md). The management commands need a credential with ``models:admin``."""
 
 from __future__ import annotations
@@ -73,11 +74,21 @@ def _admin(
     typer.echo(json.dumps(state) if as_json else _describe(state))
 
 
+def _size(size: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"
+
+
 def _describe(state: dict[str, Any]) -> str:
-    lines = [f"{state['name']}: default version {state['default_version']}"]
+    pinned = " (pinned: never unloaded by the memory budget)" if state.get("pinned") else ""
+    lines = [f"{state['name']}: default version {state['default_version']}{pinned}"]
     for v in state["versions"]:
         accuracy = v["metrics"].get("accuracy")
         extra = f", held-out accuracy {accuracy:.4f}" if isinstance(accuracy, int | float) else ""
+        if v.get("size_bytes") is not None:
+            extra += f", {_size(v['size_bytes'])}"
         reason = f" ({v['reason']})" if v["reason"] else ""
         lines.append(f"  version {v['version']}: {v['state']}{reason}{extra}")
     traffic = state["traffic"]
@@ -182,6 +193,46 @@ def rollback(
 
 
 @models_app.command()
+def pin(
+    name: Name,
+    off: Annotated[bool, typer.Option("--off", help="Unpin instead.")] = False,
+    url: UrlOption = DEFAULT_CLIENT_URL,
+    api_key: ApiKeyOption = None,
+    ca_cert: CaCertOption = None,
+    as_json: JsonOption = False,
+    timeout: TimeoutOption = 10.0,
+) -> None:
+    """Pin a model: the memory budget never unloads it (PUT /v1/admin/models/NAME/pin); --off unpins."""
+    _admin(lambda c: c.pin_model(name, not off), url, api_key, ca_cert, timeout, as_json)
+
+
+@models_app.command()
+def memory(
+    url: UrlOption = DEFAULT_CLIENT_URL,
+    api_key: ApiKeyOption = None,
+    ca_cert: CaCertOption = None,
+    as_json: JsonOption = False,
+    timeout: TimeoutOption = 10.0,
+) -> None:
+    """The memory budget (GET /v1/admin/memory): budget, used, and each version's size, pin and state."""
+    from modelwire.client import Client
+
+    with _reported(), Client(url, timeout=timeout, api_key=api_key, ca_cert=ca_cert) as client:
+        state = client.memory()
+    if as_json:
+        typer.echo(json.dumps(state))
+        return
+    budget = state["budget_bytes"]
+    used = _size(state["used_bytes"])
+    lines = [f"memory budget: {used} used of {_size(budget)}" if budget else "memory budget: none"]
+    for m in state["models"]:
+        size = _size(m["size_bytes"]) if m["size_bytes"] is not None else "not measured"
+        pinned = ", pinned" if m["pinned"] else ""
+        lines.append(f"  {m['name']} version {m['version']}: {m['state']}, {size}{pinned}")
+    typer.echo("\n".join(lines))
+
+
+@models_app.command()
 def delete(
     name: Name,
     version: Version,
@@ -217,7 +268,7 @@ def traffic(
     ] = None,
     sticky: Annotated[
         str | None,
-        typer.Option(metavar="principal|header|none", help="Keep each caller on one version."),
+        typer.Option(metavar="principal|header|entity|none", help="Keep each caller on one version."),
     ] = None,
     shadow: Annotated[
         str | None,

@@ -233,6 +233,20 @@ def serve(
     ] = None,
     otlp_endpoint: Annotated[str | None, otlp_endpoint_option(_SERVE_PANEL)] = None,
     otlp_protocol: Annotated[OtlpProtocol | None, otlp_protocol_option(_SERVE_PANEL)] = None,
+    memory_budget: Annotated[
+        str | None,
+        typer.Option(
+            "--memory-budget",
+            metavar="SIZE",
+            help=_help(
+                "At most this much memory for the loaded models: bytes, 2GiB, 512MB or 50% of RAM; the "
+                "least recently used idle unpinned model is unloaded to make room (docs/admin.md)",
+                "models.memory_budget",
+                "none",
+            ),
+            rich_help_panel=_BATCH_PANEL,
+        ),
+    ] = None,
     features: Annotated[
         str | None,
         typer.Option(
@@ -288,6 +302,7 @@ def serve(
             event_sink=event_sink,
             otlp_endpoint=otlp_endpoint,
             otlp_protocol=otlp_protocol.value if otlp_protocol is not None else None,
+            memory_budget=memory_budget,
             **features_section(features),
         )
         main.run(settings)

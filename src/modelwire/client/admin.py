@@ -24,6 +24,8 @@ class AdminWire(Protocol):
     async def set_default(self, name: str, version: str) -> dict[str, Any]: ...
     async def set_traffic(self, name: str, body: dict[str, Any]) -> dict[str, Any]: ...
     async def rollback(self, name: str) -> dict[str, Any]: ...
+    async def memory(self) -> dict[str, Any]: ...
+    async def set_pinned(self, name: str, pinned: bool) -> dict[str, Any]: ...
 
 
 def traffic_body(versions: Any = _UNSET, sticky: Any = _UNSET, shadow: Any = _UNSET) -> dict[str, Any]:
@@ -72,6 +74,12 @@ class _RestAdmin:
     async def rollback(self, name: str) -> dict[str, Any]:
         return dict(await self._t._call("POST", self._path(name) + "/rollback"))
 
+    async def memory(self) -> dict[str, Any]:
+        return dict(await self._t._call("GET", "/v1/admin/memory"))
+
+    async def set_pinned(self, name: str, pinned: bool) -> dict[str, Any]:
+        return dict(await self._t._call("PUT", self._path(name) + "/pin", {"pinned": pinned}))
+
 
 def _state(message: Any) -> dict[str, Any]:
     traffic = message.traffic
@@ -85,6 +93,7 @@ def _state(message: Any) -> dict[str, Any]:
                 "reason": v.reason,
                 "default": v.default,
                 "metrics": json.loads(v.metrics_json or "{}"),
+                "size_bytes": v.size_bytes if v.HasField("size_bytes") else None,
             }
             for v in message.versions
         ],
@@ -159,6 +168,25 @@ class _GrpcAdmin:
 
     async def rollback(self, name: str) -> dict[str, Any]:
         return _state(await self._rpc("Rollback", self._pb.GetModelRequest(name=name)))
+
+    async def memory(self) -> dict[str, Any]:
+        answer = await self._rpc("Memory", self._pb.MemoryRequest())
+        fields = ("name", "version", "state", "pinned", "inflight", "unloaded_by_budget")
+        return {
+            "budget_bytes": answer.budget_bytes if answer.HasField("budget_bytes") else None,
+            "used_bytes": answer.used_bytes,
+            "models": [
+                {
+                    **{f: getattr(m, f) for f in fields},
+                    "size_bytes": m.size_bytes if m.HasField("size_bytes") else None,
+                    "last_used": m.last_used if m.HasField("last_used") else None,
+                }
+                for m in answer.models
+            ],
+        }
+
+    async def set_pinned(self, name: str, pinned: bool) -> dict[str, Any]:
+        return _state(await self._rpc("SetPinned", self._pb.PinRequest(name=name, pinned=pinned)))
 
 
 def open_admin_wire(transport: object) -> AdminWire:

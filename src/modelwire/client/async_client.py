@@ -318,7 +318,7 @@ class AsyncClient:
     async def set_traffic(
         self, name: str, *, versions: Any = _UNSET, sticky: Any = _UNSET, shadow: Any = _UNSET
     ) -> dict[str, Any]:
-        """Canary split (``versions={"1": 90, "2": 10}``, ``sticky="principal"|"header"|None``)
+        """Canary split (``versions={"1": 90, "2": 10}``, ``sticky="principal"|"header"|"entity"|None``)
         and/or shadow (``shadow={"version": "3", "percent": 100}`` or ``None``); what is not given stays."""
         body = traffic_body(versions, sticky, shadow)
         return await open_admin_wire(self._wire()).set_traffic(name, body)
@@ -326,6 +326,15 @@ class AsyncClient:
     async def rollback(self, name: str) -> dict[str, Any]:
         """The default and all traffic back to the previous default."""
         return await open_admin_wire(self._wire()).rollback(name)
+
+    async def memory(self) -> dict[str, Any]:
+        """The memory budget: ``budget_bytes`` (``None``: no budget), ``used_bytes`` and every version's
+        ``size_bytes``, ``last_used`` (Unix seconds), ``pinned``, ``state``."""
+        return await open_admin_wire(self._wire()).memory()
+
+    async def pin_model(self, name: str, pinned: bool = True) -> dict[str, Any]:
+        """Pin a model (the memory budget never unloads it), or unpin it with ``pinned=False``."""
+        return await open_admin_wire(self._wire()).set_pinned(name, pinned)
 
     async def aclose(self) -> None:
         """Close the connection and any stream still open (a loop left by ``break``). Safe to call twice."""

@@ -311,6 +311,14 @@ class Client:
         """See ``AsyncClient.rollback``."""
         return self._run(self._async.rollback(name))
 
+    def memory(self) -> dict[str, Any]:
+        """See ``AsyncClient.memory``."""
+        return self._run(self._async.memory())
+
+    def pin_model(self, name: str, pinned: bool = True) -> dict[str, Any]:
+        """See ``AsyncClient.pin_model``."""
+        return self._run(self._async.pin_model(name, pinned))
+
     def close(self) -> None:
         """Close the connection and stop the private loop. Safe to call twice."""
         with self._lock:

@@ -19,12 +19,19 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from modelwire.core.budget import MemoryBudget
 from modelwire.core.dataplane import DataPlane
-from modelwire.errors import FailedPreconditionError, InvalidInputError, ModelNotFoundError
+from modelwire.errors import (
+    FailedPreconditionError,
+    InvalidInputError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    UnavailableError,
+)
 from modelwire.model.base import Model
 from modelwire.model.gate import Verdict, judge
 from modelwire.model.registry import ModelHandle
-from modelwire.model.traffic import Shadow, Traffic, parse_traffic
+from modelwire.model.traffic import Shadow, Traffic, no_entity_key, parse_traffic
 from modelwire.model.versions import VersionCatalog
 from modelwire.security.principal import Scope, current_principal
 from modelwire.settings import BatchingSettings
@@ -57,6 +64,7 @@ class ModelAdmin:
         observe: Callable[[str], Any] | None = None,
         on_ready: Callable[[ModelHandle], None] | None = None,
         prepare: Callable[[Model], Model] | None = None,
+        memory_budget: int | None = None,
     ) -> None:
         self.dataplane = dataplane
         self._prepare = prepare or (lambda model: model)
@@ -69,6 +77,15 @@ class ModelAdmin:
         self._on_ready = on_ready or (lambda handle: None)
         self._locks: dict[str, asyncio.Lock] = {}
         self._history: dict[str, list[str]] = {}
+        self._pins: dict[str, bool] = {}
+        """Pins set at run time (``set_pinned``), over the configured ``pinned``."""
+        self.budget = MemoryBudget(
+            self.registry, memory_budget, publish, pinned=self.pinned, on_change=self._on_ready
+        )
+        self._reloads: dict[tuple[str, str], asyncio.Task[None]] = {}
+        if self.budget.enabled:  # a call to a version the budget unloaded loads it again
+            dataplane.reloader = self.reload
+            dataplane.reloadable = lambda handle: (handle.name, handle.version) in self.budget.evicted
 
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
@@ -90,6 +107,8 @@ class ModelAdmin:
                 logger.warning(
                     "model %s: saved default version %r is not served; using the newest", name, default
                 )
+            if isinstance(state.get("pinned"), bool):
+                self._pins[name] = state["pinned"]
             history = state.get("history")
             if isinstance(history, list):
                 self._history[name] = [str(v) for v in history if str(v) in known][-MAX_HISTORY:]
@@ -127,8 +146,18 @@ class ModelAdmin:
             "versions": self._versions(name),
             "traffic": self._traffic(name).to_json(),
             "history": list(self._history.get(name, [])),
-            "pinned": self.catalog.pinned(name),
+            "pinned": self.pinned(name),
         }
+
+    def pinned(self, name: str) -> bool:
+        """Whether the memory budget must never unload ``name`` (set at run time, else configured)."""
+        return self._pins.get(name, self.catalog.pinned(name))
+
+    def memory(self) -> dict[str, Any]:
+        """The memory budget's state (``GET /v1/admin/memory``): budget, used, every version's size,
+        last use and pin (``core/budget.py``)."""
+        _who()
+        return self.budget.state()
 
     def _versions(self, name: str) -> list[dict[str, Any]]:
         served = set(self.registry.versions(name))
@@ -147,6 +176,7 @@ class ModelAdmin:
                     "reason": reason,
                     "default": version == default,
                     "metrics": self.catalog.metrics(name, version),
+                    "size_bytes": self.budget.sizes.get((name, version)),
                 }
             )
         return rows
@@ -182,7 +212,9 @@ class ModelAdmin:
                 f"model {name!r} version {handle.version} is unloading; load it again when it is unloaded"
             )
         try:
-            await self.registry.load(handle)
+            await self.budget.load(handle)
+        except UnavailableError:  # the memory budget could not make room
+            raise
         except Exception as exc:  # the load's own failure (a missing file, a failed warm-up): its reason
             raise FailedPreconditionError(
                 f"model {name!r} version {handle.version} failed to load: {handle.reason}"
@@ -199,6 +231,7 @@ class ModelAdmin:
             versions = [version] if version else self.registry.versions(name)
             handles = [self.registry.get(name, v, require_ready=False) for v in versions]
             for handle in handles:
+                self.budget.evicted.discard((name, handle.version))  # unloaded by hand: stays so
                 await self.registry.unload(handle)
                 self._on_ready(handle)
         for handle in handles:
@@ -229,6 +262,7 @@ class ModelAdmin:
                 await self.registry.unload(handle)
                 self._on_ready(handle)
                 self.registry.remove(name, version)
+            self.budget.forget(name, version)
             self._history[name] = [v for v in self._history.get(name, []) if v != version]
             self.catalog.delete(name, version)
             self._save(name)
@@ -248,7 +282,9 @@ class ModelAdmin:
                 self.registry.set_default(name, previous)
             observe = self._observe(name) if self._observe is not None else None
             try:
-                handle = await self.registry.add_loaded(model, self._batching(name), observe)
+                handle = await self.registry.add_loaded(
+                    model, self._batching(name), observe, load=self.budget.load
+                )
             except Exception as exc:  # kept, as failed with its reason, for the repository index
                 failed = self.registry.add(model, self._batching(name), observe)
                 failed.state, failed.reason = "failed", f"{type(exc).__name__}: {exc}"[:500]
@@ -309,10 +345,72 @@ class ModelAdmin:
             await self.registry.unload(handle)
             self._on_ready(handle)
             self.registry.remove(name, version)
+            self.budget.forget(name, version)
             self._history[name] = [v for v in self._history.get(name, []) if v != version]
             self._save(name)
         await self._publish("model.removed", {"name": name, "version": version, "by": by})
         return True
+
+    # -- the memory budget --------------------------------------------------------------------------
+
+    async def load_all(self) -> None:
+        """Start-up: load every version, within the memory budget when one is set (the least recently
+        used, here the first loaded, are unloaded to make room; pinned ones never)."""
+        for handle in self.registry.handles():
+            await self.budget.load(handle)
+
+    async def reload(self, handle: ModelHandle) -> None:
+        """A call wants a version the memory budget unloaded: load it again (one load for every call
+        waiting; ``UnavailableError`` when no room can be made). The caller bounds the wait by its
+        deadline; the load goes on after a caller gave up, so a retry finds it ready."""
+        key = (handle.name, handle.version)
+        task = self._reloads.get(key)
+        if task is None:
+            task = asyncio.create_task(self._reload(handle))
+            self._reloads[key] = task
+            task.add_done_callback(lambda _t: self._reloads.pop(key, None))
+            task.add_done_callback(_retrieved)
+        await asyncio.shield(task)
+
+    async def _reload(self, handle: ModelHandle) -> None:
+        async with self._lock(handle.name):
+            if handle.ready:
+                return
+            if handle.state != "unavailable" or (handle.name, handle.version) not in self.budget.evicted:
+                raise UnavailableError(
+                    f"model {handle.name!r} version {handle.version} is {handle.state}", retry_after_s=1.0
+                )
+            try:
+                await self.budget.load(handle, reload=True)
+            except UnavailableError:  # no room
+                raise
+            except Exception as exc:  # the load's own failure: the version is failed, with its reason
+                raise ModelNotReadyError(
+                    f"model {handle.name!r} version {handle.version} failed to load again: {handle.reason}",
+                    retry_after_s=1.0,
+                ) from exc
+        await self._publish(
+            "model.loaded",
+            {
+                "name": handle.name,
+                "version": handle.version,
+                "by": "memory_budget",
+                "reason": "a call asked for it after the memory budget unloaded it",
+            },
+        )
+
+    async def set_pinned(self, name: str, pinned: bool) -> dict[str, Any]:
+        """Pin a model (every version; the memory budget never unloads it) or unpin it, at run time. Kept
+        in ``serving.json`` for a repository model."""
+        who = _who()
+        if not isinstance(pinned, bool):
+            raise InvalidInputError('send {"pinned": true} or {"pinned": false}', field="$.pinned")
+        async with self._lock(name):
+            self.registry.get(name, None, require_ready=False)  # 404 for an unknown model
+            self._pins[name] = pinned
+            self._save(name)
+        await self._publish("model.pinned" if pinned else "model.unpinned", {"name": name, "by": who})
+        return self.describe(name)
 
     # -- serving ------------------------------------------------------------------------------------
 
@@ -346,6 +444,9 @@ class ModelAdmin:
         async with self._lock(name):
             self.registry.get(name, None, require_ready=False)
             traffic = parse_traffic(body, self._traffic(name))
+            served = self.registry.get(name, None, require_ready=False).model
+            if traffic.sticky == "entity" and not served.entities:
+                raise no_entity_key(name)
             for version in [*traffic.versions, *([traffic.shadow.version] if traffic.shadow else [])]:
                 await self._load(name, version)
             self._set_traffic(name, traffic)
@@ -390,11 +491,17 @@ class ModelAdmin:
                 "default": chosen,
                 "history": self._history.get(name, []),
                 "traffic": self._traffic(name).to_json(),
+                **({"pinned": self._pins[name]} if name in self._pins else {}),
             },
         )
 
     def shadow_of(self, name: str) -> Shadow | None:
         return self._traffic(name).shadow
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:  # the callers got it; no "never retrieved"
+        logger.debug("model reload failed: %r", task.exception())
 
 
 def _order(version: str) -> tuple[int, int | str]:

@@ -10,7 +10,7 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -30,7 +30,7 @@ from modelwire.errors import (
 )
 from modelwire.model.base import Model
 from modelwire.model.registry import ModelHandle, ModelRegistry
-from modelwire.model.traffic import Traffic
+from modelwire.model.traffic import Traffic, entity_of
 from modelwire.observability.metrics import Metrics
 from modelwire.observability.tracing import INTERNAL, active_tracer, current_trace, sampled, server_span
 from modelwire.security.principal import current_principal
@@ -104,6 +104,10 @@ class DataPlane:
         self.traffic: dict[str, Traffic] = {}
         """Each model's canary split and shadow (set by the admin façade, ``core/admin.py``)."""
         self.shadows = Shadows(registry, metrics, limits.request_timeout_s)
+        self.reloader: Callable[[ModelHandle], Awaitable[None]] | None = None
+        """Loads again a version the memory budget unloaded (``ModelAdmin.reload``); ``None``: no budget."""
+        self.reloadable: Callable[[ModelHandle], bool] = lambda handle: False
+        """Whether a version that is not ready is one the memory budget unloaded (a call reloads it)."""
 
     # -- inference ---------------------------------------------------------------------------------
 
@@ -164,8 +168,8 @@ class DataPlane:
             current_principal().require_model(name)  # a key limited to some models (security/)
             traffic = self.traffic.get(name)
             if not version and traffic is not None:
-                version = self._route(name, traffic, ctx)
-            handle = self.registry.get(name, version)  # 503 + Retry-After for one not ready (unloaded)
+                version = self._route(name, traffic, ctx, instances)
+            handle = await self._ready(name, version, ctx)  # 503 + Retry-After for one not ready (unloaded)
             version_served = handle.version
             self._check(instances, field_of)
             ctx.served.version = handle.version
@@ -253,7 +257,7 @@ class DataPlane:
         sits in the caller's messages (``$.text``): its error names it. ``versions``, when given, receives
         ``{id: version that answered}`` before each result is yielded (each request is routed alone).
         """
-        self.registry.get(name, version)
+        await self._ready(name, version, ctx)
         done: asyncio.Queue[tuple[Any, Any] | None] = asyncio.Queue()
         tasks: set[asyncio.Task[None]] = set()
         slots = asyncio.Semaphore(max_pending) if max_pending else None
@@ -314,12 +318,17 @@ class DataPlane:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
-    def _route(self, name: str, traffic: Traffic, ctx: CallContext) -> str | None:
+    def _route(
+        self, name: str, traffic: Traffic, ctx: CallContext, instances: Sequence[Any] | None
+    ) -> str | None:
         key: str | None = None
         if traffic.sticky == "principal":
             key = current_principal().id
         elif traffic.sticky == "header":
             key = ctx.traffic_key
+        elif traffic.sticky == "entity" and instances is not None:  # 400 for a call without one entity
+            entities = self.registry.get(name, None, require_ready=False).model.entities
+            key = entity_of(name, entities, instances)
         chosen = traffic.pick(key, random.random())  # noqa: S311 - a traffic share
         if chosen is None:
             return None
@@ -330,12 +339,38 @@ class DataPlane:
             pass
         return None
 
-    async def _run(self, handle: ModelHandle, instances: Sequence[Any], ctx: CallContext) -> list[Any]:
+    async def _ready(self, name: str, version: str | None, ctx: CallContext) -> ModelHandle:
+        """The handle to run, ready: a version the memory budget unloaded is loaded again, the call
+        waiting within its deadline (503 + Retry-After when the load takes longer or finds no room)."""
+        try:
+            return self.registry.get(name, version)
+        except ModelwireError:
+            handle = self.registry.get(name, version, require_ready=False)  # 404 as before
+            if self.reloader is None or not self.reloadable(handle):
+                raise
+        reloading = asyncio.ensure_future(self.reloader(handle))  # goes on when this call gives up
+        await asyncio.wait({reloading}, timeout=max(self._timeout(ctx), 0.0))
+        if reloading.done():
+            reloading.result()  # its refusal (no room, a failed load) is this call's error
+            return self.registry.get(name, handle.version)
+        reloading.add_done_callback(lambda task: task.cancelled() or task.exception())
+        raise UnavailableError(
+            f"model {name!r} version {handle.version} is being loaded again (the memory budget had "
+            "unloaded it) and was not ready within this call's deadline",
+            retry_after_s=1.0,
+        )
+
+    def _timeout(self, ctx: CallContext) -> float:
         now = time.monotonic()
         timeout = self.limits.request_timeout_s
         for deadline in (ctx.deadline, current_deadline()):  # the call's own, and one set by an adapter
             if deadline is not None:
                 timeout = min(timeout, deadline - now)
+        return timeout
+
+    async def _run(self, handle: ModelHandle, instances: Sequence[Any], ctx: CallContext) -> list[Any]:
+        now = time.monotonic()
+        timeout = self._timeout(ctx)
         if timeout <= 0:
             raise DeadlineExceededError("the deadline passed before the model was called")
         token = use_deadline(now + timeout)  # a model that forwards the call passes the rest on
@@ -411,7 +446,9 @@ class DataPlane:
         names = self.registry.names()
         if self._draining or not names:
             return False
-        return all(self.registry.get(name, None, require_ready=False).ready for name in names)
+        # a version the memory budget unloaded is loaded again by the next call: still servable
+        defaults = [self.registry.get(name, None, require_ready=False) for name in names]
+        return all(h.ready or self.reloadable(h) for h in defaults)
 
     def model(self, name: str, version: str | None = None) -> Model:
         """The served ``Model`` object (loaded or not), for domain services that need its class or options.
@@ -421,13 +458,26 @@ class DataPlane:
         return self.registry.get(name, version, require_ready=False).model
 
     def pick_version(
-        self, name: str, version: str | None = None, *, ctx: CallContext, require_ready: bool = False
+        self,
+        name: str,
+        version: str | None = None,
+        *,
+        ctx: CallContext,
+        require_ready: bool = False,
+        instances: Sequence[Any] | None = None,
     ) -> str:
         """The version a call from ``ctx`` would run now: ``version``, else the traffic split's pick for
-        this caller, else the default. A stream of one request pins it, so one version answers it all."""
+        this caller, else the default. A stream of one request pins it, so one version answers it all.
+        ``instances``: the request's (all known, or the first), for a split sticky per entity."""
         traffic = self.traffic.get(name)
         if not version and traffic is not None:
-            version = self._route(name, traffic, ctx)
+            version = self._route(name, traffic, ctx, instances)
+        handle = self.registry.get(name, version, require_ready=False)
+        if require_ready and not handle.ready and self.reloader is not None and self.reloadable(handle):
+            # unloaded by the memory budget: this stream is refused (503 + Retry-After) but the load starts
+            asyncio.ensure_future(self.reloader(handle)).add_done_callback(
+                lambda task: task.cancelled() or task.exception()
+            )
         return self.registry.get(name, version, require_ready=require_ready).version
 
     def resolve_version(self, name: str, version: str | None = None, *, require_ready: bool = False) -> str:

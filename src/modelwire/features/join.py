@@ -60,6 +60,9 @@ class FeatureJoin(Model):
     def unload(self) -> Any:
         return self.inner.unload()
 
+    def memory_bytes(self) -> int | None:
+        return self.inner.memory_bytes()
+
     def info(self) -> ModelInfo:
         info = self.inner.info()
         info.extra = {**info.extra, "features": [str(r) for r in self.refs], "entities": self.entities}

@@ -90,6 +90,10 @@ class Model:
     call (``features/join.py``)."""
     feature_defaults: ClassVar[Mapping[str, Any]] = {}
     """What a missing or expired feature reads as; a feature without a default fails the item instead."""
+    entities: Sequence[str] = ()
+    """The entity key a request's instances carry (``("user_id",)``): set by the feature join
+    (``features/join.py``) from the views of the model's features; empty for a model joining none. A
+    ``"sticky": "entity"`` canary split keys on it (``model/traffic.py``)."""
 
     def __init__(self, name: str, version: str = "1", **options: Any) -> None:
         self.name = name
@@ -102,6 +106,12 @@ class Model:
 
     def unload(self) -> Any:
         """Release what ``load`` took. Sync or async."""
+        return None
+
+    def memory_bytes(self) -> int | None:
+        """The memory this loaded model holds, when the runtime knows it better than a measurement (memory
+        kept outside Python objects: a native session, a GPU). ``None`` (the default): the memory budget
+        measures the load instead (``model/footprint.py``)."""
         return None
 
     def predict(self, batch: Sequence[Any]) -> Any:

@@ -6,7 +6,7 @@ import asyncio
 import importlib.util
 import inspect
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,14 +194,20 @@ class ModelRegistry:
 
         return ModelHandle(model, make(), make_runner=make)
 
-    async def add_loaded(self, model: Model, batching: BatchingSettings, observe: Any = None) -> ModelHandle:
+    async def add_loaded(
+        self,
+        model: Model,
+        batching: BatchingSettings,
+        observe: Any = None,
+        load: Callable[[ModelHandle], Awaitable[None]] | None = None,
+    ) -> ModelHandle:
         """Add a version at run time: loaded (off the event loop) before it becomes visible, so the
-        default version only switches to it once it can serve."""
+        default version only switches to it once it can serve. ``load``: how (the memory budget's)."""
         versions = self._handles.get(model.name, {})
         if model.version in versions:
             raise ConfigurationError(f"model {model.name} already has a version {model.version}")
         handle = self._handle(model, batching, observe)
-        await self.load(handle)
+        await (load or self.load)(handle)
         self._handles.setdefault(model.name, {})[model.version] = handle
         return handle
 
@@ -292,10 +298,13 @@ class ModelRegistry:
 
     async def unload_all(self) -> None:
         for handle in self.handles():
+            already = handle.state == "unavailable"  # unloaded at run time (admin, memory budget)
             handle.ready = False
             close = getattr(handle.runner, "close", None)
             if close is not None:
                 await close()
+            if already:
+                continue
             result = handle.model.unload()
             if inspect.isawaitable(result):
                 await result

@@ -4,26 +4,28 @@ every wire (REST, SSE, WebSocket, gRPC, Open Inference, queues) gets the same sp
 
 - ``versions``: percentages per version summing to 100 (``{"1": 90, "2": 10}``). Empty: the default version
   takes everything.
-- ``sticky``: ``None`` (each call drawn at random), ``"principal"`` (the caller's identity) or ``"header"``
-  (the ``Traffic-Key`` request header / gRPC metadata, e.g. a user or entity id). A sticky key always
-  lands on the same version while the split stays the same: its hash places it on [0, 100), and the
-  versions own consecutive slices of that line, in version order.
+- ``sticky``: ``None`` (each call drawn at random), ``"principal"`` (the caller's identity), ``"header"``
+  (the ``Traffic-Key`` request header / gRPC metadata, e.g. a user or entity id) or ``"entity"`` (the
+  entity key the request's instances carry, for a model that joins features: ``entity_of``). A sticky
+  key always lands on the same version while the split stays the same: its hash places it on [0, 100),
+  and the versions own consecutive slices of that line, in version order.
 - ``shadow``: a version sent a copy of ``percent`` % of the calls after the caller got its answer.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from modelwire.errors import InvalidInputError
 
-__all__ = ["STICKY", "Shadow", "Traffic", "parse_traffic", "sticky_point"]
+__all__ = ["STICKY", "Shadow", "Traffic", "entity_of", "no_entity_key", "parse_traffic", "sticky_point"]
 
-STICKY = ("principal", "header")
+STICKY = ("principal", "header", "entity")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,42 @@ def sticky_point(key: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64 * 100.0
 
 
+def entity_of(model: str, names: Sequence[str], instances: Sequence[Any]) -> str:
+    """The sticky key of a call to a model joining features by the entity key ``names``
+    (``("user_id",)``): the key values every instance's ``"entity"`` carries, as one JSON text. Raises
+    ``InvalidInputError`` (400) for a model with no entity key, an instance without its entity, or a call
+    whose instances carry different entities (one call is answered by one version, so a sticky-by-entity
+    split takes one entity per call)."""
+    if not names:
+        raise no_entity_key(model)
+    keys: set[str] = set()
+    for instance in instances:
+        entity = instance.get("entity") if isinstance(instance, Mapping) else None
+        if not isinstance(entity, Mapping) or any(n not in entity for n in names):
+            raise InvalidInputError(
+                f"model {model!r} routes each call by its entity ({', '.join(names)}): send an object "
+                f'with "entity": {{"{names[0]}": ...}}'
+            )
+        keys.add(json.dumps([str(entity[n]) for n in names]))
+    if len(keys) > 1:
+        raise InvalidInputError(
+            f"model {model!r} routes each call by its entity and this call carries {len(keys)} different "
+            "entities: send one entity per call"
+        )
+    if not keys:
+        raise InvalidInputError("the batch is empty")
+    return keys.pop()
+
+
+def no_entity_key(model: str) -> InvalidInputError:
+    """The 400 for ``"sticky": "entity"`` on a model whose requests carry no entity."""
+    return InvalidInputError(
+        f"model {model!r} has no entity key (it joins no features), so its split cannot be sticky per "
+        'entity: use "sticky": "header" with the entity id in the Traffic-Key header, or "principal"',
+        field="$.sticky",
+    )
+
+
 def _order(version: str) -> tuple[int, int | str]:
     return (0, int(version)) if version.isdigit() else (1, version)
 
@@ -114,12 +152,6 @@ def parse_traffic(body: Mapping[str, Any], current: Traffic) -> Traffic:
     sticky = current.sticky
     if "sticky" in body:
         sticky = body["sticky"]
-        if sticky == "entity":
-            raise InvalidInputError(
-                'sticky "entity" is not served yet (it needs the requests\' entity ids); send the entity id '
-                'as the Traffic-Key header and use "header"',
-                field="$.sticky",
-            )
         if sticky is not None and sticky not in STICKY:
             raise InvalidInputError(
                 f"sticky must be one of {', '.join(STICKY)} or null (got {str(sticky)[:40]!r})",

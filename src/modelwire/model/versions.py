@@ -47,10 +47,9 @@ class VersionCatalog:
         return spec is not None and spec.source == "builtin:sentiment" and spec.version is None
 
     def pinned(self, name: str) -> bool:
-        """Whether ``name`` is configured with ``pinned = true`` in its options (never unloaded by the
-        memory budget)."""
+        """Whether ``name`` is configured with ``pinned = true`` (never unloaded by the memory budget)."""
         spec = self._specs.get(name)
-        return bool(spec is not None and spec.options.get("pinned"))
+        return spec is not None and spec.pinned
 
     def promotion(self, name: str) -> PromotionSettings:
         spec = self._specs.get(name)

@@ -75,6 +75,27 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="max",
         )
+        # the memory budget (core/budget.py; docs/admin.md)
+        self.model_memory = Gauge(
+            "modelwire_model_memory_bytes",
+            "The measured size of each loaded model version (0 once unloaded); measured when "
+            "models.memory_budget is set.",
+            ["model", "version"],
+            registry=self.registry,
+            multiprocess_mode="max",
+        )
+        self.memory_budget = Gauge(
+            "modelwire_model_memory_budget_bytes",
+            "models.memory_budget in bytes (absent without a budget).",
+            registry=self.registry,
+            multiprocess_mode="max",
+        )
+        self.memory_used = Gauge(
+            "modelwire_model_memory_used_bytes",
+            "What the loaded model versions take of the memory budget.",
+            registry=self.registry,
+            multiprocess_mode="max",
+        )
 
         self.connections = Gauge(
             "modelwire_open_connections",

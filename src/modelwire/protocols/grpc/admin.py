@@ -33,6 +33,7 @@ def state_from_domain(state: dict[str, Any]) -> Any:
                 reason=v["reason"],
                 default=v["default"],
                 metrics_json=json.dumps(v["metrics"]),
+                size_bytes=v.get("size_bytes"),
             )
             for v in state["versions"]
         ],
@@ -112,3 +113,16 @@ class AdminServicer(pb_grpc.AdminServicer):  # type: ignore[misc]
     @map_errors
     async def Rollback(self, request: Any, context: Context) -> Any:
         return state_from_domain(await self._admin.rollback(_name(request)))
+
+    @map_errors
+    async def Memory(self, request: Any, context: Context) -> Any:
+        state = self._admin.memory()
+        return pb.MemoryState(
+            budget_bytes=state["budget_bytes"],
+            used_bytes=state["used_bytes"],
+            models=[pb.ModelMemory(**row) for row in state["models"]],
+        )
+
+    @map_errors
+    async def SetPinned(self, request: Any, context: Context) -> Any:
+        return state_from_domain(await self._admin.set_pinned(_name(request), request.pinned))

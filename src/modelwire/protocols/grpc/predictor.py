@@ -68,7 +68,8 @@ class PredictorServicer(pb_grpc.PredictorServicer):  # type: ignore[misc]
                 yield message.id, other.instance
 
         ctx = call_context(context)
-        version = self._dataplane.pick_version(call.model, call.version, ctx=ctx)  # one stream, one version
+        # one stream, one version (a split sticky per entity follows the first input's entity)
+        version = self._dataplane.pick_version(call.model, call.version, ctx=ctx, instances=[call.instance])
         send_version(context, version)
         results = self._dataplane.stream(call.model, items(), version=version, ctx=ctx)
         async for request_id, result in results:

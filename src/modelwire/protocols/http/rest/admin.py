@@ -92,6 +92,16 @@ class AdminRoutes:
     async def rollback(self, request: Request) -> Response:
         return _json(await self.admin.rollback(request.path_params["name"]))
 
+    async def memory(self, request: Request) -> Response:
+        return _json(self.admin.memory())
+
+    async def set_pinned(self, request: Request) -> Response:
+        body = await _object(request, self.limit)
+        pinned = body.get("pinned")
+        if not isinstance(pinned, bool):
+            raise InvalidInputError('send {"pinned": true} or {"pinned": false}', field="$.pinned")
+        return _json(await self.admin.set_pinned(request.path_params["name"], pinned))
+
     # -- /v2/repository (Open Inference Protocol) -------------------------------------------------
 
     async def repository_index(self, request: Request) -> Response:
@@ -187,6 +197,18 @@ def add_admin_routes(app: FastAPI, services: Facades) -> None:
         routes.rollback,
         methods=["POST"],
         **_docs("Back to the previous default", conflict="No previous default to roll back to"),
+    )
+    add(
+        "/v1/admin/memory",
+        routes.memory,
+        methods=["GET"],
+        **_docs("The memory budget: budget, used, each version's size, last use and pin"),
+    )
+    add(
+        f"{one}/pin",
+        routes.set_pinned,
+        methods=["PUT"],
+        **_docs('Pin (never unloaded by the memory budget) or unpin: {"pinned": true}', body=True),
     )
     add(
         "/v2/repository/index",

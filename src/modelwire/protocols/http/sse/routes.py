@@ -137,7 +137,9 @@ class SSERoutes:
             )
         # unknown or unready: the JSON error, not a stream; one version answers the whole request
         ctx = CallContext("sse", traffic_key=request.headers.get(TRAFFIC_KEY_HEADER))
-        version = self.services.dataplane.pick_version(name, version, ctx=ctx, require_ready=True)
+        version = self.services.dataplane.pick_version(
+            name, version, ctx=ctx, require_ready=True, instances=values
+        )
         self._admit()
         chunks = self._prediction_chunks(name, version, field, values)
         return EventStreamResponse(chunks, self.services.metrics, headers={"Model-Version": version})

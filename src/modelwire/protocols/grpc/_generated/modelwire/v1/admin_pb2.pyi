@@ -95,18 +95,20 @@ class SetTrafficRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., set_versions: _Optional[bool] = ..., versions: _Optional[_Mapping[str, float]] = ..., set_sticky: _Optional[bool] = ..., sticky: _Optional[str] = ..., set_shadow: _Optional[bool] = ..., shadow: _Optional[_Union[Shadow, _Mapping]] = ...) -> None: ...
 
 class VersionState(_message.Message):
-    __slots__ = ("version", "state", "reason", "default", "metrics_json")
+    __slots__ = ("version", "state", "reason", "default", "metrics_json", "size_bytes")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_FIELD_NUMBER: _ClassVar[int]
     METRICS_JSON_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     version: str
     state: str
     reason: str
     default: bool
     metrics_json: str
-    def __init__(self, version: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., default: _Optional[bool] = ..., metrics_json: _Optional[str] = ...) -> None: ...
+    size_bytes: int
+    def __init__(self, version: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., default: _Optional[bool] = ..., metrics_json: _Optional[str] = ..., size_bytes: _Optional[int] = ...) -> None: ...
 
 class ModelState(_message.Message):
     __slots__ = ("name", "default_version", "versions", "traffic", "history", "pinned")
@@ -123,3 +125,45 @@ class ModelState(_message.Message):
     history: _containers.RepeatedScalarFieldContainer[str]
     pinned: bool
     def __init__(self, name: _Optional[str] = ..., default_version: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[VersionState, _Mapping]]] = ..., traffic: _Optional[_Union[Traffic, _Mapping]] = ..., history: _Optional[_Iterable[str]] = ..., pinned: _Optional[bool] = ...) -> None: ...
+
+class MemoryRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ModelMemory(_message.Message):
+    __slots__ = ("name", "version", "state", "size_bytes", "last_used", "pinned", "inflight", "unloaded_by_budget")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LAST_USED_FIELD_NUMBER: _ClassVar[int]
+    PINNED_FIELD_NUMBER: _ClassVar[int]
+    INFLIGHT_FIELD_NUMBER: _ClassVar[int]
+    UNLOADED_BY_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    state: str
+    size_bytes: int
+    last_used: float
+    pinned: bool
+    inflight: int
+    unloaded_by_budget: bool
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., state: _Optional[str] = ..., size_bytes: _Optional[int] = ..., last_used: _Optional[float] = ..., pinned: _Optional[bool] = ..., inflight: _Optional[int] = ..., unloaded_by_budget: _Optional[bool] = ...) -> None: ...
+
+class MemoryState(_message.Message):
+    __slots__ = ("budget_bytes", "used_bytes", "models")
+    BUDGET_BYTES_FIELD_NUMBER: _ClassVar[int]
+    USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    budget_bytes: int
+    used_bytes: int
+    models: _containers.RepeatedCompositeFieldContainer[ModelMemory]
+    def __init__(self, budget_bytes: _Optional[int] = ..., used_bytes: _Optional[int] = ..., models: _Optional[_Iterable[_Union[ModelMemory, _Mapping]]] = ...) -> None: ...
+
+class PinRequest(_message.Message):
+    __slots__ = ("name", "pinned")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PINNED_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    pinned: bool
+    def __init__(self, name: _Optional[str] = ..., pinned: _Optional[bool] = ...) -> None: ...

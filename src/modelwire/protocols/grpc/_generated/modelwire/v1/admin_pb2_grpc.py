@@ -78,6 +78,16 @@ class AdminStub:
                 request_serializer=modelwire_dot_v1_dot_admin__pb2.GetModelRequest.SerializeToString,
                 response_deserializer=modelwire_dot_v1_dot_admin__pb2.ModelState.FromString,
                 _registered_method=True)
+        self.Memory = channel.unary_unary(
+                '/modelwire.v1.Admin/Memory',
+                request_serializer=modelwire_dot_v1_dot_admin__pb2.MemoryRequest.SerializeToString,
+                response_deserializer=modelwire_dot_v1_dot_admin__pb2.MemoryState.FromString,
+                _registered_method=True)
+        self.SetPinned = channel.unary_unary(
+                '/modelwire.v1.Admin/SetPinned',
+                request_serializer=modelwire_dot_v1_dot_admin__pb2.PinRequest.SerializeToString,
+                response_deserializer=modelwire_dot_v1_dot_admin__pb2.ModelState.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -143,6 +153,21 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Memory(self, request, context):
+        """The memory budget: budget, used, each version's size, last use and pin (REST: GET /v1/admin/memory).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPinned(self, request, context):
+        """Pin a model (the memory budget never unloads it) or unpin it (REST: PUT /v1/admin/models/{name}/pin
+        {"pinned": true}).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -184,6 +209,16 @@ def add_AdminServicer_to_server(servicer, server):
             'Rollback': grpc.unary_unary_rpc_method_handler(
                     servicer.Rollback,
                     request_deserializer=modelwire_dot_v1_dot_admin__pb2.GetModelRequest.FromString,
+                    response_serializer=modelwire_dot_v1_dot_admin__pb2.ModelState.SerializeToString,
+            ),
+            'Memory': grpc.unary_unary_rpc_method_handler(
+                    servicer.Memory,
+                    request_deserializer=modelwire_dot_v1_dot_admin__pb2.MemoryRequest.FromString,
+                    response_serializer=modelwire_dot_v1_dot_admin__pb2.MemoryState.SerializeToString,
+            ),
+            'SetPinned': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPinned,
+                    request_deserializer=modelwire_dot_v1_dot_admin__pb2.PinRequest.FromString,
                     response_serializer=modelwire_dot_v1_dot_admin__pb2.ModelState.SerializeToString,
             ),
     }
@@ -406,6 +441,60 @@ class Admin:
             target,
             '/modelwire.v1.Admin/Rollback',
             modelwire_dot_v1_dot_admin__pb2.GetModelRequest.SerializeToString,
+            modelwire_dot_v1_dot_admin__pb2.ModelState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Memory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelwire.v1.Admin/Memory',
+            modelwire_dot_v1_dot_admin__pb2.MemoryRequest.SerializeToString,
+            modelwire_dot_v1_dot_admin__pb2.MemoryState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPinned(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelwire.v1.Admin/SetPinned',
+            modelwire_dot_v1_dot_admin__pb2.PinRequest.SerializeToString,
             modelwire_dot_v1_dot_admin__pb2.ModelState.FromString,
             options,
             channel_credentials,
