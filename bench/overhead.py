@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="callgrind: an environment variable for both servers (repeatable)",
+        help="ab, callgrind: an environment variable for both servers (repeatable; e.g. MODELWIRE_MODELS)",
     )
     parser.add_argument(
         "--base-env",
@@ -398,9 +398,9 @@ def main(argv: list[str] | None = None) -> None:
     ).stdout.strip()
     with checkout(rev) as old:
         targets = [modelwire_target("old", old / "src", data), modelwire_target("new", ROOT / "src", data)]
+        for target in targets:
+            target.env.update(split_env(args.env))
         if args.mode == "callgrind":
-            for target in targets:
-                target.env.update(split_env(args.env))
             callgrind_compare(targets, args, log)
             return
         order = [[0, 1] if r % 2 == 0 else [1, 0] for r in range(args.pairs)]
