@@ -81,6 +81,8 @@ class Tally:
     errors: dict[str, int] = field(default_factory=dict)
     recording: bool = False
     stopping: bool = False
+    answered: int = 0
+    """Every call answered OK while recording, those finishing after the stop too (for per-call counts)."""
 
 
 async def _worker(
@@ -96,8 +98,10 @@ async def _worker(
                 name = exc.code().name
                 tally.errors[name] = tally.errors.get(name, 0) + 1
             continue
-        if tally.recording and not tally.stopping:
-            tally.latencies.append(clock() - started)
+        if tally.recording:
+            tally.answered += 1
+            if not tally.stopping:
+                tally.latencies.append(clock() - started)
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -145,6 +149,8 @@ async def run(
     cpu = (cpu_end.ru_utime - cpu_start.ru_utime) + (cpu_end.ru_stime - cpu_start.ru_stime)
     return {
         "requests": len(lat),
+        # with --warmup 0: every call answered OK by the server from the first (the check) to the last
+        "answered": tally.answered + 1,
         "duration_s": round(elapsed, 3),
         "req_per_s": round(len(lat) / elapsed, 1),
         "p50_ms": round(_percentile(lat, 50) * 1000, 3),

@@ -9,6 +9,7 @@ the machine has two; every port is picked free (port 0 probing); every process i
     .venv/bin/python bench/overhead.py ab REF        # REF (a commit) vs the working tree, alternating
     .venv/bin/python bench/overhead.py ab REF --protocols rest --concurrency 1 32 --pairs 5 --duration 5
     .venv/bin/python bench/overhead.py callgrind REF --duration 20   # instructions per REST request
+    .venv/bin/python bench/overhead.py callgrind REF --protocols grpc --duration 20   # per gRPC Predict call
     .venv/bin/python bench/overhead.py callgrind --base-env MODELWIRE_MONITORING__ENABLED=false \
         --env MODELWIRE_MONITORING__INTERVAL_S=0.5 --duration 45 --repeats 2   # same code, two settings
 
@@ -237,12 +238,15 @@ def summary(results: dict[tuple[str, str, int], list[dict[str, float]]], base: s
     return lines
 
 
-def callgrind(target: Target, args: argparse.Namespace, log: Path) -> dict[int, float]:
-    """Instructions per REST request (all threads) under ``valgrind --tool=callgrind``.
+def callgrind(target: Target, args: argparse.Namespace, log: Path) -> dict[tuple[str, int], float]:
+    """Instructions per request (all threads) under ``valgrind --tool=callgrind``, per protocol and c.
 
-    The server starts with instrumentation off (start-up is not counted); for each concurrency a discarded
-    warm-up, then counters zeroed, instrumentation on, ``args.duration`` seconds of wrk, a dump, off again.
-    Slow (the server runs ~50x slower) but deaf to other work on the machine; kernel time is not counted.
+    The server starts with instrumentation off (start-up is not counted); for each cell a discarded
+    warm-up, then counters zeroed, instrumentation on, ``args.duration`` seconds of load (wrk for REST,
+    ``grpc_load.py`` for gRPC ``Predictor/Predict``), a dump, off again. The requests counted are every
+    one the server answered while instrumented (gRPC: ``answered``, the calls still in flight at the end
+    included). Slow (the server runs ~50x slower) but deaf to other work on the machine; kernel time is
+    not counted.
     """
     out = Path(tempfile.mkdtemp(prefix=f"callgrind-{target.label}-", dir=log.parent))
     target.argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}/cg.%p"]
@@ -253,52 +257,53 @@ def callgrind(target: Target, args: argparse.Namespace, log: Path) -> dict[int, 
     body.write_text(BODY)
     _, pin = cpu_split()
     env = {**os.environ, "BENCH_BODY": str(body)}
-    results: dict[int, float] = {}
+    results: dict[tuple[str, int], float] = {}
     target.start(log, timeout=900)
+
+    def control(pid: str, *argv: str) -> None:
+        subprocess.run(["callgrind_control", *argv, pid], capture_output=True, timeout=60, check=True)
+
     try:
         pid = str(target.proc.pid if target.proc else 0)
-        for concurrency in args.concurrency:
-            wrk = [
-                *pin,
-                "wrk",
-                "-t1",
-                f"-c{concurrency}",
-                "--timeout",
-                "60s",
-                "-s",
-                str(BENCH / "wrk_post.lua"),
-            ]
-            url = f"http://127.0.0.1:{target.http_port}/predict"
-            warmup = f"-d{max(3.0, args.warmup):g}s"  # past the first monitor round with --warmup
-            subprocess.run([*wrk, warmup, url], env=env, capture_output=True, timeout=900, check=True)
-            for control in (["-i", "on"], ["-z"]):
-                subprocess.run(
-                    ["callgrind_control", *control, pid], capture_output=True, timeout=60, check=True
+        for protocol in args.protocols:
+            for concurrency in args.concurrency:
+                warmup = max(3.0, args.warmup)  # past the first monitor round with --warmup
+                if protocol == "rest":
+                    wrk = [*pin, "wrk", "-t1", f"-c{concurrency}", "--timeout", "60s"]
+                    wrk += ["-s", str(BENCH / "wrk_post.lua")]
+                    url = f"http://127.0.0.1:{target.http_port}/predict"
+                    load = [*wrk, f"-d{warmup:g}s", url], [*wrk, f"-d{args.duration:g}s", url]
+                else:
+                    channels = 1 if concurrency == 1 else min(4, concurrency)
+                    grpc = [*pin, PYTHON, str(BENCH / "grpc_load.py")]
+                    grpc += ["--target", f"127.0.0.1:{target.grpc_port}", "--timeout", "120"]
+                    grpc += ["--concurrency", str(concurrency), "--channels", str(channels), "--warmup", "0"]
+                    load = [*grpc, "--duration", f"{warmup:g}"], [*grpc, "--duration", f"{args.duration:g}"]
+                subprocess.run(load[0], env=env, capture_output=True, timeout=900, check=True)
+                control(pid, "-i", "on")
+                control(pid, "-z")
+                done = subprocess.run(
+                    load[1], env=env, capture_output=True, text=True, timeout=args.duration + 300, check=True
                 )
-            seconds = args.duration
-            done = subprocess.run(
-                [*wrk, f"-d{seconds:g}s", url],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=seconds + 300,
-                check=True,
-            )
-            for control in (["-d", f"c{concurrency}"], ["-i", "off"]):
-                subprocess.run(
-                    ["callgrind_control", *control, pid], capture_output=True, timeout=60, check=True
+                control(pid, "-d", f"{protocol}-c{concurrency}")
+                control(pid, "-i", "off")
+                if protocol == "rest":
+                    line = next(x for x in done.stdout.splitlines() if x.startswith("WRK_JSON "))
+                    raw = json.loads(line.removeprefix("WRK_JSON "))
+                    if sum(raw["errors"].values()):
+                        raise RuntimeError(f"{target.label} c={concurrency}: wrk errors {raw['errors']}")
+                    requests, seconds = raw["requests"], raw["duration_us"] / 1e6
+                else:
+                    raw = json.loads(done.stdout.strip().splitlines()[-1])
+                    if sum(raw["errors"].values()):
+                        raise RuntimeError(f"{target.label} c={concurrency}: gRPC errors {raw['errors']}")
+                    requests, seconds = raw["answered"], raw["duration_s"]
+                print(f"{target.label} {protocol} c={concurrency}: {requests} requests in {seconds:.1f} s")
+                dump = max(out.glob("cg.*"), key=os.path.getmtime)
+                totals = next(
+                    x for x in dump.read_text(errors="replace").splitlines() if x.startswith("summary:")
                 )
-            line = next(x for x in done.stdout.splitlines() if x.startswith("WRK_JSON "))
-            raw = json.loads(line.removeprefix("WRK_JSON "))
-            if sum(raw["errors"].values()):
-                raise RuntimeError(f"{target.label} c={concurrency}: wrk errors {raw['errors']}")
-            requests = raw["requests"]
-            print(f"{target.label} c={concurrency}: {requests} requests in {raw['duration_us'] / 1e6:.1f} s")
-            dump = max(out.glob("cg.*"), key=os.path.getmtime)
-            totals = next(
-                x for x in dump.read_text(errors="replace").splitlines() if x.startswith("summary:")
-            )
-            results[concurrency] = int(totals.split()[1]) / max(1, requests)
+                results[(protocol, concurrency)] = int(totals.split()[1]) / max(1, requests)
     finally:
         target.stop()
     return results
@@ -317,29 +322,35 @@ def split_env(pairs: list[str]) -> dict[str, str]:
 def callgrind_compare(targets: list[Target], args: argparse.Namespace, log: Path) -> None:
     """Each target ``args.repeats`` times (alternating: a, b, b, a, ...); instructions per request and
     the ratio of the second to the first per concurrency."""
-    results: dict[tuple[str, int], list[float]] = {}
+    results: dict[tuple[str, str, int], list[float]] = {}
     for round_no in range(args.repeats):
         for target in targets if round_no % 2 == 0 else targets[::-1]:
-            for concurrency, per_request in callgrind(target, args, log).items():
-                results.setdefault((target.label, concurrency), []).append(per_request)
+            for (protocol, concurrency), per_request in callgrind(target, args, log).items():
+                results.setdefault((target.label, protocol, concurrency), []).append(per_request)
                 count = f"{per_request / 1e3:,.1f} k"
-                print(f"{target.label} rest c={concurrency}: {count} instructions/request", flush=True)
+                print(f"{target.label} {protocol} c={concurrency}: {count} instructions/request", flush=True)
     a, b = targets[0].label, targets[1].label
-    for concurrency in args.concurrency:
-        mean_a = statistics.mean(results[(a, concurrency)])
-        mean_b = statistics.mean(results[(b, concurrency)])
-        print(
-            f"c={concurrency}: {a} {mean_a / 1e3:,.1f} k, {b} {mean_b / 1e3:,.1f} k instructions/request "
-            f"(means of {args.repeats}); {b}/{a} = {mean_b / mean_a:.4f}",
-            flush=True,
-        )
+    for protocol in args.protocols:
+        for concurrency in args.concurrency:
+            mean_a = statistics.mean(results[(a, protocol, concurrency)])
+            mean_b = statistics.mean(results[(b, protocol, concurrency)])
+            print(
+                f"{protocol} c={concurrency}: {a} {mean_a / 1e3:,.1f} k, {b} {mean_b / 1e3:,.1f} k "
+                f"instructions/request (means of {args.repeats}); {b}/{a} = {mean_b / mean_a:.4f}",
+                flush=True,
+            )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=["floor", "ab", "callgrind"])
     parser.add_argument("ref", nargs="?", help="ab, callgrind: the commit to compare the working tree with")
-    parser.add_argument("--protocols", nargs="+", default=["rest", "grpc"], choices=["rest", "grpc"])
+    parser.add_argument(
+        "--protocols",
+        nargs="+",
+        choices=["rest", "grpc"],
+        help="default: rest and grpc (floor, ab); rest (callgrind)",
+    )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--pairs", type=int, default=3, help="rounds; medians over them (default 3)")
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per run (default 5)")
@@ -349,7 +360,7 @@ def main(argv: list[str] | None = None) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="callgrind: an environment variable for both servers (repeatable)",
+        help="ab, callgrind: an environment variable for both servers (repeatable; e.g. MODELWIRE_MODELS)",
     )
     parser.add_argument(
         "--base-env",
@@ -361,6 +372,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--repeats", type=int, default=1, help="callgrind: runs of each side, alternating")
     args = parser.parse_args(argv)
+    if args.protocols is None:
+        args.protocols = ["rest"] if args.mode == "callgrind" else ["rest", "grpc"]
     log = Path(tempfile.mkdtemp(prefix="modelwire-overhead-")) / "servers.log"
     data = data_dir()
     print(f"==> server logs: {log}", flush=True)
@@ -385,9 +398,9 @@ def main(argv: list[str] | None = None) -> None:
     ).stdout.strip()
     with checkout(rev) as old:
         targets = [modelwire_target("old", old / "src", data), modelwire_target("new", ROOT / "src", data)]
+        for target in targets:
+            target.env.update(split_env(args.env))
         if args.mode == "callgrind":
-            for target in targets:
-                target.env.update(split_env(args.env))
             callgrind_compare(targets, args, log)
             return
         order = [[0, 1] if r % 2 == 0 else [1, 0] for r in range(args.pairs)]

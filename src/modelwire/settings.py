@@ -109,6 +109,10 @@ class GRPCSettings(_Section):
 
     reflection: bool = True
     max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    accept_ahead: int = Field(default=16, ge=0, le=1024)
+    """Calls of ``Predictor/Predict`` and ``ModelInfer`` asked of grpc's core ahead of the one being started,
+    so that concurrent calls reach the batcher together (``protocols/grpc/accept.py``); 0: grpc.aio's own
+    one at a time."""
 
 
 class LimitsSettings(_Section):

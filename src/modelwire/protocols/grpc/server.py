@@ -16,7 +16,8 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 from google.protobuf.descriptor import FileDescriptor
 from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection, reflection_pb2
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha._async import ReflectionServicer
 
 from modelwire.errors import ConfigurationError
 from modelwire.protocols.facades import Facades
@@ -36,6 +37,7 @@ from modelwire.protocols.grpc._generated.modelwire.v1 import (
 )
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2 as pb
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2_grpc as pb_grpc
+from modelwire.protocols.grpc.accept import AcceptAhead, Recorder
 from modelwire.protocols.grpc.admin import AdminServicer
 from modelwire.protocols.grpc.auth import SecurityInterceptor
 from modelwire.protocols.grpc.events import EventsServicer
@@ -64,9 +66,17 @@ HEALTH_POLL_S = 0.5
 class GrpcListener:
     """A started gRPC server: the port it bound, its health status, and a graceful stop."""
 
-    def __init__(self, server: grpc.aio.Server, port: int, services: Facades, health: HealthServicer) -> None:
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        port: int,
+        services: Facades,
+        health: HealthServicer,
+        accept_ahead: AcceptAhead | None = None,
+    ) -> None:
         self.port = port
         self.health = health
+        self.accept_ahead = accept_ahead
         self._server = server
         self._services = services
         self._follow = asyncio.create_task(self._follow_readiness(), name="grpc-health")
@@ -88,6 +98,8 @@ class GrpcListener:
             await self._follow
         await self.health.close()
         await self._server.stop(grace)
+        if self.accept_ahead is not None:
+            await self.accept_ahead.stop()
 
 
 def _add_file(pool: descriptor_pool.DescriptorPool, file: FileDescriptor) -> None:
@@ -139,11 +151,12 @@ async def start_grpc_server(
     Raises ``ConfigurationError`` when the address cannot be bound (a port in use, a foreign address).
     """
     limit = services.settings.grpc.max_message_bytes
+    interceptors = [
+        TraceInterceptor(),
+        SecurityInterceptor(services.security, services.settings.auth.api_key_header),
+    ]
     server = grpc.aio.server(
-        interceptors=[
-            TraceInterceptor(),
-            SecurityInterceptor(services.security, services.settings.auth.api_key_header),
-        ],
+        interceptors=interceptors,
         options=[
             ("grpc.so_reuseport", 1 if reuse_port else 0),
             ("grpc.max_send_message_length", limit),
@@ -153,19 +166,22 @@ async def start_grpc_server(
             ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
         ],
     )
-    pb_grpc.add_PredictorServicer_to_server(PredictorServicer(services), server)
-    events_pb2_grpc.add_EventsServicer_to_server(EventsServicer(services), server)
-    jobs_pb2_grpc.add_JobsServicer_to_server(JobsServicer(services), server)
-    monitoring_pb2_grpc.add_MonitoringServicer_to_server(MonitoringServicer(services), server)
-    admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(services), server)
-    features_pb2_grpc.add_FeaturesServicer_to_server(FeaturesServicer(services), server)
-    oip_grpc.add_GRPCInferenceServiceServicer_to_server(GRPCInferenceServiceServicer(services), server)
+    recorder = Recorder(server)  # registers only the hot methods with core; keeps their handlers
+    pb_grpc.add_PredictorServicer_to_server(PredictorServicer(services), recorder)
+    events_pb2_grpc.add_EventsServicer_to_server(EventsServicer(services), recorder)
+    jobs_pb2_grpc.add_JobsServicer_to_server(JobsServicer(services), recorder)
+    monitoring_pb2_grpc.add_MonitoringServicer_to_server(MonitoringServicer(services), recorder)
+    admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(services), recorder)
+    features_pb2_grpc.add_FeaturesServicer_to_server(FeaturesServicer(services), recorder)
+    oip_grpc.add_GRPCInferenceServiceServicer_to_server(GRPCInferenceServiceServicer(services), recorder)
     health = HealthServicer(SERVICE_NAMES)
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health, recorder)
     if services.settings.grpc.reflection:
         health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
         names = (*SERVICE_NAMES, health_name, reflection.SERVICE_NAME)
-        reflection.enable_server_reflection(names, server, pool=_reflection_pool())
+        # reflection.enable_server_reflection(names, server, ...), through the recorder
+        servicer = ReflectionServicer(names, pool=_reflection_pool())
+        reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, recorder)
     address = f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
     try:
         if credentials is not None:
@@ -177,6 +193,8 @@ async def start_grpc_server(
     if bound == 0:
         raise ConfigurationError(f"cannot listen for gRPC on {address} (port in use?)")
     await server.start()
-    listener = GrpcListener(server, bound, services, health)
+    accept_ahead = AcceptAhead(server, recorder.handlers, interceptors, services.settings.grpc.accept_ahead)
+    accept_ahead.start()
+    listener = GrpcListener(server, bound, services, health, accept_ahead)
     await listener.refresh_health()
     return listener
