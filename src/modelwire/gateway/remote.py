@@ -223,11 +223,15 @@ class RemoteModel(Model):
             earlier = error.code is ErrorCode.DEADLINE_EXCEEDED and (left is None or left > 0)
             if earlier and attempt < _DEADLINE_RETRIES:
                 continue  # a neighbour's earlier deadline ended that call: this caller has time left
-            if isinstance(error, InternalError):
-                _log_internal(self.name, error)
-            raise error
+            if error.code in CALL_ERRORS:
+                if isinstance(error, InternalError):
+                    _log_internal(self.name, error)
+                raise error
+            # Any other status is the model's answer to these items (as Predict's would be): theirs.
+            answers = [failed] * len(answers)
+            break
         for (i, _message), answer in zip(messages, answers, strict=True):
-            results[i] = answer
+            results[i] = copy.copy(answer.error) if isinstance(answer, CallFailed) else answer
         if len(batch) == 1 and isinstance(results[0], ModelwireError) and results[0].code in CALL_ERRORS:
             raise results[0]  # one instance: what its own Predict call would have raised
         for result in results:

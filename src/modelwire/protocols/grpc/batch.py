@@ -4,7 +4,8 @@ One ``PredictBatch`` is one ``DataPlane.infer`` of its items (one admission slot
 batching queue, one call in the request metrics), split only when it holds more than
 ``limits.max_batch_items``. What would fail a whole request for one item alone (a text over
 ``limits.max_text_chars``, an ``instance`` that does not decode) is that item's error here, so a bad item
-never fails the other callers' items. When every item failed UNAVAILABLE (the model said "busy, try again"),
+never fails the other callers' items; nor does a model that rejects a whole call for one item (each item
+is then run again alone). When every item failed UNAVAILABLE (the model said "busy, try again"),
 that is the call's status, as for ``Predict``, so the gateway's retry policy sends the call again. The
 call's own failures (unknown model, credentials, overload, the
 deadline: the earliest of its items') are its status.
@@ -22,11 +23,13 @@ from typing import Any
 import grpc
 from opentelemetry.trace import SpanKind
 
+from modelwire.core.dataplane import CallContext
 from modelwire.core.instance_codec import decode_instance
 from modelwire.errors import ErrorCode, InternalError, ModelwireError, PayloadTooLargeError
 from modelwire.observability.tracing import (
     TraceContext,
     active_tracer,
+    current_trace,
     parent_context,
     record_failure,
     reset_trace,
@@ -40,7 +43,19 @@ from modelwire.protocols.grpc._generated.modelwire.v1 import batch_pb2_grpc as p
 from modelwire.protocols.grpc.converters import DEFAULT_MODEL, PredictConverter, call_context, send_version
 from modelwire.protocols.grpc.errors import map_errors
 
-__all__ = ["BatchPredictorServicer", "error_to_proto"]
+__all__ = ["CALL_ERRORS", "BatchPredictorServicer", "error_to_proto"]
+
+CALL_ERRORS = frozenset(
+    {
+        ErrorCode.NOT_FOUND,
+        ErrorCode.UNAUTHENTICATED,
+        ErrorCode.PERMISSION_DENIED,
+        ErrorCode.RESOURCE_EXHAUSTED,
+        ErrorCode.DEADLINE_EXCEEDED,
+        ErrorCode.UNAVAILABLE,
+    }
+)
+"""What fails a ``PredictBatch`` as a whole (its status); any other error is its item's (or items') own."""
 
 logger = logging.getLogger("modelwire.grpc")
 
@@ -93,7 +108,7 @@ class BatchPredictorServicer(pb_grpc.BatchPredictorServicer):  # type: ignore[mi
         step = self._limits.max_batch_items
         for first in range(0, len(instances), step):
             chunk, where = instances[first : first + step], ready[first : first + step]
-            outputs, version = await self._dataplane.infer_served(model, chunk, version=version, ctx=ctx)
+            outputs, version = await self._infer(model, chunk, version, ctx)
             for i, output in zip(where, outputs, strict=True):
                 results[i] = output
         if results and all(_unavailable(result) for result in results):
@@ -113,13 +128,42 @@ class BatchPredictorServicer(pb_grpc.BatchPredictorServicer):  # type: ignore[mi
                 reply.results.add(id=item.id, output=output)
         return reply
 
+    async def _infer(
+        self, model: str, instances: list[Any], version: str | None, ctx: CallContext
+    ) -> tuple[list[Any], str | None]:
+        """One ``infer``; when the model rejected the whole call for one item (a model without batching
+        raises for the call), each item again alone, so the error reaches only the item that caused it."""
+        try:
+            return await self._dataplane.infer_served(model, instances, version=version, ctx=ctx)
+        except ModelwireError as exc:
+            if exc.code in CALL_ERRORS:
+                raise
+            if len(instances) == 1:
+                return [exc], version
+        results: list[Any] = []
+        for instance in instances:
+            try:
+                (result,), version = await self._dataplane.infer_served(
+                    model, [instance], version=version, ctx=ctx
+                )
+            except ModelwireError as exc:
+                if exc.code in CALL_ERRORS:
+                    raise
+                result = exc
+            results.append(result)
+        return results, version
+
 
 def _unavailable(result: Any) -> bool:
     return isinstance(result, ModelwireError) and result.code is ErrorCode.UNAVAILABLE
 
 
 def _log_internal(item: Any, exc: InternalError) -> None:
-    """The item's failure, logged under its caller's request id and trace (not the batch call's)."""
+    """The item's failure, logged under its caller's request id and trace, unless the call's log lines
+    already carry them (the call is the first item's: the gateway sends its trace as the call's)."""
+    call = current_trace()
+    if call is not None and call.request_id == item.request_id:
+        return
     token = use_trace(TraceContext.incoming(item.traceparent or None, item.request_id or None))
     try:
         logger.warning("batch item %s failed: %s [error_id=%s]", item.id, exc.message, exc.error_id)
