@@ -3,11 +3,16 @@
 How it works. ``RemoteModel.predict`` (one per caller: the gateway's ``DataPlane`` has already admitted the
 request, checked its limits and picked its version, canary split included) turns each instance into a
 ``BatchItem`` carrying the caller's ``traceparent`` and request id, and hands the items with the caller's
-deadline to ``Coalescer.run``. That is the server's ``BatchingRunner`` (``model/batching.py``) around an
-"upstream model" whose ``predict`` is one ``modelwire.v1.BatchPredictor/PredictBatch`` call, so the policy
-is the server's own: an idle hop sends at once (concurrency 1 pays no wait), a busy one (``max_calls``
-calls in flight) queues, and the next call takes everything that arrived meanwhile, up to ``max_batch``;
-under load the driver yields a few loop cycles so that requests already on their way join.
+deadline to ``Coalescer.run``, which applies the server's batching policy (``plan`` and ``next_yields``
+from ``model/batching.py``) to the hop:
+
+- **Idle hop**: fewer than ``max_calls`` calls in flight, nothing queued and no sign of load: the caller
+  makes its own ``PredictBatch`` call in its own task, at once; concurrency 1 pays nothing for coalescing
+  (no queue, no extra task), and cancelling the caller cancels its call, as before coalescing.
+- **Busy hop**: the items queue; a driver task sends everything that arrived meanwhile as one call (up to
+  ``max_batch`` items) as soon as a call slot is free. Once a call has carried two or more callers, the
+  driver lets the loop run a few cycles before each dispatch so that requests already on their way join,
+  and stops doing so when that gathers nothing (``next_yields``), so the idle path comes back.
 
 - **Deadline**: the call's timeout is the earliest deadline of its items; an item whose deadline already
   passed is not sent. When the call fails DEADLINE_EXCEEDED, a caller with time left sends again
@@ -23,16 +28,24 @@ under load the driver yields a few loop cycles so that requests already on their
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextvars
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from modelwire.client._grpc import _output
-from modelwire.errors import DeadlineExceededError, InternalError, ModelwireError, error_from_code
-from modelwire.model.base import Model
-from modelwire.model.batching import BatchingRunner, BatchPolicy
-from modelwire.model.runner import ModelRunner
+from modelwire.errors import (
+    DeadlineExceededError,
+    InternalError,
+    ModelwireError,
+    UnavailableError,
+    error_from_code,
+)
+from modelwire.model.batching import BatchPolicy, Flush, Wait, next_yields, plan
 from modelwire.protocols.grpc._generated.modelwire.v1 import batch_pb2 as pb
 
 __all__ = [
@@ -71,6 +84,7 @@ class Unsupported:
 
 
 UNSUPPORTED = Unsupported()
+logger = logging.getLogger("modelwire.gateway")
 
 
 def error_from_proto(error: Any) -> ModelwireError:
@@ -89,13 +103,13 @@ Send = Callable[[Any, float | None, tuple[tuple[str, str], ...]], Any]
 """``(BatchRequest, timeout, metadata) -> awaitable BatchResponse``: raises ``ModelwireError``."""
 
 
-class _Upstream(Model):
-    """The "model" the batching runner calls: its ``predict`` is one ``PredictBatch``."""
+class _Upstream:
+    """One ``PredictBatch`` for a list of items: one result, error or marker per item; never raises."""
 
     def __init__(
         self, name: str, version: str, send: Send, result: Callable[[Mapping[str, Any]], Any]
     ) -> None:
-        super().__init__(name, version)
+        self.name, self.version = name, version
         self._send = send
         self._result = result
         self.supported = True
@@ -150,6 +164,13 @@ class _Upstream(Model):
         return results
 
 
+@dataclass(slots=True)
+class _Waiting:
+    item: Item
+    future: asyncio.Future[Any]
+    first: bool  # the first item of its caller: counts the callers in a call
+
+
 class Coalescer:
     """One model version's queue of items on their way upstream, sent as ``PredictBatch`` calls.
 
@@ -167,9 +188,17 @@ class Coalescer:
         max_calls: int,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
+        self.name = name
         self._upstream = _Upstream(name, version, send, result)
-        policy = BatchPolicy(max_batch_size=max_batch, max_delay_s=0.0, max_concurrency=max_calls)
-        self._runner = BatchingRunner(ModelRunner(self._upstream), policy, on_batch=on_batch)
+        self.policy = BatchPolicy(max_batch_size=max_batch, max_delay_s=0.0, max_concurrency=max_calls)
+        self._on_batch = on_batch
+        self._queue: collections.deque[_Waiting] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._running = 0
+        self._yields = 0
+        self._driver: asyncio.Task[None] | None = None
+        self._calls: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     @property
     def supported(self) -> bool:
@@ -177,7 +206,111 @@ class Coalescer:
         return self._upstream.supported
 
     async def run(self, items: Sequence[Item]) -> list[Any]:
-        return await self._runner.run(items)
+        """Send ``items`` with whatever else is waiting; one result, ``ModelwireError`` or marker per item."""
+        if self._closed:
+            raise UnavailableError(f"model {self.name!r} is shutting down")
+        if not self._queue and not self._yields and self._running < self.policy.max_concurrency:
+            # The hop is idle and there is no sign of load: this caller's call, in its own task, at once.
+            return await self._call_alone(items)
+        loop = asyncio.get_running_loop()
+        if self._driver is None or self._driver.done():
+            # A context of its own: the driver outlives this request, and must carry no caller's trace.
+            self._driver = loop.create_task(
+                self._drive(), name=f"coalescer:{self.name}", context=contextvars.Context()
+            )
+        waiting = [_Waiting(item, loop.create_future(), i == 0) for i, item in enumerate(items)]
+        self._queue.extend(waiting)
+        self._wakeup.set()
+        futures = [w.future for w in waiting]
+        try:
+            return list(await asyncio.gather(*futures))
+        except BaseException:  # the caller left: its items are skipped, or their answers dropped
+            for future in futures:
+                future.cancel()
+            raise
+
+    async def _call_alone(self, items: Sequence[Item]) -> list[Any]:
+        self._running += 1
+        try:
+            if self._on_batch is not None:
+                self._on_batch(len(items))
+            return await self._upstream.predict(items)
+        finally:
+            self._running -= 1
+            if self._queue:
+                self._wakeup.set()
+
+    async def _drive(self) -> None:
+        while not self._closed:
+            self._drop_cancelled_head()
+            step = plan(len(self._queue), 0.0, self._running, self.policy)
+            if isinstance(step, Flush):
+                if self._yields and step.size < self.policy.max_batch_size:
+                    step = await self._gather_more()
+                    if not isinstance(step, Flush):
+                        continue
+                self._dispatch(step.size)
+                continue
+            self._wakeup.clear()
+            await self._wakeup.wait()
+
+    async def _gather_more(self) -> Flush | Wait:
+        """Under load, let the loop run a few cycles so that requests already on their way join."""
+        before = len(self._queue)
+        for _ in range(self._yields):
+            await asyncio.sleep(0)
+            if self._closed or len(self._queue) >= self.policy.max_batch_size:
+                break
+        self._drop_cancelled_head()
+        self._yields = next_yields(self._yields, max(0, len(self._queue) - before), 0, self.policy)
+        return plan(len(self._queue), 0.0, self._running, self.policy)
+
+    def _drop_cancelled_head(self) -> None:
+        while self._queue and self._queue[0].future.done():
+            self._queue.popleft()
+
+    def _dispatch(self, size: int) -> None:
+        taken: list[_Waiting] = []
+        while self._queue and len(taken) < size:
+            waiting = self._queue.popleft()
+            if not waiting.future.done():
+                taken.append(waiting)
+        if not taken:
+            return
+        if not self._yields:
+            self._yields = next_yields(0, 0, sum(w.first for w in taken), self.policy)
+        self._running += 1
+        task = asyncio.get_running_loop().create_task(self._call(taken))
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
+
+    async def _call(self, taken: list[_Waiting]) -> None:
+        try:
+            if self._on_batch is not None:
+                self._on_batch(len(taken))
+            try:
+                results = await self._upstream.predict([w.item for w in taken])
+            except Exception as exc:  # a bug here must not leave callers waiting forever
+                error = InternalError(f"the call to the model services for {self.name!r} failed")
+                logger.error("coalesced call failed [error_id=%s]", error.error_id, exc_info=exc)
+                results = [CallFailed(error)] * len(taken)
+            for waiting, result in zip(taken, results, strict=True):
+                if not waiting.future.done():
+                    waiting.future.set_result(result)
+        finally:
+            self._running -= 1
+            self._wakeup.set()
 
     async def close(self) -> None:
-        await self._runner.close()
+        """Fail what is still queued; cancel the calls in flight and the driver."""
+        self._closed = True
+        self._wakeup.set()
+        gone = CallFailed(UnavailableError(f"model {self.name!r} is shutting down"))
+        while self._queue:
+            waiting = self._queue.popleft()
+            if not waiting.future.done():
+                waiting.future.set_result(gone)
+        tasks = [*self._calls, *([self._driver] if self._driver is not None else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
