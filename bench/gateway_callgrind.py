@@ -88,6 +88,7 @@ def side(run_dir: Path, coalesce: bool, args: argparse.Namespace) -> dict[int, d
         env=env,
     )
     body = run_dir / "predict.json"
+    body.write_text(PREDICT_BODY)
     results: dict[int, dict[str, float]] = {}
     try:
         service.start(None)

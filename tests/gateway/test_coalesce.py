@@ -26,7 +26,9 @@ from modelwire.app.builder import build_services
 from modelwire.app.components import UpstreamRouter
 from modelwire.app.lifecycle import Server
 from modelwire.app.services import Services
+from modelwire.gateway.coalesce import UNSUPPORTED, Coalescer, Item, UpstreamMissing
 from modelwire.observability import tracing
+from modelwire.protocols.grpc._generated.modelwire.v1 import batch_pb2
 from modelwire.settings import Settings
 from tests.gateway.models import GatedEchoModel
 
@@ -227,3 +229,19 @@ async def test_a_caller_that_leaves_before_its_call_is_not_sent(hop: Hop) -> Non
         assert (await first).status_code == 200
         assert (await stays).json() == {"echo": "stays"}
     assert hop.model.calls[1:] == [["stays"]]
+
+
+async def test_a_model_service_without_predict_batch_turns_coalescing_off() -> None:
+    sent: list[Any] = []
+
+    async def send(request: Any, timeout: float | None, metadata: tuple[tuple[str, str], ...]) -> Any:
+        sent.append(request)
+        raise UpstreamMissing  # what RemoteModel raises for UNIMPLEMENTED without modelwire's details
+
+    coalescer = Coalescer("m", "1", send, dict, max_batch=8, max_calls=1)
+    item = Item(batch_pb2.BatchItem(text="x"), deadline=None)
+    assert await coalescer.run([item]) == [UNSUPPORTED]  # RemoteModel sends it with Predict instead
+    assert not coalescer.supported
+    assert await coalescer.run([item]) == [UNSUPPORTED]
+    assert len(sent) == 1  # asked once, not again
+    await coalescer.close()
