@@ -245,3 +245,31 @@ async def test_a_model_service_without_predict_batch_turns_coalescing_off() -> N
     assert await coalescer.run([item]) == [UNSUPPORTED]
     assert len(sent) == 1  # asked once, not again
     await coalescer.close()
+
+
+async def test_a_call_stays_under_the_byte_limit() -> None:
+    sizes: list[int] = []
+    release = asyncio.Event()
+
+    async def send(request: Any, timeout: float | None, metadata: tuple[tuple[str, str], ...]) -> Any:
+        sizes.append(len(request.items))
+        await release.wait()
+        reply = batch_pb2.BatchResponse(version="1")
+        for item in request.items:
+            reply.results.add(id=item.id).output.result.update({"echo": item.text})
+        return reply
+
+    coalescer = Coalescer("m", "1", send, dict, max_batch=8, max_calls=1, max_bytes=1000)
+
+    def item(text: str, size: int) -> Item:
+        return Item(batch_pb2.BatchItem(text=text), deadline=None, size=size)
+
+    first = asyncio.ensure_future(coalescer.run([item("first", 10)]))
+    await until(lambda: sizes == [1])
+    rest = [asyncio.ensure_future(coalescer.run([item(t, 400)])) for t in "abcde"]
+    await until(lambda: len(coalescer._queue) == 5)
+    release.set()
+    answers = await asyncio.gather(first, *rest)
+    assert [a[0]["echo"] for a in answers] == ["first", "a", "b", "c", "d", "e"]
+    assert sizes == [1, 2, 2, 1]  # 400 + 400 fits in 1000; a third would not
+    await coalescer.close()

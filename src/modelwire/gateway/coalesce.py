@@ -65,6 +65,7 @@ class Item:
 
     message: Any  # pb.BatchItem, ``id`` set when sent
     deadline: float | None  # time.monotonic() clock
+    size: int = 0  # the message's bytes: a call stays under ``max_bytes``
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,9 +187,12 @@ class Coalescer:
         *,
         max_batch: int,
         max_calls: int,
+        max_bytes: int = 8 * 1024 * 1024,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self.name = name
+        self.max_bytes = max_bytes
+        """Most bytes of items in one queued call (half the hop's message limit: room for the answers)."""
         self._upstream = _Upstream(name, version, send, result)
         self.policy = BatchPolicy(max_batch_size=max_batch, max_delay_s=0.0, max_concurrency=max_calls)
         self._on_batch = on_batch
@@ -271,10 +275,15 @@ class Coalescer:
 
     def _dispatch(self, size: int) -> None:
         taken: list[_Waiting] = []
+        total = 0
         while self._queue and len(taken) < size:
-            waiting = self._queue.popleft()
+            waiting = self._queue[0]
+            if taken and total + waiting.item.size > self.max_bytes:
+                break  # the next call takes it
+            self._queue.popleft()
             if not waiting.future.done():
                 taken.append(waiting)
+                total += waiting.item.size
         if not taken:
             return
         if not self._yields:

@@ -72,6 +72,7 @@ class CoalescePolicy:
 
     max_batch: int = 64
     max_calls: int = 2
+    max_bytes: int = 8 * 1024 * 1024
     on_batch: Callable[[int], None] | None = None
 
 
@@ -151,6 +152,7 @@ class RemoteModel(Model):
                 self._result,
                 max_batch=coalesce.max_batch,
                 max_calls=coalesce.max_calls,
+                max_bytes=coalesce.max_bytes,
                 on_batch=coalesce.on_batch,
             )
         )
@@ -208,11 +210,15 @@ class RemoteModel(Model):
                 results[i] = exc
                 continue
             messages.append((i, message))
+        sizes = [message.ByteSize() for _, message in messages]
+        if sum(sizes) > coalescer.max_bytes:
+            return await self._forward_alone(batch)  # too big for one call: a stream, item by item
         for attempt in range(_DEADLINE_RETRIES + 1):
             deadline = current_deadline()
             if deadline is not None and deadline <= time.monotonic():
                 raise DeadlineExceededError(f"no time left to call the model services for {self.name!r}")
-            answers = await coalescer.run([Item(message, deadline) for _, message in messages])
+            pairs = zip(messages, sizes, strict=True)
+            answers = await coalescer.run([Item(message, deadline, size) for (_, message), size in pairs])
             failed = next((a for a in answers if isinstance(a, CallFailed)), None)
             if any(answer is UNSUPPORTED for answer in answers):
                 return await self._forward_alone(batch)  # an older model service: the old way from now on

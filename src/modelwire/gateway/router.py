@@ -258,7 +258,8 @@ class Router:
         if not gateway.coalesce:
             return None
         observe = self._metrics.batch_size.labels(name).observe  # items per upstream call
-        return CoalescePolicy(gateway.coalesce_max_batch, gateway.coalesce_max_calls, observe)
+        max_bytes = self._settings.grpc.max_message_bytes // 2  # room for the answers
+        return CoalescePolicy(gateway.coalesce_max_batch, gateway.coalesce_max_calls, max_bytes, observe)
 
     def _mark_unknown(self) -> None:
         # While no model service answers, the gateway cannot tell an unknown model from one it cannot
