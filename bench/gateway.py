@@ -37,8 +37,10 @@ from servers import BENCH, PEERS, PREDICT_BODY, ROOT, Server, free_port
 
 __all__ = ["measure", "render"]
 
-SCENARIOS = ("serve", "serve-w2", "gateway-1", "gateway-2")
-"""serve-w2 (``serve --workers 2``, the one-machine way to use two cores) runs in the spread layout only."""
+SCENARIOS = ("serve", "serve-w2", "gateway-1", "gateway-1-off", "gateway-2")
+"""serve-w2 (``serve --workers 2``, the one-machine way to use two cores) runs in the spread layout only;
+gateway-1-off is gateway-1 with coalescing off (``MODELWIRE_GATEWAY__COALESCE=false``: one upstream call per
+request, as before issue 12), in front of the same model service."""
 LAYOUTS = ("pinned", "spread")
 MODELWIRE = str(ROOT / ".venv/bin/modelwire")
 
@@ -68,11 +70,11 @@ def _env(home: Path, models: Path | None) -> dict[str, str]:
     return {"MODELWIRE_DATA_DIR": str(data), "MODELWIRE_BATCHING__ENABLED": "true"}
 
 
-def _fleet(run_dir: Path, models: Path, layout: str) -> dict[str, Server]:
+def _fleet(run_dir: Path, models: Path, layout: str, scenarios: list[str]) -> dict[str, Server]:
     common = ["--host", "127.0.0.1", "--log-level", "warning"]
     fleet: dict[str, Server] = {}
     for key, workers in (("serve", 1), ("serve-w2", 2)):
-        if workers > 1 and layout == "pinned":
+        if (workers > 1 and layout == "pinned") or key not in scenarios:
             continue  # two processes on one pinned core measure nothing new
         http, grpc_port = free_port(), free_port()
         ports = ["--http-port", str(http), "--grpc-port", str(grpc_port)]
@@ -88,6 +90,8 @@ def _fleet(run_dir: Path, models: Path, layout: str) -> dict[str, Server]:
             env=_env(run_dir / key, models),
         )
     for key in ("model-a", "model-b"):
+        if not any(key in ROLES[s] for s in scenarios):
+            continue
         port = free_port()
         fleet[key] = ModelService(
             key=key,
@@ -100,7 +104,17 @@ def _fleet(run_dir: Path, models: Path, layout: str) -> dict[str, Server]:
             log=run_dir / f"{key}.log",
             env=_env(run_dir / key, models),
         )
-    for key, upstreams in (("gateway-1", ["model-a"]), ("gateway-2", ["model-a", "model-b"])):
+    gateways = (
+        ("gateway-1", ["model-a"]),
+        ("gateway-1-off", ["model-a"]),
+        ("gateway-2", ["model-a", "model-b"]),
+    )
+    for key, upstreams in gateways:
+        if key not in scenarios:
+            continue
+        env = _env(run_dir / key, None)
+        if key.endswith("-off"):
+            env["MODELWIRE_GATEWAY__COALESCE"] = "false"
         http, grpc_port = free_port(), free_port()  # a gateway has a public gRPC port of its own too
         targets = ",".join(f"127.0.0.1:{fleet[u].grpc_port}" for u in upstreams)
         ports = ["--http-port", str(http), "--grpc-port", str(grpc_port)]
@@ -113,7 +127,7 @@ def _fleet(run_dir: Path, models: Path, layout: str) -> dict[str, Server]:
             ready_path="/predict",
             ready_body=PREDICT_BODY,
             log=run_dir / f"{key}.log",
-            env=_env(run_dir / key, None),
+            env=env,
         )
     return fleet
 
@@ -122,6 +136,7 @@ ROLES = {
     "serve": ["serve"],
     "serve-w2": ["serve-w2"],
     "gateway-1": ["gateway-1", "model-a"],
+    "gateway-1-off": ["gateway-1-off", "model-a"],
     "gateway-2": ["gateway-2", "model-a", "model-b"],
 }
 """The processes that serve each scenario; the first is the one wrk talks to."""
@@ -174,7 +189,7 @@ def _cell(fleet: dict[str, Server], scenario: str, load: drivers.Load, body: Pat
 def _start(fleet: dict[str, Server], cpus: str | None) -> None:
     """Model services (and serve) first: a gateway looks for its upstreams' models when it starts."""
     backends = [key for key in fleet if not key.startswith("gateway")]
-    for group in (backends, ["gateway-1", "gateway-2"]):
+    for group in (backends, [key for key in fleet if key.startswith("gateway")]):
         for key in group:
             fleet[key].start(cpus)
         for key in group:
@@ -206,14 +221,16 @@ def _layout(run_dir: Path, fleet: dict[str, Server], layout: str, plan: Plan) ->
     return rows
 
 
-def measure(run_dir: Path, data_dir: Path, plan: Plan, layouts: list[str]) -> dict[str, object]:
+def measure(
+    run_dir: Path, data_dir: Path, plan: Plan, layouts: list[str], scenarios: list[str] | None = None
+) -> dict[str, object]:
     """Raw rows of every cell, and each process's idle RSS, per layout (each on a fresh fleet)."""
     (run_dir / "predict.json").write_text(PREDICT_BODY)
     rows: list[dict[str, object]] = []
     idle: dict[str, dict[str, float]] = {}
     for layout in layouts:
         server_cpus, _ = environment.cpu_split(layout == "pinned")
-        fleet = _fleet(run_dir / layout, data_dir / "models", layout)
+        fleet = _fleet(run_dir / layout, data_dir / "models", layout, scenarios or list(SCENARIOS))
         try:
             _start(fleet, server_cpus)
             idle[layout] = {key: _rss_mb(server) for key, server in fleet.items()}
@@ -322,6 +339,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32, 128])
     parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS))
     parser.add_argument(
+        "--scenarios",
+        nargs="+",
+        choices=SCENARIOS,
+        default=list(SCENARIOS),
+        help="which to run (serve is the ratios' base: keep it)",
+    )
+    parser.add_argument(
         "--wait-quiet",
         type=float,
         default=0.0,
@@ -349,7 +373,7 @@ def main(argv: list[str] | None = None) -> None:
     plan = Plan(args.duration, args.repeats, args.warmup, args.concurrency)
     environment.wait_quiet(args.wait_quiet)
     loadavg = {"start": environment.loadavg()}
-    results = measure(run_dir, data_dir, plan, args.layouts)
+    results = measure(run_dir, data_dir, plan, args.layouts, args.scenarios)
     loadavg["end"] = environment.loadavg()
     results |= {"stamp": stamp, "plan": plan.__dict__, "loadavg": loadavg}
     command = args.command or "bench/gateway.py"

@@ -325,6 +325,13 @@ class GatewaySettings(_Section):
     """PEM private key of ``upstream_cert`` (not ``upstream_key``, which is the bearer credential)."""
     upstream_server_name: str | None = None
     """The name the model services' certificates must carry, when it is not the ``--upstream`` host."""
+    coalesce: bool = True
+    """Requests that arrive together for one model version go upstream as one ``BatchPredictor/PredictBatch``
+    call (``gateway/coalesce.py``); false: one call per request (``Predict``, ``PredictStream``)."""
+    coalesce_max_batch: int = Field(default=64, ge=1, le=1024)
+    """Most items in one upstream call (keep it within the model services' ``limits.max_batch_items``)."""
+    coalesce_max_calls: int = Field(default=2, ge=1, le=64)
+    """Upstream calls in flight per model version before new requests wait and join the next call."""
 
 
 class ObservabilitySettings(_Section):

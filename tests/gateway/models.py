@@ -82,3 +82,33 @@ class FlakyModel(Model):
         if self.calls % 2 or self.options.get("always"):
             raise error_from_code("UNAVAILABLE", "busy, try again", retry_after_s=0.0)
         return [{"call": self.calls} for _ in batch]
+
+
+class GatedEchoModel(Model):
+    """``{"echo": text}`` per item; ``"bad"`` is that item's own error. Records every call's batch and the
+    time left of its deadline; a batch holding ``"hold"`` waits for ``hold``, one holding ``"block"`` for
+    ``block`` (events the test sets). For coalescing tests, in the test's own process."""
+
+    inputs: ClassVar[tuple[TensorSpec, ...]] = (TensorSpec("text", Datatype.BYTES),)
+
+    def __init__(self, name: str, version: str = "1", **options: Any) -> None:
+        super().__init__(name, version, **options)
+        self.calls: list[list[str]] = []
+        self.time_left: list[float | None] = []
+        self.hold = asyncio.Event()
+        self.block = asyncio.Event()
+
+    async def predict(self, batch: Sequence[Any]) -> list[Any]:
+        from modelwire.core.deadline import remaining_s
+        from modelwire.errors import InvalidInputError
+
+        self.calls.append(list(batch))
+        self.time_left.append(remaining_s())
+        if "hold" in batch:
+            await self.hold.wait()
+        if "block" in batch:
+            await self.block.wait()
+        return [
+            InvalidInputError("a bad item", field="$.text") if text == "bad" else {"echo": text}
+            for text in batch
+        ]

@@ -155,7 +155,7 @@ def test_an_unknown_model_is_404_and_a_bad_item_is_its_own_400(cluster: Cluster)
         batch = client.post("/v1/models/raising/predict", json={"texts": ["INVALID_ARGUMENT"]})
     assert unknown.status_code == 404
     assert "served: pid, raising, slow, sum" in unknown.json()["error"]["message"]
-    assert batch.status_code == 200
+    assert batch.status_code == 200, batch.text
     assert batch.json()["predictions"][0]["error"]["code"] == "INVALID_ARGUMENT"
 
 

@@ -53,7 +53,11 @@ def test_the_service_config_retries_only_idempotent_inference_within_a_budget() 
     assert method["retryPolicy"]["maxAttempts"] == 4
     assert method["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
     services = {name["service"] for name in method["name"]}
-    assert services == {"modelwire.v1.Predictor", "inference.GRPCInferenceService"}
+    assert services == {
+        "modelwire.v1.Predictor",
+        "modelwire.v1.BatchPredictor",
+        "inference.GRPCInferenceService",
+    }
     assert all(name.get("method") for name in method["name"])  # never a whole service (Jobs are not in)
     assert config["retryThrottling"]["tokenRatio"] == 0.2
     no_retries = json.loads(service_config(Settings(gateway={"retry_max_attempts": 1})))

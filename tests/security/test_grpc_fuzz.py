@@ -286,6 +286,7 @@ def test_events_subscribe(channel: grpc.Channel, topics: list[str]) -> None:
 
 UNARY = [
     "/modelwire.v1.Predictor/Predict",
+    "/modelwire.v1.BatchPredictor/PredictBatch",
     "/modelwire.v1.Predictor/ListModels",
     "/inference.GRPCInferenceService/ModelInfer",
     "/inference.GRPCInferenceService/ModelMetadata",

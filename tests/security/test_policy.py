@@ -173,6 +173,7 @@ def test_rest_scope(method: str, path: str, scope: Scope | None, model: str | No
     [
         ("/modelwire.v1.Predictor/Predict", PREDICT),
         ("/modelwire.v1.Predictor/ListModels", None),
+        ("/modelwire.v1.BatchPredictor/PredictBatch", Scope.PREDICT),
         ("/modelwire.v1.Jobs/Submit", Scope.JOBS_WRITE),
         ("/modelwire.v1.Jobs/Watch", Scope.JOBS_READ),
         ("/modelwire.v1.Events/Subscribe", Scope.EVENTS),

@@ -10,6 +10,12 @@ per-item errors stay per item). A text crosses as ``text``, any other value unch
 (MessagePack, ``core/instance_codec.py``): the gateway validates nothing itself, so the model service's
 model refuses ``5`` or ``null`` with the same item error a single server gives, in the same place.
 
+With coalescing on (``gateway.coalesce``, the default), every caller's items go through the model's
+``Coalescer`` instead (``coalesce.py``): the requests that arrive together become one
+``modelwire.v1.BatchPredictor/PredictBatch`` call, each item carrying its caller's trace context and
+request id, and each caller gets its own items' answers (or the call's failure) back, as if it had called
+alone.
+
 An upstream status becomes the same ``ModelwireError`` again (``client._grpc.map_grpc_errors`` reads the
 ``ErrorInfo`` the model service sent), so the REST table maps it as if the model ran here.
 """
@@ -17,7 +23,9 @@ An upstream status becomes the same ``ModelwireError`` again (``client._grpc.map
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,15 +33,17 @@ from typing import Any
 import grpc
 
 from modelwire.client._grpc import _output, _stream_error, channel_failed, error_from_status
-from modelwire.core.deadline import remaining_s
+from modelwire.core.deadline import current_deadline, remaining_s
 from modelwire.core.instance_codec import encode_instance
 from modelwire.errors import DeadlineExceededError, ErrorCode, InternalError, ModelwireError, UnavailableError
+from modelwire.gateway.coalesce import UNSUPPORTED, CallFailed, Coalescer, Item, UpstreamMissing
 from modelwire.model.base import Datatype, Model, ModelInfo, TensorSpec
 from modelwire.observability.tracing import CLIENT, active_tracer, child_span, sampled, trace_metadata
+from modelwire.protocols.grpc._generated.modelwire.v1 import batch_pb2, batch_pb2_grpc
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2 as pb
 from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2_grpc as pb_grpc
 
-__all__ = ["RemoteModel", "UpstreamGroup", "info_from_metadata"]
+__all__ = ["CoalescePolicy", "RemoteModel", "UpstreamGroup", "info_from_metadata"]
 
 logger = logging.getLogger("modelwire.gateway")
 
@@ -52,6 +62,18 @@ CALL_ERRORS = frozenset(
 RETRY_AFTER_S = 1.0
 """What a caller is told to wait when the model services cannot be reached (a reconnect takes about that)."""
 _INTEGERS = {d.value for d in Datatype if d.value.startswith(("INT", "UINT"))}
+_DEADLINE_RETRIES = 2
+"""Calls a coalesced caller may send again when a neighbour's earlier deadline ended the call it was in."""
+
+
+@dataclass(frozen=True, slots=True)
+class CoalescePolicy:
+    """How a ``RemoteModel`` coalesces (``gateway.coalesce_max_batch`` / ``coalesce_max_calls``)."""
+
+    max_batch: int = 64
+    max_calls: int = 2
+    max_bytes: int = 8 * 1024 * 1024
+    on_batch: Callable[[int], None] | None = None
 
 
 class UpstreamGroup:
@@ -63,6 +85,7 @@ class UpstreamGroup:
         self.auth = auth
         """``authorization`` metadata for model services whose auth is on (``gateway.upstream_key``)."""
         self.predictor = pb_grpc.PredictorStub(channel)
+        self.batch = batch_pb2_grpc.BatchPredictorStub(channel)
 
 
 Groups = Callable[[str, str], UpstreamGroup]
@@ -92,6 +115,11 @@ def _upstream_errors(name: str, where: str) -> Iterator[None]:
         raise error_from_status(exc.code(), exc.details() or "", exc.trailing_metadata(), where) from None
 
 
+def _has_details(exc: grpc.aio.AioRpcError) -> bool:
+    metadata: Any = exc.trailing_metadata() or ()
+    return any(item[0] == "grpc-status-details-bin" for item in metadata)
+
+
 def _log_internal(name: str, exc: InternalError) -> None:
     # The same error id is in the model service's log, with the traceback: this line joins the two.
     logger.warning("the model service failed on %s: %s [error_id=%s]", name, exc.message, exc.error_id)
@@ -109,11 +137,34 @@ def info_from_metadata(reply: Any, version: str) -> ModelInfo:
 class RemoteModel(Model):
     """One (model, version) of the model services; ``predict`` is a gRPC call to one of them."""
 
-    def __init__(self, info: ModelInfo, groups: Groups) -> None:
+    def __init__(self, info: ModelInfo, groups: Groups, coalesce: CoalescePolicy | None = None) -> None:
         super().__init__(info.name, info.version)
         self.remote_info = info
         self.platform = info.platform  # type: ignore[misc]  # the upstream's, per instance
         self._groups = groups
+        self._coalescer = (
+            None
+            if coalesce is None
+            else Coalescer(
+                info.name,
+                info.version,
+                self._send_batch,
+                self._result,
+                max_batch=coalesce.max_batch,
+                max_calls=coalesce.max_calls,
+                max_bytes=coalesce.max_bytes,
+                on_batch=coalesce.on_batch,
+            )
+        )
+
+    async def close(self) -> None:
+        """Fail what still waits to be sent (the gateway is stopping)."""
+        if self._coalescer is not None:
+            await self._coalescer.close()
+
+    @property
+    def coalescing(self) -> bool:
+        return self._coalescer is not None and self._coalescer.supported
 
     def info(self) -> ModelInfo:
         return self.remote_info
@@ -123,17 +174,97 @@ class RemoteModel(Model):
         if tracer is None or not sampled():  # unsampled: the caller's context goes on as it is
             return await self._forward(batch)
         # Export on: the hop is a CLIENT span, and the model service's span is its child (trace_metadata).
-        method = "Predict" if len(batch) == 1 else "PredictStream"
+        if self.coalescing:
+            service, method = "modelwire.v1.BatchPredictor", "PredictBatch"
+        else:
+            service, method = "modelwire.v1.Predictor", "Predict" if len(batch) == 1 else "PredictStream"
         attributes: dict[str, str | int] = {
             "rpc.system": "grpc",
-            "rpc.service": "modelwire.v1.Predictor",
+            "rpc.service": service,
             "rpc.method": method,
             "modelwire.batch.size": len(batch),
         }
-        with child_span(tracer, f"modelwire.v1.Predictor/{method}", attributes, kind=CLIENT):
+        with child_span(tracer, f"{service}/{method}", attributes, kind=CLIENT):
             return await self._forward(batch)
 
     async def _forward(self, batch: Sequence[Any]) -> list[Any]:
+        coalescer = self._coalescer
+        if coalescer is not None and coalescer.supported:
+            return await self._coalesced(coalescer, batch)
+        return await self._forward_alone(batch)
+
+    async def _coalesced(self, coalescer: Coalescer, batch: Sequence[Any]) -> list[Any]:
+        """This caller's items through the coalescer: its own answers back, or the failure of its call."""
+        trace = dict(trace_metadata())
+        traceparent, request_id = trace.get("traceparent", ""), trace.get("x-request-id", "")
+        results: list[Any] = [None] * len(batch)
+        messages: list[tuple[int, batch_pb2.BatchItem]] = []
+        for i, value in enumerate(batch):
+            message = batch_pb2.BatchItem(traceparent=traceparent, request_id=request_id)
+            try:
+                if isinstance(value, str):
+                    message.text = value
+                else:
+                    message.instance = encode_instance(value)
+            except ModelwireError as exc:  # a value MessagePack cannot hold: that item's error
+                results[i] = exc
+                continue
+            messages.append((i, message))
+        sizes = [message.ByteSize() for _, message in messages]
+        if sum(sizes) > coalescer.max_bytes:
+            return await self._forward_alone(batch)  # too big for one call: a stream, item by item
+        for attempt in range(_DEADLINE_RETRIES + 1):
+            deadline = current_deadline()
+            if deadline is not None and deadline <= time.monotonic():
+                raise DeadlineExceededError(f"no time left to call the model services for {self.name!r}")
+            pairs = zip(messages, sizes, strict=True)
+            answers = await coalescer.run([Item(message, deadline, size) for (_, message), size in pairs])
+            failed = next((a for a in answers if isinstance(a, CallFailed)), None)
+            if any(answer is UNSUPPORTED for answer in answers):
+                return await self._forward_alone(batch)  # an older model service: the old way from now on
+            if failed is None:
+                break
+            error = copy.copy(failed.error)  # one error object per caller: each raise sets its traceback
+            left = remaining_s()
+            earlier = error.code is ErrorCode.DEADLINE_EXCEEDED and (left is None or left > 0)
+            if earlier and attempt < _DEADLINE_RETRIES:
+                continue  # a neighbour's earlier deadline ended that call: this caller has time left
+            if error.code in CALL_ERRORS:
+                if isinstance(error, InternalError):
+                    _log_internal(self.name, error)
+                raise error
+            # Any other status is the model's answer to these items (as Predict's would be): theirs.
+            answers = [failed] * len(answers)
+            break
+        for (i, _message), answer in zip(messages, answers, strict=True):
+            results[i] = copy.copy(answer.error) if isinstance(answer, CallFailed) else answer
+        if len(batch) == 1 and isinstance(results[0], ModelwireError) and results[0].code in CALL_ERRORS:
+            raise results[0]  # one instance: what its own Predict call would have raised
+        for result in results:
+            if isinstance(result, InternalError):
+                _log_internal(self.name, result)
+        return results
+
+    async def _send_batch(
+        self,
+        request: Any,
+        timeout: float | None,  # noqa: ASYNC109 - the gRPC call's own deadline, passed on
+        metadata: tuple[tuple[str, str], ...],
+    ) -> Any:
+        """One ``PredictBatch`` to the group serving this version now (``Coalescer``'s ``Send``)."""
+        group = self._groups(self.name, self.version)
+        with _upstream_errors(self.name, group.where):
+            try:
+                return await group.batch.PredictBatch(
+                    request, timeout=timeout, metadata=group.auth + metadata
+                )
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() is grpc.StatusCode.UNIMPLEMENTED and not _has_details(exc):
+                    raise UpstreamMissing from None  # an older model service, without the method
+                raise
+
+    async def _forward_alone(self, batch: Sequence[Any]) -> list[Any]:
+        """One call for this caller alone: ``Predict`` for one instance, ``PredictStream`` for several."""
         timeout = remaining_s()
         if timeout is not None and timeout <= 0:
             raise DeadlineExceededError(f"no time left to call the model services for {self.name!r}")

@@ -24,7 +24,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from modelwire.errors import UnavailableError
-from modelwire.gateway.remote import RemoteModel, UpstreamGroup, info_from_metadata
+from modelwire.gateway.remote import CoalescePolicy, RemoteModel, UpstreamGroup, info_from_metadata
 from modelwire.gateway.tls import UpstreamTLS, dial
 from modelwire.gateway.upstreams import HEALTH_SERVICE, UpstreamSpec, channel_options, group_target
 from modelwire.model.base import ModelInfo
@@ -110,6 +110,9 @@ class Router:
             await group.channel.close(None)
         for task in list(self._closing):
             task.cancel()
+        for handle in self._registry.handles():
+            if isinstance(handle.model, RemoteModel):
+                await handle.model.close()
 
     # -- routing -----------------------------------------------------------------------------------------
 
@@ -243,11 +246,20 @@ class Router:
         known = {(h.name, h.version): h for h in registry.handles()}
         for key, info in infos.items():
             if key not in known:
-                known[key] = registry.add(RemoteModel(info, self.group), BatchingSettings(enabled=False))
+                model = RemoteModel(info, self.group, self._coalesce(key[0]))
+                known[key] = registry.add(model, BatchingSettings(enabled=False))
         for (name, version), handle in known.items():
             addresses = self._members.get((name, version), frozenset())
             handle.ready = any(self._upstreams[a].serving for a in addresses if a in self._upstreams)
             metrics.model_ready.labels(name, version).set(1 if handle.ready else 0)
+
+    def _coalesce(self, name: str) -> CoalescePolicy | None:
+        gateway = self._settings.gateway
+        if not gateway.coalesce:
+            return None
+        observe = self._metrics.batch_size.labels(name).observe  # items per upstream call
+        max_bytes = self._settings.grpc.max_message_bytes // 2  # room for the answers
+        return CoalescePolicy(gateway.coalesce_max_batch, gateway.coalesce_max_calls, max_bytes, observe)
 
     def _mark_unknown(self) -> None:
         # While no model service answers, the gateway cannot tell an unknown model from one it cannot

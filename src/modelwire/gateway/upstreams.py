@@ -32,6 +32,7 @@ RETRIED_METHODS = (
     ("modelwire.v1.Predictor", "Predict"),
     ("modelwire.v1.Predictor", "PredictStream"),
     ("modelwire.v1.Predictor", "ListModels"),
+    ("modelwire.v1.BatchPredictor", "PredictBatch"),
     ("inference.GRPCInferenceService", "ModelInfer"),
     ("inference.GRPCInferenceService", "ModelMetadata"),
 )

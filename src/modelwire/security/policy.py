@@ -300,6 +300,7 @@ _GRPC: dict[str, Scope | None] = {
     "/modelwire.v1.Predictor/Predict": Scope.PREDICT,
     "/modelwire.v1.Predictor/PredictStream": Scope.PREDICT,
     "/modelwire.v1.Predictor/ListModels": None,
+    "/modelwire.v1.BatchPredictor/PredictBatch": Scope.PREDICT,
     "/modelwire.v1.Jobs/Submit": Scope.JOBS_WRITE,
     "/modelwire.v1.Jobs/SubmitStream": Scope.JOBS_WRITE,
     "/modelwire.v1.Jobs/Cancel": Scope.JOBS_WRITE,

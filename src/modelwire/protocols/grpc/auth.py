@@ -57,6 +57,7 @@ def _field(name: str) -> Callable[[Any], str | None]:
 # The model a unary request names, for per-model rate-limit rules (REST takes it from the path).
 _MODEL_OF: dict[str, Callable[[Any], str | None]] = {
     "/modelwire.v1.Predictor/Predict": _field("model"),
+    "/modelwire.v1.BatchPredictor/PredictBatch": _field("model"),
     "/inference.GRPCInferenceService/ModelInfer": _field("model_name"),
 }
 

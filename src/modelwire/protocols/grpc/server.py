@@ -1,9 +1,10 @@
 """The gRPC listener: grpc.aio on the running event loop (the same one as REST), over the same ``Facades``.
 
-It serves ``modelwire.v1.Predictor``, ``modelwire.v1.Events``, ``modelwire.v1.Jobs``, ``modelwire.v1.Admin``,
-``modelwire.v1.Monitoring``, ``modelwire.v1.Features``, ``inference.GRPCInferenceService``,
-``grpc.health.v1.Health`` (SERVING while ``DataPlane.ready()``, NOT_SERVING from the moment a stop begins)
-and, unless turned off in settings, server reflection (v1alpha, which grpcurl understands).
+It serves ``modelwire.v1.Predictor``, ``modelwire.v1.BatchPredictor`` (a gateway's coalesced calls),
+``modelwire.v1.Events``, ``modelwire.v1.Jobs``, ``modelwire.v1.Admin``, ``modelwire.v1.Monitoring``,
+``modelwire.v1.Features``, ``inference.GRPCInferenceService``, ``grpc.health.v1.Health`` (SERVING while
+``DataPlane.ready()``, NOT_SERVING from the moment a stop begins) and, unless turned off in settings, server
+reflection (v1alpha, which grpcurl understands).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from modelwire.protocols.grpc._generated.inference import grpc_service_pb2_grpc 
 from modelwire.protocols.grpc._generated.modelwire.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    batch_pb2,
+    batch_pb2_grpc,
     events_pb2,
     events_pb2_grpc,
     features_pb2,
@@ -40,6 +43,7 @@ from modelwire.protocols.grpc._generated.modelwire.v1 import predictor_pb2_grpc 
 from modelwire.protocols.grpc.accept import AcceptAhead, Recorder
 from modelwire.protocols.grpc.admin import AdminServicer
 from modelwire.protocols.grpc.auth import SecurityInterceptor
+from modelwire.protocols.grpc.batch import BatchPredictorServicer
 from modelwire.protocols.grpc.events import EventsServicer
 from modelwire.protocols.grpc.features import FeaturesServicer
 from modelwire.protocols.grpc.health import HealthServicer
@@ -59,6 +63,7 @@ SERVICE_NAMES: tuple[str, ...] = (
     monitoring_pb2.DESCRIPTOR.services_by_name["Monitoring"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
     features_pb2.DESCRIPTOR.services_by_name["Features"].full_name,
+    batch_pb2.DESCRIPTOR.services_by_name["BatchPredictor"].full_name,
 )
 HEALTH_POLL_S = 0.5
 
@@ -128,7 +133,7 @@ def _reflection_pool() -> descriptor_pool.DescriptorPool:
         admin_pb2.DESCRIPTOR,
         health_pb2.DESCRIPTOR,
     )
-    files_more = (features_pb2.DESCRIPTOR,)
+    files_more = (features_pb2.DESCRIPTOR, batch_pb2.DESCRIPTOR)
     rich = (status_pb2.DESCRIPTOR, error_details_pb2.DESCRIPTOR)
     for file in (*files, *files_more, *rich, reflection_pb2.DESCRIPTOR):
         _add_file(pool, file)
@@ -168,6 +173,7 @@ async def start_grpc_server(
     )
     recorder = Recorder(server)  # registers only the hot methods with core; keeps their handlers
     pb_grpc.add_PredictorServicer_to_server(PredictorServicer(services), recorder)
+    batch_pb2_grpc.add_BatchPredictorServicer_to_server(BatchPredictorServicer(services), recorder)
     events_pb2_grpc.add_EventsServicer_to_server(EventsServicer(services), recorder)
     jobs_pb2_grpc.add_JobsServicer_to_server(JobsServicer(services), recorder)
     monitoring_pb2_grpc.add_MonitoringServicer_to_server(MonitoringServicer(services), recorder)
