@@ -39,6 +39,7 @@ import asyncio
 import collections
 import contextlib
 import contextvars
+import os
 import time
 from collections.abc import Callable, Sequence
 from contextvars import Token
@@ -189,8 +190,14 @@ class BatchingRunner:
 
     async def _gather_more(self) -> Flush | Wait:
         """Let the loop run up to ``self._yields`` cycles so that calls already on the way are queued too."""
-        before = len(self._queue)
+        before = last = len(self._queue)
         for _ in range(self._yields):
+            if len(self._queue) == last:
+                # The last cycle brought nothing: give the core to threads that deliver requests (granian's,
+                # gRPC's poller) before the next one. Without this, on a core shared with them, a cycle of the
+                # loop cannot see what they have not had the CPU to hand over, and batches stay small.
+                os.sched_yield()
+            last = len(self._queue)
             await asyncio.sleep(0)
             if self._closed or len(self._queue) >= self.policy.max_batch_size:
                 break
