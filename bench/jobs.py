@@ -175,7 +175,7 @@ async def _one_job(client: httpx.AsyncClient, rows: list[str], *, follow: bool) 
         if follow and done > lines:  # read the results written so far while the job runs on
             lines += await read(done - lines)
         else:
-            await asyncio.sleep(0.1 if not follow else 0.02)
+            await asyncio.sleep(0.1)
     if state["status"] != "succeeded" or state["progress"]["done"] != len(rows):
         raise RuntimeError(f"job {job_id} ended {state['status']}: {state['progress']} {state['error']}")
     processed = time.monotonic()

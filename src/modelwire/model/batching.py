@@ -19,7 +19,11 @@ the loop run up to ``max_yields`` more cycles before it dispatches to an idle mo
 delivered meanwhile join the batch. ``next_yields`` adapts that number: a batch of two or more callers
 formed while the model was busy starts it, yielding that gathers items keeps it, yielding that gathers nothing
 halves it down to 0; so a lone caller (concurrency 1) never sees a batch of two and pays nothing: its
-item is dispatched at once, as before.
+item is dispatched at once, as before. A cycle that brought nothing first yields the core
+(``os.sched_yield``): the threads that hand requests to the loop (granian's, which complete every WebSocket
+``receive()``; gRPC's poller) may share it, and a cycle of the loop cannot see what they had no CPU to hand
+over (WebSocket messages batched 3.5 items per call without it, 27 with it; docs/decisions.md, "WebSocket
+pipelining and the 100,000-row job").
 
 When the model rejects a whole call with ``InvalidInputError`` (one malformed row is enough for most
 frameworks), each item is retried alone, so the error reaches only the caller that sent it.
