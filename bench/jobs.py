@@ -29,6 +29,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import threading
 import time
@@ -43,17 +44,26 @@ from servers import BENCH, PEERS, ROOT
 
 __all__ = ["SCENARIOS", "measure", "render"]
 
-SCENARIOS = ("sync", "embedded", "redis-1", "redis-2", "redis-2x2")
-"""sync REST batches; 1 job embedded; 1 job on Redis with 1 worker; 1 job with 2 workers; 2 jobs of half
-the rows with 2 workers (a job runs on one worker: more workers speed up more jobs, not one)."""
+SCENARIOS = ("sync", "embedded", "embedded-follow", "redis-1", "redis-2", "redis-2x2")
+"""sync REST batches; 1 job embedded; the same with its results read while it runs (``?offset&limit`` up to
+its ``progress.done``, as a client that wants them early would); 1 job on Redis with 1 worker; 1 job with 2
+workers; 2 jobs of half the rows with 2 workers (a job runs on one worker: more workers speed up more jobs,
+not one)."""
 
 _LABELS = {
     "sync": ("sync REST batches", 0, 0),
     "embedded": ("job, embedded SQLite", 1, 0),
+    "embedded-follow": ("job, embedded SQLite, results read while it runs", 1, 0),
     "redis-1": ("job, Redis, 1 worker", 1, 1),
     "redis-2": ("job, Redis, 2 workers", 1, 2),
     "redis-2x2": ("2 jobs, Redis, 2 workers", 2, 2),
 }
+
+
+def _cpu_s(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds, from ``/proc/<pid>/stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mb(pid: int) -> float:
@@ -134,7 +144,7 @@ async def _ndjson(rows: list[str], chunk: int = 2000) -> AsyncIterator[bytes]:
         yield b"".join(json.dumps(t).encode() + b"\n" for t in rows[start : start + chunk])
 
 
-async def _one_job(client: httpx.AsyncClient, rows: list[str]) -> dict[str, float]:
+async def _one_job(client: httpx.AsyncClient, rows: list[str], *, follow: bool) -> dict[str, float]:
     started = time.monotonic()
     answer = await client.post(
         "/v1/jobs",
@@ -146,18 +156,30 @@ async def _one_job(client: httpx.AsyncClient, rows: list[str]) -> dict[str, floa
         raise RuntimeError(f"submit failed: {answer.status_code} {answer.text[:500]}")
     job_id = answer.json()["id"]
     uploaded = time.monotonic()
+    lines = 0
+
+    async def read(limit: int | None) -> int:
+        params = {"offset": lines} if limit is None else {"offset": lines, "limit": limit}
+        count = 0
+        async with client.stream("GET", f"/v1/jobs/{job_id}/results", params=params) as response:
+            async for line in response.aiter_lines():
+                count += bool(line)
+        return count
+
     while True:
         state = (await client.get(f"/v1/jobs/{job_id}")).json()
-        if state["status"] in ("succeeded", "failed", "cancelled"):
+        final = state["status"] in ("succeeded", "failed", "cancelled")
+        if final:
             break
-        await asyncio.sleep(0.1)
+        done = state["progress"]["done"]
+        if follow and done > lines:  # read the results written so far while the job runs on
+            lines += await read(done - lines)
+        else:
+            await asyncio.sleep(0.1)
     if state["status"] != "succeeded" or state["progress"]["done"] != len(rows):
         raise RuntimeError(f"job {job_id} ended {state['status']}: {state['progress']} {state['error']}")
     processed = time.monotonic()
-    lines = 0
-    async with client.stream("GET", f"/v1/jobs/{job_id}/results") as response:
-        async for line in response.aiter_lines():
-            lines += bool(line)
+    lines += await read(None)
     if lines != len(rows):
         raise RuntimeError(f"job {job_id}: {lines} result lines for {len(rows)} rows")
     return {
@@ -167,12 +189,12 @@ async def _one_job(client: httpx.AsyncClient, rows: list[str]) -> dict[str, floa
     }
 
 
-async def _jobs(base_url: str, rows: list[str], jobs: int) -> dict[str, float]:
+async def _jobs(base_url: str, rows: list[str], jobs: int, *, follow: bool) -> dict[str, float]:
     size = -(-len(rows) // jobs)
     async with httpx.AsyncClient(base_url=base_url, timeout=600) as client:
         started = time.monotonic()
         parts = await asyncio.gather(
-            *(_one_job(client, rows[i : i + size]) for i in range(0, len(rows), size))
+            *(_one_job(client, rows[i : i + size], follow=follow) for i in range(0, len(rows), size))
         )
         total = time.monotonic() - started
     return {key: max(p[key] for p in parts) for key in parts[0]} | {"total_s": total}
@@ -283,11 +305,15 @@ def measure(
         with _fleet(scenario, run_dir, data_dir / "models", redis_url) as (gateway, workers, _):
             assert gateway.proc is not None
             pids = [gateway.proc.pid, *(w.proc.pid for w in workers)]
+            cpu_before = _cpu_s(gateway.proc.pid)
             with _Peaks(pids) as peaks:
                 if scenario == "sync":
                     timing = asyncio.run(_sync(gateway.base_url, inputs, batch, concurrency))
+                    cpu = _cpu_s(gateway.proc.pid) - cpu_before
                 else:
-                    timing = asyncio.run(_jobs(gateway.base_url, inputs, jobs))
+                    follow = scenario.endswith("-follow")
+                    timing = asyncio.run(_jobs(gateway.base_url, inputs, jobs, follow=follow))
+                cpu = _cpu_s(gateway.proc.pid) - cpu_before
         row: dict[str, object] = {
             "scenario": scenario,
             "label": label,
@@ -296,6 +322,7 @@ def measure(
             "workers": workers_n,
             "rows_per_s": round(rows / timing["total_s"]),
             **{key: round(value, 2) for key, value in timing.items()},
+            "gateway_cpu_us_per_row": round(cpu * 1e6 / rows, 1),
             "gateway_rss_before_mb": round(peaks.before[pids[0]], 1),
             "gateway_rss_peak_mb": round(peaks.peak[pids[0]], 1),
             "worker_rss_peak_mb": round(max((peaks.peak[p] for p in pids[1:]), default=0.0), 1) or None,
@@ -303,6 +330,7 @@ def measure(
         out.append(row)
         print(
             f"    {scenario:10s} {row['rows_per_s']:>8} rows/s  total {row['total_s']} s  "
+            f"gateway CPU {row['gateway_cpu_us_per_row']} us/row  "
             f"gateway RSS {row['gateway_rss_before_mb']} -> {row['gateway_rss_peak_mb']} MB  "
             f"worker RSS {row['worker_rss_peak_mb']} MB",
             flush=True,
@@ -321,16 +349,40 @@ def render(rows: list[dict[str, object]]) -> str:
         "synchronous `POST /v1/models/sentiment/predict` batches. RSS: peak while uploading and processing "
         "(gateway: before -> peak; workers: the largest).",
         "",
-        "| scenario | rows/s | total s | upload s | process s | results s | gateway RSS MB | worker RSS MB |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|",
+        "| round | scenario | rows/s | total s | upload s | process s | results s | gateway CPU µs/row "
+        "| gateway RSS MB | worker RSS MB |",
+        "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['label']} | {r['rows_per_s']:,} | {r['total_s']} | {r.get('upload_s', '-')} | "
-            f"{r.get('process_s', '-')} | {r.get('results_s', '-')} | "
+            f"| {r.get('round', 1)} | {r['label']} | {r['rows_per_s']:,} | {r['total_s']} | "
+            f"{r.get('upload_s', '-')} | {r.get('process_s', '-')} | {r.get('results_s', '-')} | "
+            f"{r.get('gateway_cpu_us_per_row', '-')} | "
             f"{r['gateway_rss_before_mb']} -> {r['gateway_rss_peak_mb']} | {r['worker_rss_peak_mb'] or '-'} |"
         )
+    ratios = against_sync(rows)
+    if ratios:
+        lines += [
+            "",
+            "Each job scenario against the sync REST batches of the same round (rows/s), median of rounds:",
+            "",
+        ]
+        lines += [
+            f"- {label}: **{median:.2f}x** (rounds {', '.join(f'{x:.2f}' for x in each)})"
+            for label, median, each in ratios
+        ]
     return "\n".join(lines) + "\n"
+
+
+def against_sync(rows: list[dict[str, object]]) -> list[tuple[str, float, list[float]]]:
+    """Per job scenario: the median over rounds of (its rows/s / sync's rows/s in the same round)."""
+    sync = {r.get("round", 1): r["rows_per_s"] for r in rows if r["scenario"] == "sync"}
+    out: dict[str, list[float]] = {}
+    for r in rows:
+        base = sync.get(r.get("round", 1))
+        if r["scenario"] != "sync" and base:
+            out.setdefault(str(r["label"]), []).append(float(r["rows_per_s"]) / float(base))  # type: ignore[arg-type]
+    return [(label, statistics.median(each), each) for label, each in out.items()]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -342,6 +394,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=256, help="rows per sync REST request (jobs: 256 too)")
     parser.add_argument("--concurrency", type=int, default=2, help="sync REST requests in flight")
     parser.add_argument("--text-chars", type=int, default=200, help="reviews are cut to this many chars")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds; the order alternates each round")
     parser.add_argument("--command", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.rows = args.rows or (5000 if args.quick else 100_000)
@@ -358,16 +411,20 @@ def main(argv: list[str] | None = None) -> None:
 
     ensure_model(data_dir)
     print(f"==> batch jobs: {args.rows} rows, scenarios {args.scenarios}", flush=True)
-    rows = measure(
-        run_dir,
-        data_dir,
-        rows=args.rows,
-        scenarios=args.scenarios,
-        redis_url=args.redis,
-        batch=args.batch,
-        concurrency=args.concurrency,
-        text_chars=args.text_chars,
-    )
+    rows: list[dict[str, object]] = []
+    for round_no in range(1, args.repeats + 1):
+        order = args.scenarios if round_no % 2 else args.scenarios[::-1]
+        for row in measure(
+            run_dir / f"round-{round_no}",
+            data_dir,
+            rows=args.rows,
+            scenarios=order,
+            redis_url=args.redis,
+            batch=args.batch,
+            concurrency=args.concurrency,
+            text_chars=args.text_chars,
+        ):
+            rows.append({"round": round_no, **row})
     command = args.command or "bench/jobs.py"
     (run_dir / "jobs.json").write_text(json.dumps({"command": command, "rows": rows}, indent=2) + "\n")
     markdown = render(rows)

@@ -142,6 +142,9 @@ def drive(target: Target, protocol: str, concurrency: int, duration: float, body
     if protocol == "rest":
         argv = [*pin, "wrk", "-t1", f"-c{concurrency}", f"-d{duration:g}s", "--timeout", "10s"]
         argv += ["-s", str(BENCH / "wrk_post.lua"), f"http://127.0.0.1:{target.http_port}/predict"]
+    elif protocol == "ws":  # pipelined predictions on /v1/ws, `concurrency` in flight over 1 or 4 sockets
+        argv = [*pin, PYTHON, str(BENCH / "ws_load.py"), "--url", f"ws://127.0.0.1:{target.http_port}/v1/ws"]
+        argv += ["--concurrency", str(concurrency), "--duration", f"{duration:g}", "--warmup", "0"]
     else:
         channels = 1 if concurrency == 1 else min(4, concurrency)
         argv = [*pin, PYTHON, str(BENCH / "grpc_load.py"), "--target", f"127.0.0.1:{target.grpc_port}"]
@@ -161,8 +164,8 @@ def drive(target: Target, protocol: str, concurrency: int, duration: float, body
         errors = sum(raw["errors"].values())
     else:
         raw = json.loads(done.stdout.strip().splitlines()[-1])
-        # grpc_load counts calls in its measured window; the server also served the calls in flight at
-        # its edges, which the CPU delta includes: at most `concurrency` of them (bounded, small).
+        # grpc_load and ws_load count calls in their measured window; the server also served the calls in
+        # flight at its edges, which the CPU delta includes: at most `concurrency` of them (bounded, small).
         requests, rate, errors = raw["requests"], raw["req_per_s"], sum(raw["errors"].values())
     if errors:
         raise RuntimeError(f"{target.label} {protocol} c={concurrency}: {errors} errors")
@@ -202,8 +205,9 @@ def measure(
             target.start(log)
             try:
                 drive(target, "rest", 32, args.warmup, body)
-                if "grpc" in args.protocols:
-                    drive(target, "grpc", 32, args.warmup, body)
+                for extra in ("grpc", "ws"):
+                    if extra in args.protocols:
+                        drive(target, extra, 32, args.warmup, body)
                 for protocol in args.protocols:
                     for concurrency in args.concurrency:
                         run = drive(target, protocol, concurrency, args.duration, body)
@@ -234,6 +238,24 @@ def summary(results: dict[tuple[str, str, int], list[dict[str, float]]], base: s
             f"{protocol} c={concurrency:<4d}  {cpu_a:6.0f} µs  {cpu_b:6.0f} µs   "
             f"{rate_a:6.0f} -> {rate_b:6.0f} = {rate_b / rate_a:5.2f}x   "
             f"{cpu_a:5.0f} -> {cpu_b:5.0f} = {cpu_b / cpu_a:5.2f}x"
+        )
+    return lines
+
+
+def ws_vs_rest(results: dict[tuple[str, str, int], list[dict[str, float]]]) -> list[str]:
+    """WebSocket against REST on the same server start (each round drives both): the median over rounds of
+    the per-round ratios, so a round slowed by other work on the machine slows both of its sides."""
+    lines = []
+    for label, protocol, concurrency in sorted(results):
+        if protocol != "ws" or (label, "rest", concurrency) not in results:
+            continue
+        ws, rest = results[(label, "ws", concurrency)], results[(label, "rest", concurrency)]
+        rates = [w["req_per_s"] / r["req_per_s"] for w, r in zip(ws, rest, strict=False)]
+        cpus = [r["cpu_us"] / w["cpu_us"] for w, r in zip(ws, rest, strict=False)]
+        lines.append(
+            f"{label}: ws/rest c={concurrency:<4d} req/s {statistics.median(rates):5.2f}x "
+            f"(rounds {', '.join(f'{x:.2f}' for x in rates)}); CPU/item rest/ws "
+            f"{statistics.median(cpus):5.2f}x (rounds {', '.join(f'{x:.2f}' for x in cpus)})"
         )
     return lines
 
@@ -348,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--protocols",
         nargs="+",
-        choices=["rest", "grpc"],
+        choices=["rest", "grpc", "ws"],
         help="default: rest and grpc (floor, ab); rest (callgrind)",
     )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
@@ -381,7 +403,7 @@ def main(argv: list[str] | None = None) -> None:
         targets = [floor_target(), modelwire_target("modelwire", ROOT / "src", data)]
         order = [[0, 1] if r % 2 == 0 else [1, 0] for r in range(args.pairs)]
         results = measure(targets, args, order, log)
-        print("\n".join(summary(results, "floor", "modelwire")))
+        print("\n".join(summary(results, "floor", "modelwire") + ws_vs_rest(results)))
         return
     if args.mode == "callgrind" and not args.ref and args.base_env:
         base = modelwire_target("base", ROOT / "src", data)
@@ -406,7 +428,7 @@ def main(argv: list[str] | None = None) -> None:
         order = [[0, 1] if r % 2 == 0 else [1, 0] for r in range(args.pairs)]
         results = measure(targets, args, order, log)
     print(f"old = {rev}, new = the working tree")
-    print("\n".join(summary(results, "old", "new")))
+    print("\n".join(summary(results, "old", "new") + ws_vs_rest(results)))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,11 @@ the loop run up to ``max_yields`` more cycles before it dispatches to an idle mo
 delivered meanwhile join the batch. ``next_yields`` adapts that number: a batch of two or more callers
 formed while the model was busy starts it, yielding that gathers items keeps it, yielding that gathers nothing
 halves it down to 0; so a lone caller (concurrency 1) never sees a batch of two and pays nothing: its
-item is dispatched at once, as before.
+item is dispatched at once, as before. A cycle that brought nothing first yields the core
+(``os.sched_yield``): the threads that hand requests to the loop (granian's, which complete every WebSocket
+``receive()``; gRPC's poller) may share it, and a cycle of the loop cannot see what they had no CPU to hand
+over (WebSocket messages batched 3.5 items per call without it, 27 with it; docs/decisions.md, "WebSocket
+pipelining and the 100,000-row job").
 
 When the model rejects a whole call with ``InvalidInputError`` (one malformed row is enough for most
 frameworks), each item is retried alone, so the error reaches only the caller that sent it.
@@ -39,6 +43,7 @@ import asyncio
 import collections
 import contextlib
 import contextvars
+import os
 import time
 from collections.abc import Callable, Sequence
 from contextvars import Token
@@ -189,8 +194,14 @@ class BatchingRunner:
 
     async def _gather_more(self) -> Flush | Wait:
         """Let the loop run up to ``self._yields`` cycles so that calls already on the way are queued too."""
-        before = len(self._queue)
+        before = last = len(self._queue)
         for _ in range(self._yields):
+            if len(self._queue) == last:
+                # The last cycle brought nothing: give the core to threads that deliver requests (granian's,
+                # gRPC's poller) before the next one. Without this, on a core shared with them, a cycle of the
+                # loop cannot see what they have not had the CPU to hand over, and batches stay small.
+                os.sched_yield()
+            last = len(self._queue)
             await asyncio.sleep(0)
             if self._closed or len(self._queue) >= self.policy.max_batch_size:
                 break
