@@ -105,7 +105,7 @@ class DataPlane:
         """Each model's canary split and shadow (set by the admin façade, ``core/admin.py``)."""
         self.shadows = Shadows(registry, metrics, limits.request_timeout_s)
         self.reloader: Callable[[ModelHandle], Awaitable[None]] | None = None
-        """Loads again a version the memory budget unloaded (``ModelAdmin.reload``); ``None``: no budget."""
+        """Loads again a version the memory budget unloaded (``MemoryBudget.reload``); ``None``: no budget."""
         self.reloadable: Callable[[ModelHandle], bool] = lambda handle: False
         """Whether a version that is not ready is one the memory budget unloaded (a call reloads it)."""
 
