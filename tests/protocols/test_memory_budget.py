@@ -2,7 +2,8 @@
 sizes (4 MiB each) let two of them stay loaded beside a pinned one; the least recently used idle one is
 unloaded (a ``model.unloaded`` event saying why), a call brings it back, a pinned model (configured, or
 pinned over the admin API) is never unloaded, a call that cannot wait for the reload gets 503 +
-Retry-After, and calls to the other models never fail meanwhile. REST (httpx) and gRPC (grpcio)."""
+Retry-After, and calls to the other models never fail meanwhile. REST and SSE (httpx), gRPC (grpcio) and
+WebSocket."""
 
 from __future__ import annotations
 
@@ -226,6 +227,69 @@ def test_a_call_that_cannot_wait_for_the_reload_gets_503_with_retry_after(server
         finally:
             GATE.set()
         _call(client, "slow")  # the load went on: it is ready, or this call waits for it
+
+
+def _sse_events(body: str) -> list[tuple[str, dict[str, Any]]]:
+    events = []
+    for block in body.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines())
+        events.append((fields["event"], json.loads(fields["data"])))
+    return events
+
+
+def test_an_sse_stream_waits_for_the_reload_before_it_starts(
+    server: ThreadedServer, events: list[Event]
+) -> None:
+    with httpx.Client(base_url=server.http_url, timeout=60) as client:
+        for name in ["a", "b", "c"]:
+            _call(client, name)  # a is the least recently used: the budget unloaded it for c
+        assert not {"a", "slow"} & _loaded(_memory(client))
+        before = len(events)
+        answer = client.post("/v1/models/a/predict/stream", json={"instances": ["x", "y"]})
+        assert answer.status_code == 200, answer.text  # loaded again while the request waited
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        assert answer.headers["model-version"] == "1"
+        streamed = _sse_events(answer.text)
+        assert sorted(data["index"] for kind, data in streamed if kind == "prediction") == [0, 1]
+        assert {data["model"] for kind, data in streamed if kind == "prediction"} == {"a"}
+        assert streamed[-1] == ("done", {"count": 2, "errors": 0})
+        budget_loads = ("model.loaded", "memory_budget")
+        reloads = [e for e in events[before:] if (e.type, e.data.get("by")) == budget_loads]
+        assert [e.data["name"] for e in reloads] == ["a"]
+        assert "a" in _loaded(_memory(client))
+
+        GATE.clear()  # the next load of slow waits
+        try:  # a load that does not finish within the deadline: 503 + Retry-After before the stream
+            refused = client.post(
+                "/v1/models/slow/versions/1/predict/stream",
+                json={"texts": ["x"]},
+                headers={"Request-Timeout": "0.2"},
+            )
+            assert refused.status_code == 503, refused.text
+            assert refused.headers["retry-after"] == "1"
+            assert refused.headers["content-type"] == "application/json"
+            assert refused.json()["error"]["code"] == "UNAVAILABLE"
+            assert "being loaded again" in refused.json()["error"]["message"]
+            _call(client, "b")  # the other models answer meanwhile
+        finally:
+            GATE.set()
+        answer = client.post("/v1/models/slow/predict/stream", json={"texts": ["x"]})
+        assert answer.status_code == 200, answer.text  # the load went on: ready, or this waits for it
+        assert _sse_events(answer.text)[0] == ("prediction", {"model": "slow", "index": 0})
+
+        for name in ["b", "c"]:  # loaded beside the pinned model (a and slow unloaded), then pinned
+            _call(client, name)
+            assert client.put(f"/v1/admin/models/{name}/pin", json={"pinned": True}).status_code == 200
+        try:  # no room can be made for a: 503 + Retry-After, never a 500
+            refused = client.post("/v1/models/a/predict/stream", json={"texts": ["x"]})
+            assert refused.status_code == 503, refused.text
+            assert refused.headers["retry-after"] == "1"
+            assert "cannot make room" in refused.json()["error"]["message"]
+        finally:
+            for name in ["b", "c"]:
+                client.put(f"/v1/admin/models/{name}/pin", json={"pinned": False})
+        answer = client.post("/v1/models/a/predict/stream", json={"texts": ["x"]})
+        assert answer.status_code == 200, answer.text
 
 
 @pytest.mark.parametrize("wire", ["rest", "grpc"])

@@ -16,44 +16,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from modelwire.core.budget import MemoryBudget
 from modelwire.core.dataplane import DataPlane
+from modelwire.core.rollouts import MAX_HISTORY, Publish, Rollouts, admin_id
 from modelwire.errors import (
     FailedPreconditionError,
     InvalidInputError,
     ModelNotFoundError,
-    ModelNotReadyError,
     UnavailableError,
 )
 from modelwire.model.base import Model
 from modelwire.model.gate import Verdict, judge
 from modelwire.model.registry import ModelHandle
-from modelwire.model.traffic import Shadow, Traffic, no_entity_key, parse_traffic
+from modelwire.model.traffic import Traffic, parse_traffic
 from modelwire.model.versions import VersionCatalog
-from modelwire.security.principal import Scope, current_principal
 from modelwire.settings import BatchingSettings
 
 __all__ = ["ModelAdmin", "Publish"]
 
 logger = logging.getLogger("modelwire.model")
 
-Publish = Callable[[str, Mapping[str, Any]], Awaitable[Any]]
-"""Publish an event of ``type`` with ``data`` on the ``models`` topic (the app passes the event bus)."""
 Batching = Callable[[str], BatchingSettings]
-MAX_HISTORY = 20
 
 
-def _who() -> str:
-    principal = current_principal()
-    principal.require(Scope.MODELS_ADMIN)
-    return principal.id
-
-
-class ModelAdmin:
-    """Model management over one ``DataPlane`` (see the module docstring)."""
+class ModelAdmin(Rollouts):
+    """Model management over one ``DataPlane`` (see the module docstring; the default, the traffic and
+    rollback are ``Rollouts``' in ``core/rollouts.py``, reloads on demand ``MemoryBudget``'s)."""
 
     def __init__(
         self,
@@ -80,11 +71,15 @@ class ModelAdmin:
         self._pins: dict[str, bool] = {}
         """Pins set at run time (``set_pinned``), over the configured ``pinned``."""
         self.budget = MemoryBudget(
-            self.registry, memory_budget, publish, pinned=self.pinned, on_change=self._on_ready
+            self.registry,
+            memory_budget,
+            publish,
+            pinned=self.pinned,
+            on_change=self._on_ready,
+            lock=self._lock,
         )
-        self._reloads: dict[tuple[str, str], asyncio.Task[None]] = {}
         if self.budget.enabled:  # a call to a version the budget unloaded loads it again
-            dataplane.reloader = self.reload
+            dataplane.reloader = self.budget.reload
             dataplane.reloadable = lambda handle: (handle.name, handle.version) in self.budget.evicted
 
     def _lock(self, name: str) -> asyncio.Lock:
@@ -128,7 +123,7 @@ class ModelAdmin:
 
     def index(self, *, ready_only: bool = False) -> list[dict[str, Any]]:
         """Every model version, served or on disk: ``[{"name", "version", "state", "reason"}]``."""
-        _who()
+        admin_id()
         out: list[dict[str, Any]] = []
         for name in self.registry.names():
             for row in self._versions(name):
@@ -138,7 +133,7 @@ class ModelAdmin:
 
     def describe(self, name: str) -> dict[str, Any]:
         """One model: its default, versions (state, reason, recorded metrics), traffic and history."""
-        _who()
+        admin_id()
         self.registry.get(name, None, require_ready=False)  # 404 for an unknown model
         return {
             "name": name,
@@ -156,7 +151,7 @@ class ModelAdmin:
     def memory(self) -> dict[str, Any]:
         """The memory budget's state (``GET /v1/admin/memory``): budget, used, every version's size,
         last use and pin (``core/budget.py``)."""
-        _who()
+        admin_id()
         return self.budget.state()
 
     def _versions(self, name: str) -> list[dict[str, Any]]:
@@ -181,15 +176,12 @@ class ModelAdmin:
             )
         return rows
 
-    def _traffic(self, name: str) -> Traffic:
-        return self.dataplane.traffic.get(name) or Traffic()
-
     # -- loading ------------------------------------------------------------------------------------
 
     async def load(self, name: str, version: str | None = None) -> dict[str, Any]:
         """Load ``version`` (default: the default version), from the repository when it is not served
         yet. Returns its row; a load that fails leaves it ``failed`` with the reason, and raises."""
-        who = _who()
+        who = admin_id()
         async with self._lock(name):
             handle = await self._load(name, version)
         await self._publish("model.loaded", {"name": name, "version": handle.version, "by": who})
@@ -225,7 +217,7 @@ class ModelAdmin:
     async def unload(self, name: str, version: str | None = None) -> dict[str, Any]:
         """Unload one version, or every version of the model (``version=None``, as the Open Inference
         repository extension's unload does). Calls in flight finish; new ones get 503 + Retry-After."""
-        who = _who()
+        who = admin_id()
         async with self._lock(name):
             self.registry.get(name, None, require_ready=False)
             versions = [version] if version else self.registry.versions(name)
@@ -240,7 +232,7 @@ class ModelAdmin:
 
     async def delete(self, name: str, version: str) -> dict[str, Any]:
         """Unload a version, forget it and delete its artifact. Not the default, nor one taking traffic."""
-        who = _who()
+        who = admin_id()
         async with self._lock(name):
             if not self.catalog.in_repository(name):
                 raise FailedPreconditionError(
@@ -359,50 +351,10 @@ class ModelAdmin:
         for handle in self.registry.handles():
             await self.budget.load(handle)
 
-    async def reload(self, handle: ModelHandle) -> None:
-        """A call wants a version the memory budget unloaded: load it again (one load for every call
-        waiting; ``UnavailableError`` when no room can be made). The caller bounds the wait by its
-        deadline; the load goes on after a caller gave up, so a retry finds it ready."""
-        key = (handle.name, handle.version)
-        task = self._reloads.get(key)
-        if task is None:
-            task = asyncio.create_task(self._reload(handle))
-            self._reloads[key] = task
-            task.add_done_callback(lambda _t: self._reloads.pop(key, None))
-            task.add_done_callback(_retrieved)
-        await asyncio.shield(task)
-
-    async def _reload(self, handle: ModelHandle) -> None:
-        async with self._lock(handle.name):
-            if handle.ready:
-                return
-            if handle.state != "unavailable" or (handle.name, handle.version) not in self.budget.evicted:
-                raise UnavailableError(
-                    f"model {handle.name!r} version {handle.version} is {handle.state}", retry_after_s=1.0
-                )
-            try:
-                await self.budget.load(handle, reload=True)
-            except UnavailableError:  # no room
-                raise
-            except Exception as exc:  # the load's own failure: the version is failed, with its reason
-                raise ModelNotReadyError(
-                    f"model {handle.name!r} version {handle.version} failed to load again: {handle.reason}",
-                    retry_after_s=1.0,
-                ) from exc
-        await self._publish(
-            "model.loaded",
-            {
-                "name": handle.name,
-                "version": handle.version,
-                "by": "memory_budget",
-                "reason": "a call asked for it after the memory budget unloaded it",
-            },
-        )
-
     async def set_pinned(self, name: str, pinned: bool) -> dict[str, Any]:
         """Pin a model (every version; the memory budget never unloads it) or unpin it, at run time. Kept
         in ``serving.json`` for a repository model."""
-        who = _who()
+        who = admin_id()
         if not isinstance(pinned, bool):
             raise InvalidInputError('send {"pinned": true} or {"pinned": false}', field="$.pinned")
         async with self._lock(name):
@@ -411,77 +363,6 @@ class ModelAdmin:
             self._save(name)
         await self._publish("model.pinned" if pinned else "model.unpinned", {"name": name, "by": who})
         return self.describe(name)
-
-    # -- serving ------------------------------------------------------------------------------------
-
-    async def set_default(self, name: str, version: str, *, reason: str | None = None) -> dict[str, Any]:
-        """Make ``version`` the default (loaded first if needed). The previous default is remembered for
-        ``rollback``. A split is kept; its versions keep their shares."""
-        who = _who()
-        if not isinstance(version, str) or not version:
-            raise InvalidInputError('name the version: {"version": "2"}', field="$.version")
-        async with self._lock(name):
-            previous = self.registry.default_version(name)
-            await self._load(name, version)
-            if version != previous:
-                history = self._history.setdefault(name, [])
-                history.append(previous)
-                del history[:-MAX_HISTORY]
-            self.registry.set_default(name, version)
-            self._save(name)
-        data = {"name": name, "version": version, "previous": previous, "by": who}
-        if reason is not None:
-            data["reason"] = reason
-        await self._publish("model.default_changed", data)
-        return self.describe(name)
-
-    async def set_traffic(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Change the split and/or the shadow (``model/traffic.py``), loading the versions it names. The
-        change applies to the next call; calls running keep their version."""
-        who = _who()
-        if not isinstance(body, Mapping):
-            raise InvalidInputError("send an object with versions, sticky and/or shadow", field="$")
-        async with self._lock(name):
-            self.registry.get(name, None, require_ready=False)
-            traffic = parse_traffic(body, self._traffic(name))
-            served = self.registry.get(name, None, require_ready=False).model
-            if traffic.sticky == "entity" and not served.entities:
-                raise no_entity_key(name)
-            for version in [*traffic.versions, *([traffic.shadow.version] if traffic.shadow else [])]:
-                await self._load(name, version)
-            self._set_traffic(name, traffic)
-            self._save(name)
-        await self._publish("model.traffic_changed", {"name": name, **traffic.to_json(), "by": who})
-        return self.describe(name)
-
-    async def rollback(self, name: str) -> dict[str, Any]:
-        """Return the default and all traffic to the previous default; the split and shadow end."""
-        who = _who()
-        async with self._lock(name):
-            history = self._history.get(name, [])
-            current = self.registry.default_version(name)
-            while history and (history[-1] == current or history[-1] not in self.registry.versions(name)):
-                history.pop()
-            if not history:
-                raise FailedPreconditionError(
-                    f"model {name!r} has no previous default version to roll back to"
-                )
-            previous = history[-1]
-            await self._load(name, previous)
-            history.pop()
-            self.registry.set_default(name, previous)
-            self._set_traffic(name, Traffic())
-            self._save(name)
-        await self._publish(
-            "model.rolled_back", {"name": name, "version": previous, "from": current, "by": who}
-        )
-        return self.describe(name)
-
-    def _set_traffic(self, name: str, traffic: Traffic) -> None:
-        if traffic.versions or traffic.shadow is not None:
-            self.dataplane.traffic[name] = traffic
-        else:
-            self.dataplane.traffic.pop(name, None)
 
     def _save(self, name: str) -> None:
         chosen = self.registry.default_version(name) if name in self.registry.names() else None
@@ -494,14 +375,6 @@ class ModelAdmin:
                 **({"pinned": self._pins[name]} if name in self._pins else {}),
             },
         )
-
-    def shadow_of(self, name: str) -> Shadow | None:
-        return self._traffic(name).shadow
-
-
-def _retrieved(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:  # the callers got it; no "never retrieved"
-        logger.debug("model reload failed: %r", task.exception())
 
 
 def _order(version: str) -> tuple[int, int | str]:

@@ -9,9 +9,10 @@ idle (no call in flight) and not pinned; each is a ``model.unloaded`` event with
 refused with ``UnavailableError`` (503 + Retry-After: busy versions soon become idle) and a first load
 stays loaded, over the budget, with a warning.
 
-A call to a version the budget unloaded loads it again (``ModelAdmin.reload``): the call waits for the
-load within its deadline and gets 503 + Retry-After when the load does not finish in time (the load goes
-on, so a retry finds it ready) or cannot make room. Pinned models (``pinned = true`` on the model, or
+A call to a version the budget unloaded loads it again (``reload``, the ``DataPlane``'s ``reloader``: one
+load for all the calls waiting, under the model's admin lock): the call waits for the load within its
+deadline and gets 503 + Retry-After when the load does not finish in time (the load goes on, so a retry
+finds it ready) or cannot make room. Pinned models (``pinned = true`` on the model, or
 ``PUT /v1/admin/models/{name}/pin``) are never unloaded by the budget.
 
 Room is made and reserved under one lock (two loads never both count the same free room), and the load
@@ -27,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from modelwire.errors import UnavailableError
+from modelwire.errors import ModelNotReadyError, UnavailableError
 from modelwire.model.footprint import deep_size, measured_size
 from modelwire.model.registry import ModelHandle, ModelRegistry
 
@@ -50,6 +51,7 @@ class MemoryBudget:
         *,
         pinned: Callable[[str], bool],
         on_change: Callable[[ModelHandle], None] | None = None,
+        lock: Callable[[str], asyncio.Lock] | None = None,
     ) -> None:
         self.registry = registry
         self.limit = limit
@@ -64,6 +66,10 @@ class MemoryBudget:
         self._lock = asyncio.Lock()
         self._reserved: dict[Key, int] = {}
         """Sizes of the versions loading now whose size is known (counted as used meanwhile)."""
+        locks: dict[str, asyncio.Lock] = {}
+        self._model_lock = lock or (lambda name: locks.setdefault(name, asyncio.Lock()))
+        """Each model's lock (``ModelAdmin``'s: a reload never interleaves with an admin change)."""
+        self._reloads: dict[Key, asyncio.Task[None]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -120,6 +126,46 @@ class MemoryBudget:
                     size,
                     self.limit,
                 )
+
+    async def reload(self, handle: ModelHandle) -> None:
+        """A call wants a version the memory budget unloaded: load it again (one load for every call
+        waiting; ``UnavailableError`` when no room can be made). The caller bounds the wait by its
+        deadline; the load goes on after a caller gave up, so a retry finds it ready."""
+        key = (handle.name, handle.version)
+        task = self._reloads.get(key)
+        if task is None:
+            task = asyncio.create_task(self._reload(handle))
+            self._reloads[key] = task
+            task.add_done_callback(lambda _t: self._reloads.pop(key, None))
+            task.add_done_callback(_retrieved)
+        await asyncio.shield(task)
+
+    async def _reload(self, handle: ModelHandle) -> None:
+        async with self._model_lock(handle.name):  # no admin change to it meanwhile
+            if handle.ready:
+                return
+            if handle.state != "unavailable" or (handle.name, handle.version) not in self.evicted:
+                raise UnavailableError(
+                    f"model {handle.name!r} version {handle.version} is {handle.state}", retry_after_s=1.0
+                )
+            try:
+                await self.load(handle, reload=True)
+            except UnavailableError:  # no room
+                raise
+            except Exception as exc:  # the load's own failure: the version is failed, with its reason
+                raise ModelNotReadyError(
+                    f"model {handle.name!r} version {handle.version} failed to load again: {handle.reason}",
+                    retry_after_s=1.0,
+                ) from exc
+        await self._publish(
+            "model.loaded",
+            {
+                "name": handle.name,
+                "version": handle.version,
+                "by": "memory_budget",
+                "reason": "a call asked for it after the memory budget unloaded it",
+            },
+        )
 
     async def _make_room(self, needed: int, *, keep: ModelHandle) -> bool:
         """Unload least recently used idle unpinned versions until ``needed`` more bytes fit. Whether
@@ -187,3 +233,8 @@ class MemoryBudget:
                 }
             )
         return {"budget_bytes": self.limit, "used_bytes": self.used(), "models": rows}
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:  # the callers got it; no "never retrieved"
+        logger.debug("model reload failed: %r", task.exception())

@@ -105,7 +105,7 @@ class DataPlane:
         """Each model's canary split and shadow (set by the admin façade, ``core/admin.py``)."""
         self.shadows = Shadows(registry, metrics, limits.request_timeout_s)
         self.reloader: Callable[[ModelHandle], Awaitable[None]] | None = None
-        """Loads again a version the memory budget unloaded (``ModelAdmin.reload``); ``None``: no budget."""
+        """Loads again a version the memory budget unloaded (``MemoryBudget.reload``); ``None``: no budget."""
         self.reloadable: Callable[[ModelHandle], bool] = lambda handle: False
         """Whether a version that is not ready is one the memory budget unloaded (a call reloads it)."""
 
@@ -463,7 +463,6 @@ class DataPlane:
         version: str | None = None,
         *,
         ctx: CallContext,
-        require_ready: bool = False,
         instances: Sequence[Any] | None = None,
     ) -> str:
         """The version a call from ``ctx`` would run now: ``version``, else the traffic split's pick for
@@ -472,13 +471,21 @@ class DataPlane:
         traffic = self.traffic.get(name)
         if not version and traffic is not None:
             version = self._route(name, traffic, ctx, instances)
-        handle = self.registry.get(name, version, require_ready=False)
-        if require_ready and not handle.ready and self.reloader is not None and self.reloadable(handle):
-            # unloaded by the memory budget: this stream is refused (503 + Retry-After) but the load starts
-            asyncio.ensure_future(self.reloader(handle)).add_done_callback(
-                lambda task: task.cancelled() or task.exception()
-            )
-        return self.registry.get(name, version, require_ready=require_ready).version
+        return self.registry.get(name, version, require_ready=False).version
+
+    async def ready_version(
+        self,
+        name: str,
+        version: str | None = None,
+        *,
+        ctx: CallContext,
+        instances: Sequence[Any] | None = None,
+    ) -> str:
+        """``pick_version``, once that version can answer: a stream that must decide its version (and
+        headers) before it starts waits here, like a call, for a version the memory budget unloaded to be
+        loaded again within its deadline (503 + Retry-After when it is not, 404 or 503 as a call gets)."""
+        picked = self.pick_version(name, version, ctx=ctx, instances=instances)
+        return (await self._ready(name, picked, ctx)).version
 
     def resolve_version(self, name: str, version: str | None = None, *, require_ready: bool = False) -> str:
         """The version ``infer(name, version=version)`` would run: ``version``, or the default one.

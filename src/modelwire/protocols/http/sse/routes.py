@@ -135,11 +135,10 @@ class SSERoutes:
                 f"the batch has {len(values)} items; the limit is {limits.max_batch_items}",
                 field=f"$.{field}",
             )
-        # unknown or unready: the JSON error, not a stream; one version answers the whole request
+        # unknown or unready: the JSON error, not a stream; one version answers the whole request (one
+        # the memory budget unloaded is loaded again first, within the request's deadline, as for a call)
         ctx = CallContext("sse", traffic_key=request.headers.get(TRAFFIC_KEY_HEADER))
-        version = self.services.dataplane.pick_version(
-            name, version, ctx=ctx, require_ready=True, instances=values
-        )
+        version = await self.services.dataplane.ready_version(name, version, ctx=ctx, instances=values)
         self._admit()
         chunks = self._prediction_chunks(name, version, field, values)
         return EventStreamResponse(chunks, self.services.metrics, headers={"Model-Version": version})
