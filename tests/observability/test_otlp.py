@@ -60,9 +60,13 @@ def named(spans: list[ReceivedSpan], service: str, name: str) -> ReceivedSpan:
     return found[0]
 
 
+@pytest.mark.parametrize("coalesce", [True, False], ids=["coalescing", "one-call-per-request"])
 def test_one_request_through_a_gateway_is_one_trace_across_both_services(
-    processes: Processes, grpc_receiver: GrpcReceiver
+    processes: Processes, grpc_receiver: GrpcReceiver, coalesce: bool
 ) -> None:
+    """The hop is ``BatchPredictor/PredictBatch`` when the gateway coalesces (its default; a lone request is a
+    batch of one, sent in its own trace) and ``Predictor/Predict`` when it does not."""
+    rpc = "modelwire.v1.BatchPredictor/PredictBatch" if coalesce else "modelwire.v1.Predictor/Predict"
     otlp = ("--otlp-endpoint", grpc_receiver.endpoint)
     models = [
         {"name": "pid", "source": "tests.gateway.models:PidModel"},
@@ -80,7 +84,8 @@ def test_one_request_through_a_gateway_is_one_trace_across_both_services(
         *otlp,
         env={"MODELWIRE_MODELS": json.dumps(models), **FAST_EXPORT},
     )
-    gateway = processes.gateway("gateway", [service_port(service)], *otlp, env=FAST_EXPORT)
+    gateway_env = {**FAST_EXPORT, "MODELWIRE_GATEWAY__COALESCE": "true" if coalesce else "false"}
+    gateway = processes.gateway("gateway", [service_port(service)], *otlp, env=gateway_env)
     url = f"http://127.0.0.1:{gateway.wait_for(GATEWAY_READY).group(1)}"
     wait_ready(url)
     trace_id, caller_span = secrets.token_hex(16), secrets.token_hex(8)
@@ -92,7 +97,7 @@ def test_one_request_through_a_gateway_is_one_trace_across_both_services(
     # Each process ends its SERVER span last: once both are in, so is every span of the request.
     last = {
         ("modelwire-gateway", "POST /v1/models/{name}/predict"),
-        ("modelwire-model-service", "modelwire.v1.Predictor/Predict"),
+        ("modelwire-model-service", rpc),
     }
 
     def complete(spans: list[ReceivedSpan]) -> bool:
@@ -100,9 +105,9 @@ def test_one_request_through_a_gateway_is_one_trace_across_both_services(
 
     spans = in_trace(grpc_receiver.wait_for(complete, "the request's spans from both services"), trace_id)
     gateway_server = named(spans, "modelwire-gateway", "POST /v1/models/{name}/predict")
-    hop = named(spans, "modelwire-gateway", "modelwire.v1.Predictor/Predict")
+    hop = named(spans, "modelwire-gateway", rpc)
     remote_model = named(spans, "modelwire-gateway", "model predict pid")
-    service_server = named(spans, "modelwire-model-service", "modelwire.v1.Predictor/Predict")
+    service_server = named(spans, "modelwire-model-service", rpc)
     wait = named(spans, "modelwire-model-service", "batch wait")
     model = named(spans, "modelwire-model-service", "model predict pid")
     # The caller's span -> the gateway's request -> its model call -> the hop -> the model service's
@@ -120,6 +125,10 @@ def test_one_request_through_a_gateway_is_one_trace_across_both_services(
     assert service_server.attributes["modelwire.request_id"] == "otel-1"  # x-request-id crossed the hop
     assert service_server.attributes["rpc.grpc.status_code"] == 0
     assert model.attributes["modelwire.batch.size"] == 1
+    if coalesce:  # the item's own span, under its caller's hop, names its request
+        item = named(spans, "modelwire-model-service", f"{rpc} item")
+        assert item.parent_span_id == hop.span_id
+        assert item.attributes["modelwire.request_id"] == "otel-1"
     # A fault of the server (a model that raises: 500) marks the spans as errors; a caller's error does not.
     outcomes = {}
     for code in ("INTERNAL", "INVALID_ARGUMENT"):
