@@ -163,7 +163,8 @@ class DataPlane:
         except ModelwireError as exc:
             self.metrics.requests.labels(ctx.protocol, label, exc.code.value).inc()
             raise
-        self.metrics.inflight.labels(ctx.protocol).inc()
+        inflight = self.metrics.inflight_of(ctx.protocol)
+        inflight.inc()
         try:
             current_principal().require_model(name)  # a key limited to some models (security/)
             traffic = self.traffic.get(name)
@@ -192,10 +193,11 @@ class DataPlane:
             raise
         finally:
             self._inflight -= 1
-            self.metrics.inflight.labels(ctx.protocol).dec()
-            self.metrics.requests.labels(ctx.protocol, label, code).inc()
+            inflight.dec()
+            calls = self.metrics.calls(ctx.protocol, label)
+            calls.count(code)
             elapsed = time.perf_counter() - started
-            self.metrics.latency.labels(ctx.protocol, label).observe(elapsed)
+            calls.latency.observe(elapsed)
             self.metrics.live.observe(ctx.protocol, elapsed, code == "OK")
             if self.taps and label != "unknown":
                 record = CallRecord(

@@ -167,6 +167,15 @@ class BatchingRunner:
                 self._dispatch(step.size)
         if self._queue:
             self._wakeup.set()
+        if len(pending) == 1:  # one item (nearly every call): await its future, no gather around it
+            future = pending[0].future
+            try:
+                return [await future]
+            except BaseException as exc:
+                if future.done() and not future.cancelled() and future.exception() is exc:
+                    return [exc]  # the item's own error, as gather(return_exceptions=True) returns it
+                future.cancel()
+                raise
         futures = [p.future for p in pending]
         try:
             return list(await asyncio.gather(*futures, return_exceptions=True))

@@ -62,6 +62,47 @@ def _item_error(model: Model, exc: BaseException) -> ModelwireError:
     return err
 
 
+def _in_thread(
+    loop: asyncio.AbstractEventLoop, executor: ThreadPoolExecutor, fn: Any, arg: Any
+) -> asyncio.Future[Any]:
+    """``loop.run_in_executor(executor, fn, arg)`` with one hand-back instead of two chained futures.
+
+    ``run_in_executor`` wraps the executor's ``concurrent.futures.Future`` in an asyncio one and copies
+    the state across with callbacks on both sides; here the worker sets the asyncio future itself, through
+    ``call_soon_threadsafe`` (the same one wake-up of the loop). A future cancelled before the worker
+    starts skips the call, as a cancelled ``run_in_executor`` does.
+    """
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def call() -> None:
+        if future.cancelled():
+            return
+        try:
+            result = fn(arg)
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task, which re-raises it
+            _hand_back(loop, _fail, future, exc)
+        else:
+            _hand_back(loop, _succeed, future, result)
+
+    executor.submit(call)
+    return future
+
+
+def _hand_back(loop: asyncio.AbstractEventLoop, setter: Any, future: asyncio.Future[Any], value: Any) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody awaits the answer
+        loop.call_soon_threadsafe(setter, future, value)
+
+
+def _succeed(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
 class ModelRunner:
     """Runs one model's ``predict`` on a batch and returns one result or ``ModelwireError`` per item."""
 
@@ -76,7 +117,10 @@ class ModelRunner:
                 outputs = await self.model.predict(batch)
             else:
                 loop = asyncio.get_running_loop()
-                outputs = await loop.run_in_executor(self._executor, self.model.predict, batch)
+                if self._executor is None:
+                    outputs = await loop.run_in_executor(None, self.model.predict, batch)
+                else:
+                    outputs = await _in_thread(loop, self._executor, self.model.predict, batch)
                 if inspect.isawaitable(outputs):
                     outputs = await outputs
         return _per_item(self.model, outputs, len(batch))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess as prom_multiprocess
 
 from modelwire.observability.live import LiveStats
 
-__all__ = ["CONTENT_TYPE", "FEATURE_AGE_BUCKETS", "Metrics"]
+__all__ = ["CONTENT_TYPE", "FEATURE_AGE_BUCKETS", "CallMetrics", "Metrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS = (
@@ -34,6 +35,29 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 FEATURE_AGE_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86400.0, 7 * 86400.0)
 """``modelwire_feature_age_seconds``'s buckets (seconds); the feature freshness monitor reads them."""
+
+
+class CallMetrics:
+    """One ``(protocol, model)``'s labelled children, looked up once.
+
+    ``labels()`` validates, builds a tuple and takes a lock on every call; the data plane records four per
+    inference call, so it keeps these instead (what prometheus_client's docs advise for hot paths).
+    """
+
+    __slots__ = ("_codes", "_labels", "latency")
+
+    def __init__(self, metrics: Metrics, protocol: str, model: str) -> None:
+        self.latency = metrics.latency.labels(protocol, model)
+        self._labels = (metrics.requests, protocol, model)
+        self._codes: dict[str, Any] = {}
+
+    def count(self, code: str) -> None:
+        """``modelwire_requests{protocol, model, code}`` += 1."""
+        child = self._codes.get(code)
+        if child is None:
+            requests, protocol, model = self._labels
+            child = self._codes[code] = requests.labels(protocol, model, code)
+        child.inc()
 
 
 class Metrics:
@@ -221,6 +245,24 @@ class Metrics:
             registry=self.registry,
         )
         self.live = LiveStats()
+        self._calls: dict[tuple[str, str], CallMetrics] = {}
+        self._inflight: dict[str, Any] = {}
+
+    def calls(self, protocol: str, model: str) -> CallMetrics:
+        """The cached children for ``(protocol, model)`` (a model name that reached the data plane's
+        metrics, as ``labels()`` would have added it anyway)."""
+        key = (protocol, model)
+        found = self._calls.get(key)
+        if found is None:
+            found = self._calls[key] = CallMetrics(self, protocol, model)
+        return found
+
+    def inflight_of(self, protocol: str) -> Any:
+        """``modelwire_inflight_requests{protocol}``'s child, cached."""
+        found = self._inflight.get(protocol)
+        if found is None:
+            found = self._inflight[protocol] = self.inflight.labels(protocol)
+        return found
 
     def connection_opened(self, protocol: str) -> None:
         self.connections.labels(protocol).inc()
