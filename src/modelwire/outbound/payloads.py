@@ -6,7 +6,8 @@ lines the call is dropped and counted (``modelwire_payload_log_total{outcome="dr
 what is queued every ``flush_interval_s`` (or as soon as a batch is large) and hands it to the sink:
 
 - ``file`` (default): ``<data dir>/payloads/payloads-<start>-<pid>-<n>.ndjson``, each batch one ``write``
-  of whole lines (a process killed mid-way loses at most the batch not yet written, never half a line); at
+  of whole lines (a process killed mid-way loses at most the batch not yet written, never half a line,
+  and may leave its newest file empty when killed between creating it and its first write); at
   ``max_file_bytes`` the next file begins, and only the newest ``max_files`` files are kept;
 - a broker or Redis URL: each line published through the ``[[event_sinks]]`` transports
   (``backends/<broker>/publisher.py``) to ``destination``, reconnecting with a growing delay; lines queued
