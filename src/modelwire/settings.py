@@ -77,6 +77,9 @@ class BatchingSettings(_Section):
     enabled: bool = True
     max_batch_size: int = Field(default=32, ge=1, le=4096)
     max_delay_ms: float = Field(default=0.0, ge=0.0, le=10_000.0)
+    inline_below_ms: float = Field(default=1.0, ge=0.0, le=100.0)
+    """A sync ``predict`` measured to take less than this per call runs on the event loop instead of a
+    worker thread (no thread hop); 0: always a thread (``model/runner.py``). Applies with batching off too."""
 
 
 class HTTPSettings(_Section):

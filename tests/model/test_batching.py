@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import random
 import threading
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import pytest
@@ -355,3 +357,54 @@ async def test_close_without_any_request_is_harmless() -> None:
     await runner.close()
     with pytest.raises(UnavailableError):
         await runner.run(["x"])
+
+
+class TaskRecordingModel(Model):
+    """Sync model that notes the asyncio task each ``predict`` ran in (None: a worker thread)."""
+
+    def __init__(self, name: str = "tasks", version: str = "1", **options: Any) -> None:
+        super().__init__(name, version, **options)
+        self.tasks: list[asyncio.Task[Any] | None] = []
+
+    def predict(self, batch: Sequence[Any]) -> list[Any]:
+        try:
+            self.tasks.append(asyncio.current_task())
+        except RuntimeError:  # no running loop in this thread
+            self.tasks.append(None)
+        return list(batch)
+
+
+async def test_a_lone_call_to_an_idle_inline_model_runs_in_the_callers_task() -> None:
+    model = TaskRecordingModel()
+    with ThreadPoolExecutor(1) as pool:
+        inner = ModelRunner(model, pool, inline_below_s=1.0)
+        seen: list[int] = []
+        runner = BatchingRunner(inner, BatchPolicy(), on_batch=seen.append)
+        try:
+            for _ in range(inner.cost.warmup):  # measured in the thread first
+                assert await runner.run(["a"]) == ["a"]
+            assert model.tasks == [None] * inner.cost.warmup
+            assert await runner.run(["b", "c"]) == ["b", "c"]
+            assert model.tasks[-1] is asyncio.current_task()  # no batch task, no thread
+            assert seen[-1] == 2  # still a batch to the metrics
+            # Concurrent callers: the others are ready to run when the first arrives, so it does not take
+            # the shortcut and they batch behind it.
+            results = await asyncio.gather(*(runner.run([str(i)]) for i in range(3)))
+            assert results == [["0"], ["1"], ["2"]]
+            assert seen[-2:] == [1, 2]
+        finally:
+            await runner.close()
+
+
+def test_the_loop_still_shows_what_is_ready() -> None:
+    """The shortcut reads asyncio's private ready queue; if it goes, this fails (the code falls back to no
+    shortcut, which is correct but slower at low concurrency)."""
+    loop = asyncio.new_event_loop()
+    try:
+        assert isinstance(loop._ready, collections.deque)  # type: ignore[attr-defined]
+        assert callable(loop._read_from_self)  # type: ignore[attr-defined]
+        handle = loop.call_soon(print)
+        assert handle in loop._ready  # type: ignore[attr-defined]
+        assert handle._callback is print  # type: ignore[attr-defined]
+    finally:
+        loop.close()

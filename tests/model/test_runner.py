@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from modelwire import InvalidInputError, Model, ModelError, ModelNotFoundError
-from modelwire.model.runner import ModelRunner, map_model_exceptions
+from modelwire.model.runner import CallCost, ModelRunner, map_model_exceptions
 from tests.models import ErrorModel, SumModel
 
 
@@ -151,3 +151,73 @@ async def test_default_predict_stream_yields_the_single_prediction() -> None:
     async_items = [item async for item in SumModel("sum").predict_stream([1, 2])]
     assert sync_items == ["whole"]
     assert async_items == [3.0]
+
+
+# Where a sync predict runs: a thread until the model's calls are measured cheap, then the loop's own thread.
+
+
+def test_call_cost_needs_a_warmup_and_a_limit() -> None:
+    cost = CallCost(0.001, warmup=3)
+    for _ in range(2):
+        cost.observe(0.00001, 1)
+    assert not cost.inline(1)  # two calls seen, three needed
+    cost.observe(0.00001, 1)
+    assert cost.inline(1)
+    never = CallCost(0.0, warmup=0)
+    never.observe(0.0, 1)
+    assert not never.inline(1)  # a limit of 0: always a thread
+
+
+def test_call_cost_scales_with_the_batch_and_backs_off_after_one_slow_call() -> None:
+    cost = CallCost(0.001, warmup=1)
+    cost.observe(0.0002, 2)  # 0.1 ms per item
+    assert cost.inline(8)  # 0.8 ms expected
+    assert not cost.inline(12)  # 1.2 ms expected
+    cost.observe(0.005, 2)  # one call 5x over the limit: the next ones of its size go to a thread
+    assert not cost.inline(2)
+    for _ in range(20):  # measured cheap again (in the thread): back on the loop
+        cost.observe(0.0002, 2)
+    assert cost.inline(2)
+
+
+async def test_a_cheap_sync_model_runs_on_the_loop_once_measured() -> None:
+    model = ThreadRecordingModel()
+    loop_thread = threading.get_ident()
+    with ThreadPoolExecutor(1, thread_name_prefix="predict-test") as pool:
+        runner = ModelRunner(model, pool, inline_below_s=1.0)  # a limit no trivial call reaches
+        for _ in range(runner.cost.warmup):
+            assert await runner.run(["a"]) == ["a"]
+        assert all(name.startswith("predict-test") for _, name in model.threads)
+        assert await runner.run(["b", "c"]) == ["b", "c"]
+        assert model.threads[-1][0] == loop_thread
+        assert runner.cost.calls == runner.cost.warmup + 1  # inline calls are measured too
+
+
+async def test_a_model_measured_slow_stays_in_its_thread() -> None:
+    model = ThreadRecordingModel()
+    with ThreadPoolExecutor(1, thread_name_prefix="predict-test") as pool:
+        runner = ModelRunner(model, pool, inline_below_s=0.001)
+        for _ in range(runner.cost.warmup):
+            runner.cost.observe(0.01, 1)  # as if each call had taken 10 ms
+        await runner.run(["a"])
+        assert model.threads[-1][1].startswith("predict-test")
+
+
+async def test_inline_off_is_always_a_thread() -> None:
+    model = ThreadRecordingModel()
+    with ThreadPoolExecutor(1, thread_name_prefix="predict-test") as pool:
+        runner = ModelRunner(model, pool, inline_below_s=0.0)
+        for _ in range(runner.cost.warmup + 4):
+            await runner.run(["a"])
+        assert all(name.startswith("predict-test") for _, name in model.threads)
+
+
+async def test_an_inline_model_error_is_translated_and_measured() -> None:
+    model = ErrorModel("bad")
+    with ThreadPoolExecutor(1) as pool:
+        runner = ModelRunner(model, pool, inline_below_s=1.0)
+        for _ in range(runner.cost.warmup):
+            runner.cost.observe(0.0, 1)
+        with pytest.raises(ModelError):
+            await runner.run(["a"])
+        assert runner.cost.calls == runner.cost.warmup + 1

@@ -25,6 +25,10 @@ item is dispatched at once, as before. A cycle that brought nothing first yields
 over (WebSocket messages batched 3.5 items per call without it, 27 with it; docs/decisions.md, "WebSocket
 pipelining and the 100,000-row job").
 
+A lone call to an idle model that runs inline (``ModelRunner.inline``: a sync model measured cheap, see
+``model/runner.py``) is run in the caller's own task: no batch task, no future to wake the caller. Nothing
+could have joined its batch anyway (the queue was empty and the call holds the loop until it ends).
+
 When the model rejects a whole call with ``InvalidInputError`` (one malformed row is enough for most
 frameworks), each item is retried alone, so the error reaches only the caller that sent it.
 
@@ -106,6 +110,25 @@ def next_yields(yields: int, gathered: int, callers: int, policy: BatchPolicy) -
     return policy.max_yields if callers >= 2 else 0
 
 
+def _nothing_else_ready(loop: asyncio.AbstractEventLoop) -> bool:
+    """True when no other callback than timers and the loop's own wake-up drain waits to run in this turn.
+
+    Under concurrent load the other requests are there (granian and grpc.aio hand them over as callbacks),
+    and running a lone call at once would give each of them a model call of its own, never a batch: in an
+    A/B at c=32 that cost 0.77x the req/s. asyncio's loops keep that queue in ``_ready`` (private, read
+    only; tests/model/test_batching.py fails if it goes); a loop without it (uvloop) never takes the
+    shortcut.
+    """
+    ready = getattr(loop, "_ready", None)
+    if ready is None:
+        return False
+    drain = getattr(loop, "_read_from_self", None)
+    for handle in ready:
+        if not isinstance(handle, asyncio.TimerHandle) and getattr(handle, "_callback", None) != drain:
+            return False
+    return True
+
+
 @dataclass(slots=True)
 class _Pending:
     instance: Any
@@ -159,14 +182,29 @@ class BatchingRunner:
         now = self._clock()
         trace = otel_context.get_current() if self._tracer is not None else None
         pending = [_Pending(item, loop.create_future(), now, trace, i == 0) for i, item in enumerate(batch)]
-        self._queue.extend(pending)
-        # The common case at low load: the model is idle, so dispatch here rather than wake the driver.
-        if not self._yields:
-            step = plan(len(self._queue), 0.0, self._running, self.policy)
-            if isinstance(step, Flush):
-                self._dispatch(step.size)
-        if self._queue:
-            self._wakeup.set()
+        if (
+            not self._yields
+            and not self._queue
+            and self._running < self.policy.max_concurrency
+            and len(pending) <= self.policy.max_batch_size
+            and self.runner.inline(len(pending))
+            and _nothing_else_ready(loop)
+        ):
+            # The model is idle, nothing waits, nothing else is ready to run on the loop (so nothing could
+            # join this batch in this turn) and this call will run on the loop (model/runner.py): run it in
+            # this task, with no task of its own nor a wake-up of the caller. It cannot be cancelled
+            # half-way: an inline call has no await in it.
+            self._running += 1
+            await self._call(pending)
+        else:
+            self._queue.extend(pending)
+            # The common case at low load: the model is idle, so dispatch here rather than wake the driver.
+            if not self._yields:
+                step = plan(len(self._queue), 0.0, self._running, self.policy)
+                if isinstance(step, Flush):
+                    self._dispatch(step.size)
+            if self._queue:
+                self._wakeup.set()
         if len(pending) == 1:  # one item (nearly every call): await its future, no gather around it
             future = pending[0].future
             try:
@@ -197,6 +235,9 @@ class BatchingRunner:
                 self._dispatch(step.size)
                 continue
             self._wakeup.clear()
+            if step.seconds is None:
+                await self._wakeup.wait()
+                continue
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(step.seconds):
                     await self._wakeup.wait()
@@ -237,7 +278,6 @@ class BatchingRunner:
         self._running += 1
         task = asyncio.get_running_loop().create_task(self._call(taken))
         self._calls[task] = taken
-        task.add_done_callback(self._forget)
 
     async def _call(self, taken: list[_Pending]) -> None:
         try:
@@ -264,7 +304,9 @@ class BatchingRunner:
                     item.future.set_result(result)
         finally:
             self._running -= 1
-            self._wakeup.set()
+            self._calls.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            if self._queue:  # the driver has work only when something waits
+                self._wakeup.set()
 
     def _trace_batch(self, taken: list[_Pending]) -> Token[otel_context.Context]:
         """Export on: a ``batch wait`` span per item, then the first request's context made current."""
@@ -295,9 +337,6 @@ class BatchingRunner:
             except ModelwireError as exc:
                 results.append(exc)
         return results
-
-    def _forget(self, task: asyncio.Task[None]) -> None:
-        self._calls.pop(task, None)
 
     async def close(self) -> None:
         """Fail what is still queued; finish the running calls someone still waits for, cancel the rest."""

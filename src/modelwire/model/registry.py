@@ -72,7 +72,7 @@ class ModelHandle:
 
 def _runner(model: Model, batching: BatchingSettings, executor: ThreadPoolExecutor, observe: Any) -> Runner:
     tracer = active_tracer()
-    base = ModelRunner(model, executor)
+    base = ModelRunner(model, executor, inline_below_s=batching.inline_below_ms / 1000.0)
     # Span export on (observability/tracing.py): each model call is a span; off, nothing wraps the call.
     runner = TracedRunner(base, tracer) if tracer is not None else base
     if not batching.enabled:
