@@ -13,11 +13,12 @@ the machine has two; every port is picked free (port 0 probing); every process i
     .venv/bin/python bench/overhead.py callgrind --base-env MODELWIRE_MONITORING__ENABLED=false \
         --env MODELWIRE_MONITORING__INTERVAL_S=0.5 --duration 45 --repeats 2   # same code, two settings
 
-``scripts/bench ab REF`` runs the second form, ``scripts/bench overhead`` the first (it replaces
-``bench/ab_rest.sh``, which had fixed ports and REST only). The A/B checks REF out into a temporary git
-worktree and runs it with the same virtualenv (``PYTHONPATH=<worktree>/src``), so only the code differs;
-old and new alternate (old, new, new, old, ...), so drift on the machine falls on both. It prints each run
-and, per (protocol, concurrency), the median req/s and CPU µs/request of each side and the ratios new/old.
+``scripts/bench ab REF`` runs the second form, ``scripts/bench overhead`` the first, and
+``bench/ab_rest.sh [REF]`` the A/B of REST alone against REF (default: the parent commit). The A/B checks
+REF out into a temporary git worktree and runs it with the same virtualenv (``PYTHONPATH=<worktree>/src``),
+so only the code differs; old and new alternate (old, new, new, old, ...), so drift on the machine falls on
+both. It prints each run and, per (protocol, concurrency), the median req/s and CPU µs/request of each
+side and the ratios new/old.
 """
 
 from __future__ import annotations
