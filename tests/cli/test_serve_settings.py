@@ -62,7 +62,12 @@ def test_config_file_beats_defaults(runner: CliRunner, served: list[Settings], c
     serve(runner, "--config", str(config_file))
     (settings,) = served
     assert (settings.http_port, settings.grpc_port, settings.log_level) == (9300, 9301, "warning")
-    assert settings.batching.model_dump() == {"enabled": False, "max_batch_size": 64, "max_delay_ms": 7.0}
+    assert settings.batching.model_dump() == {
+        "enabled": False,
+        "max_batch_size": 64,
+        "max_delay_ms": 7.0,
+        "inline_below_ms": 1.0,
+    }
     assert settings.limits.request_timeout_s == 12.0
 
 
@@ -116,7 +121,12 @@ def test_flags_beat_environment_and_config_file(
     assert settings.http_port == 9100
     assert settings.grpc_port == 9301  # no flag, no env: the file
     assert settings.workers == 3  # no flag: the environment
-    assert settings.batching.model_dump() == {"enabled": True, "max_batch_size": 8, "max_delay_ms": 7.0}
+    assert settings.batching.model_dump() == {
+        "enabled": True,
+        "max_batch_size": 8,
+        "max_delay_ms": 7.0,
+        "inline_below_ms": 1.0,
+    }
     assert settings.limits.request_timeout_s == 4.5
     assert settings.log_level == "debug"
     assert settings.data_dir == tmp_path / "state"
@@ -199,6 +209,7 @@ def test_run_mirrors_serve(served: list[Settings], monkeypatch: pytest.MonkeyPat
         "enabled": False,
         "max_batch_size": 4,
         "max_delay_ms": BatchingSettings().max_delay_ms,
+        "inline_below_ms": BatchingSettings().inline_below_ms,
     }
     assert settings.models == (ModelSettings(name="echo", source="tests.models:EchoModel"),)
 
