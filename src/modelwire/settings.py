@@ -806,6 +806,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=0, le=65535)
     grpc_port: int = Field(default=8001, ge=0, le=65535)
+    ops_port: int | None = Field(default=None, ge=0, le=65535)
+    """Roles with no REST face (``consume``, ``worker``): serve health and ``/metrics`` on this port
+    (``create_ops_app`` in ``protocols/http/app.py``); None: no listener at all. ``serve`` and ``gateway``
+    ignore it."""
     data_dir: Path = Field(default_factory=default_data_dir)
     config: Path | None = None
     app_dir: Path = Path(".")

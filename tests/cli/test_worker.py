@@ -245,7 +245,12 @@ def test_worker_refuses_zero_workers(runner: CliRunner) -> None:
 def test_worker_help_names_every_environment_twin(runner: CliRunner) -> None:
     result = runner.invoke(app, ["worker", "--help"])
     assert result.exit_code == 0
-    for env in ("MODELWIRE_JOBS__BACKEND", "MODELWIRE_JOBS__WORKERS", "MODELWIRE_DATA_DIR"):
+    for env in (
+        "MODELWIRE_JOBS__BACKEND",
+        "MODELWIRE_JOBS__WORKERS",
+        "MODELWIRE_DATA_DIR",
+        "MODELWIRE_OPS_PORT",
+    ):
         assert env in result.stdout
 
 
@@ -263,3 +268,32 @@ def test_worker_takes_the_backend_from_the_environment(runner: CliRunner, data_d
     assert result.exit_code == 1
     assert "Redis is unreachable" in result.output  # not the SQLite refusal: the variable was read
     assert "redis://127.0.0.1:1/0 (keys x:*)" in result.output
+
+
+async def test_a_worker_with_an_ops_port_answers_probes_and_scrapes(
+    processes: list[Process], tmp_path: Path, redis_backend: str, data_dir: Path
+) -> None:
+    process = Process(
+        tmp_path / "ops.log",
+        "worker",
+        "--jobs-backend",
+        redis_backend,
+        "--data-dir",
+        str(data_dir),
+        "--concurrency",
+        "1",
+        "--ops-port",
+        "0",
+        env={"MODELWIRE_MODELS": json.dumps(ECHO)},
+    )
+    processes.append(process)
+    process.wait_for("ready: 1 job worker")
+    port = int(process.wait_for(r"health and metrics http://127\.0\.0\.1:(\d+)").group(1))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        ready = await client.get("/v2/health/ready")
+        assert (ready.status_code, ready.json()) == (200, {"ready": True})
+        metrics = await client.get("/metrics")
+        assert metrics.status_code == 200
+        assert re.search(r'modelwire_model_ready\{[^}]*model="echo"[^}]*\} 1\.0', metrics.text), metrics.text
+        assert (await client.get("/v1/jobs")).status_code == 404  # no jobs API: a worker only runs them
+    assert process.stop() == 0

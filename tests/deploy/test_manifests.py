@@ -26,8 +26,8 @@ from tests.deploy.conftest import (
 )
 
 ALL = load_manifests(manifest_files())
-NO_PROBES = {"worker": "listens on no port; a hung worker's job lease runs out and another takes the job"}
-"""Containers allowed to have no probes, and why (said again in worker.yaml)."""
+NO_PROBES: dict[str, str] = {}
+"""Containers allowed to have no probes, and why (none: a worker answers probes on its --ops-port)."""
 
 
 def _validate(body: dict[str, Any]) -> None:
@@ -121,6 +121,13 @@ def test_every_listening_container_has_probes(manifests: list[Manifest]) -> None
                 continue
             for probe in ("readinessProbe", "livenessProbe"):
                 assert probe in container, f"{name}/{container['name']} has no {probe}"
+
+
+def test_worker_probes_its_ops_port(manifests: list[Manifest]) -> None:
+    (container,) = _containers(_role(manifests, "worker"))
+    assert container["args"][container["args"].index("--ops-port") + 1] == "8002"
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "ops"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "ops"}
 
 
 def test_gateway_probes_its_health_endpoints(manifests: list[Manifest]) -> None:

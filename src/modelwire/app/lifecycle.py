@@ -163,12 +163,16 @@ class Server:
         shared_ports: bool = False,
         rest: bool = True,
         grpc: bool = True,
+        ops: bool = False,
         components: Sequence[Component] = (),
     ) -> None:
         self.settings = settings
         self.rest = rest
         """False: no REST, WebSocket or SSE listener (``modelwire model-service``, ``modelwire worker``)."""
         self.grpc = grpc
+        self.ops = ops and not rest and settings.ops_port is not None
+        """Health and ``/metrics`` on ``settings.ops_port`` (``consume``, ``worker``; never with REST)."""
+        self.ops_port: int | None = settings.ops_port
         self.services = services
         self.components = list(components)
         self.http_port: int = settings.http_port
@@ -191,13 +195,16 @@ class Server:
             self.http_port = check_port(settings.host, settings.http_port, "http")
             # held before the gRPC port is picked: two port-0 probes in a row may get the same number
             reserved.append(reserve(settings.host, self.http_port))
+        if self.ops and settings.ops_port is not None:
+            self.ops_port = check_port(settings.host, settings.ops_port, "ops")
+            reserved.append(reserve(settings.host, self.ops_port))
         try:
             if reserved and self.grpc:
                 self.grpc_port = check_port(settings.host, settings.grpc_port, "grpc")
             if self.services is None:
                 self.services = await asyncio.to_thread(build_services, settings, progress=progress)
             services = self.services
-            if settings.tls.enabled and (self.rest or self.grpc):
+            if settings.tls.enabled and (self.rest or self.grpc or self.ops):
                 self._tls = TLSMaterial(settings.tls)
             await start_services(services)
             for component in self.components:
@@ -209,6 +216,9 @@ class Server:
                 self.grpc_port = self._grpc.port
             if self.rest:
                 self._rest = RestPort(settings, self.http_port, self._tls)
+                await self._rest.start(services)
+            elif self.ops and self.ops_port is not None:
+                self._rest = RestPort(settings, self.ops_port, self._tls, ops=True)
                 await self._rest.start(services)
         finally:
             for sock in reserved:
@@ -225,7 +235,7 @@ class Server:
 
     def pages(self) -> str:
         """Where a person looks next, as the ready line ends: the dashboard, ``/docs`` and ``/metrics``."""
-        if self._rest is None:
+        if self._rest is None or self._rest.ops:
             return ""
         scheme = "https" if self._tls is not None else "http"
         host = self.settings.host

@@ -20,7 +20,7 @@ from modelwire.app.services import Services
 from modelwire.errors import ConfigurationError
 from modelwire.protocols.grpc.server import GrpcListener, start_grpc_server
 from modelwire.protocols.grpc.tls import server_credentials
-from modelwire.protocols.http.app import create_app
+from modelwire.protocols.http.app import create_app, create_ops_app
 from modelwire.protocols.http.https import HttpsExtras, granian_tls_options
 from modelwire.security.tls import TLSMaterial
 from modelwire.settings import Settings
@@ -108,14 +108,17 @@ class GrpcPort:
 
 class RestPort:
     """The HTTP listener of a role: REST (both APIs), WebSocket, SSE, jobs, the dashboard, ``/metrics``;
-    HTTP/1.1 and h2c, or HTTPS with h2 by ALPN, HSTS, HTTP/3 and the redirect listener (``https.py``)."""
+    HTTP/1.1 and h2c, or HTTPS with h2 by ALPN, HSTS, HTTP/3 and the redirect listener (``https.py``).
+    With ``ops``: only health and ``/metrics`` over HTTP/1.1 (or HTTPS), for ``consume`` and ``worker``."""
 
     name = "REST"
 
-    def __init__(self, settings: Settings, port: int, tls: TLSMaterial | None) -> None:
+    def __init__(self, settings: Settings, port: int, tls: TLSMaterial | None, *, ops: bool = False) -> None:
         self.settings = settings
         self.port = port
         self.tls = tls
+        self.ops = ops
+        """Only health and ``/metrics`` (``create_ops_app``), for roles with no REST face."""
         self._http: Any = None
         self._task: asyncio.Task[None] | None = None
         self._https: HttpsExtras | None = None
@@ -126,8 +129,8 @@ class RestPort:
         from granian.server.embed import Server as GranianServer
 
         settings = self.settings
-        app: Any = create_app(services)
-        if self.tls is not None:
+        app: Any = create_ops_app(services) if self.ops else create_app(services)
+        if self.tls is not None and not self.ops:
             self._https = HttpsExtras(settings, self.port)
             app = self._https.wrap(app)
         self._http = GranianServer(
@@ -135,8 +138,8 @@ class RestPort:
             address=settings.host,
             port=self.port,
             interface=Interfaces.ASGINL,
-            http=HTTPModes.auto if settings.http.http2 else HTTPModes.http1,
-            websockets=True,
+            http=HTTPModes.auto if settings.http.http2 and not self.ops else HTTPModes.http1,
+            websockets=not self.ops,
             backlog=settings.http.backlog,
             # Slow-loris and header-size guards (docs/limits.md): headers must arrive in time
             # and fit (431 past the size, on HTTP/1.1 and HTTP/2; a timeout closes the socket).
@@ -184,6 +187,8 @@ class RestPort:
 
     def describe(self) -> str:
         scheme = "https" if self.tls is not None else "http"
+        if self.ops:
+            return f"health and metrics {scheme}://{fmt_host(self.settings.host)}:{self.port}"
         return f"REST {scheme}://{fmt_host(self.settings.host)}:{self.port}"
 
     def describe_extras(self) -> str:

@@ -129,7 +129,8 @@ async def gateway(settings: Settings) -> None:
 
 
 async def worker(settings: Settings, reporter: JobReporter) -> None:
-    """``modelwire worker``: job workers and no listener, on local models or model services (--upstream)."""
+    """``modelwire worker``: job workers and no listener (but health and ``/metrics`` with ``ops_port``), on
+    local models or model services (--upstream)."""
     from modelwire.console import training_progress
 
     reporter.announce(settings)
@@ -140,13 +141,13 @@ async def worker(settings: Settings, reporter: JobReporter) -> None:
     else:
         with training_progress() as progress:
             services = await asyncio.to_thread(build_services, settings, progress=progress)
-    server = Server(settings, services=services, rest=False, grpc=False, components=components)
+    server = Server(settings, services=services, rest=False, grpc=False, ops=True, components=components)
     await serve_until_signalled(server, on_ready=reporter.ready, on_stopping=reporter.stopping)
 
 
 async def consume(settings: Settings) -> None:
-    """``modelwire consume``: the ``[[queues]]`` consumers and no listener; SIGTERM drains them (stop
-    fetching, answer and acknowledge what is in flight, close)."""
+    """``modelwire consume``: the ``[[queues]]`` consumers and no listener but, with ``ops_port``, health and
+    ``/metrics``; SIGTERM drains them (stop fetching, answer and acknowledge what is in flight, close)."""
     from modelwire.console import training_progress
 
     if not settings.queues:
@@ -154,7 +155,7 @@ async def consume(settings: Settings) -> None:
     queues = QueueConsumers(settings)
     with training_progress() as progress:
         services = await asyncio.to_thread(build_services, settings, progress=progress)
-    server = Server(settings, services=services, rest=False, grpc=False, components=[queues])
+    server = Server(settings, services=services, rest=False, grpc=False, ops=True, components=[queues])
 
     def ready() -> None:
         logger.info("modelwire consume ready: %s  (pid %d)", queues.describe(), os.getpid())

@@ -171,6 +171,7 @@ def build_settings(
     host: str | None = None,
     http_port: int | None = None,
     grpc_port: int | None = None,
+    ops_port: int | None = None,
     data_dir: Path | str | None = None,
     config: Path | str | None = None,
     app_dir: Path | str | None = None,
@@ -213,6 +214,7 @@ def build_settings(
         "host": host,
         "http_port": http_port,
         "grpc_port": grpc_port,
+        "ops_port": ops_port,
         "data_dir": data_dir,
         "config": config,
         "app_dir": app_dir,
@@ -473,6 +475,13 @@ def host_option(panel: str) -> Any:
 
 def http_port_option(panel: str) -> Any:
     return typer.Option(help=_help("REST port, 0 picks one", "http_port"), rich_help_panel=panel)
+
+
+def ops_port_option(panel: str) -> Any:
+    return typer.Option(
+        help=_help("Port for health (/v2/health/live, /ready) and /metrics; 0 picks one", "ops_port"),
+        rich_help_panel=panel,
+    )
 
 
 def grpc_port_option(panel: str, text: str = "gRPC port, 0 picks one") -> Any:

@@ -21,6 +21,7 @@ from modelwire.cli.main import (
     data_dir_option,
     event_sink_option,
     log_level_option,
+    ops_port_option,
     queue_option,
 )
 from modelwire.errors import ConfigurationError
@@ -49,13 +50,14 @@ def consume(
     config: Annotated[Path | None, config_option(_PANEL)] = None,
     app_dir: Annotated[Path | None, app_dir_option(_PANEL)] = None,
     log_level: Annotated[LogLevel | None, log_level_option(_PANEL)] = None,
+    ops_port: Annotated[int | None, ops_port_option(_PANEL)] = None,
 ) -> None:
-    """Answer inference requests from brokers (no HTTP or gRPC), until SIGTERM or Ctrl-C.
+    """Answer inference requests from brokers (no REST or gRPC), until SIGTERM or Ctrl-C.
 
     Each [bold]--queue URL[/] (or entry of the config file's queues section) is consumed: RabbitMQ's
     queue [cyan]modelwire.requests[/], NATS's subject [cyan]modelwire.requests[/] and JetStream stream
     [cyan]MODELWIRE[/], Redis's stream [cyan]modelwire:requests[/]. SIGTERM stops fetching, answers and
-    acknowledges what is in flight, and exits 0.
+    acknowledges what is in flight, and exits 0. [bold]--ops-port[/] serves health and /metrics.
     """
     from modelwire.app.main import run_consume
 
@@ -68,6 +70,7 @@ def consume(
             log_level=log_level.value if log_level is not None else None,
             queue=queue,
             event_sink=event_sink,
+            ops_port=ops_port,
         )
         if not settings.queues:
             raise ConfigurationError("nothing to consume: pass --queue URL (or a [[queues]] section)")

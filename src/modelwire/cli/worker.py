@@ -29,6 +29,7 @@ from modelwire.cli.main import (
     data_dir_option,
     event_sink_option,
     log_level_option,
+    ops_port_option,
     otlp_endpoint_option,
     otlp_protocol_option,
 )
@@ -94,8 +95,9 @@ def worker(
     ] = None,
     otlp_endpoint: Annotated[str | None, otlp_endpoint_option(_PANEL)] = None,
     otlp_protocol: Annotated[OtlpProtocol | None, otlp_protocol_option(_PANEL)] = None,
+    ops_port: Annotated[int | None, ops_port_option(_PANEL)] = None,
 ) -> None:
-    """Run job workers (no HTTP or gRPC) against a shared job store, until SIGTERM or Ctrl-C.
+    """Run job workers (no REST or gRPC) against a shared job store, until SIGTERM or Ctrl-C.
 
     Gateways run [bold]modelwire serve --jobs-backend redis://…[/]; workers, on any host, the same
     [bold]--jobs-backend[/]. Each worker claims jobs from the Redis stream, runs them on its own models
@@ -105,7 +107,7 @@ def worker(
     as a [bold]modelwire gateway[/] does.
 
     A worker that dies loses nothing: another takes its job over when the lease runs out. SIGTERM gives
-    the running job back to the queue at once and exits 0.
+    the running job back to the queue at once and exits 0. [bold]--ops-port[/] serves health and /metrics.
     """
     from modelwire.app.components import JobReporter
     from modelwire.app.main import run_worker
@@ -122,6 +124,7 @@ def worker(
             otlp_endpoint=otlp_endpoint,
             otlp_protocol=otlp_protocol.value if otlp_protocol is not None else None,
             **_sections(concurrency),
+            ops_port=ops_port,
             **gateway_section(
                 upstream, tls=(upstream_ca, upstream_cert, upstream_cert_key, upstream_server_name)
             ),

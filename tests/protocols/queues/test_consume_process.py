@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,10 +20,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from modelwire.client.queues import QueueSender
-from tests.protocols.queues.conftest import BrokerUnderTest
+from tests.protocols.queues.conftest import BrokerUnderTest, open_broker
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
@@ -45,7 +47,7 @@ class ConsumeProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = tmp_path / "consume-0.log"
 
-    def start(self) -> None:
+    def start(self, *args: str) -> None:
         self.runs += 1
         self.log = self.tmp_path / f"consume-{self.runs}.log"
         with self.log.open("wb") as out:
@@ -59,6 +61,7 @@ class ConsumeProcess:
                     str(self.tmp_path),
                     "--app-dir",
                     str(ROOT),
+                    *args,
                 ],
                 env=self.env,
                 stdout=out,
@@ -163,3 +166,37 @@ async def test_a_poison_message_is_dead_lettered_after_max_deliveries(
     consumer.proc.send_signal(signal.SIGTERM)
     assert await consumer.exited() == 0
     assert b"stopped consuming" in consumer.log.read_bytes()
+
+
+async def test_ops_port_serves_health_and_metrics_and_nothing_else(
+    tmp_path: Path, processes: list[ConsumeProcess]
+) -> None:
+    """``consume --ops-port 0``: probes and Prometheus reach a consumer; it serves no inference over HTTP."""
+    async with open_broker("rabbitmq") as broker:
+        consumer = ConsumeProcess(broker, tmp_path, "tests.models:EchoModel")
+        processes.append(consumer)
+        consumer.start("--ops-port", "0")
+        await consumer.ready()
+        found = re.search(rb"health and metrics http://127\.0\.0\.1:(\d+)", consumer.log.read_bytes())
+        assert found, consumer.log.read_text()
+        base = f"http://127.0.0.1:{int(found.group(1))}"
+        async with QueueSender(broker.settings, timeout=30.0) as sender:
+            answer = json.loads(await sender.request(json.dumps({"text": "probe me"}).encode()))
+        assert answer["echo"] == "probe me"
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            live, ready = await client.get("/v2/health/live"), await client.get("/v2/health/ready")
+            assert (live.status_code, live.json()) == (200, {"live": True})
+            assert (ready.status_code, ready.json()) == (200, {"ready": True})
+            metrics = await client.get("/metrics")
+            assert metrics.status_code == 200
+            assert re.search(
+                r'modelwire_queue_messages_total\{[^}]*outcome="answered"[^}]*\} 1\.0', metrics.text
+            )
+            missing = await client.post("/predict", json={"text": "no"})
+            assert missing.status_code == 404
+            assert missing.json()["error"]["code"] == "NOT_FOUND"
+            wrong = await client.post("/metrics")
+            assert wrong.status_code == 405
+        assert consumer.proc is not None
+        consumer.proc.send_signal(signal.SIGTERM)
+        assert await consumer.exited() == 0

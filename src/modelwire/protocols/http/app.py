@@ -14,11 +14,12 @@ from typing import Any
 import msgspec
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import request_response
+from starlette.routing import Route, request_response
 
 from modelwire._version import __version__
 from modelwire.errors import ModelwireError
@@ -46,7 +47,7 @@ from modelwire.protocols.http.tracing import TraceMiddleware
 from modelwire.protocols.http.ws import add_ws_routes
 from modelwire.security.crosssite import normalize_origin
 
-__all__ = ["DirectRoute", "create_app"]
+__all__ = ["DirectRoute", "create_app", "create_ops_app"]
 
 # What a page allowed by CORS may read besides the simple response headers.
 _CORS_EXPOSED = (
@@ -227,3 +228,37 @@ def create_app(services: Facades, *, hot_path: bool = True) -> FastAPI:
 async def _disconnected(request: Request, exc: Exception) -> Response:
     # Nobody is listening; 499 (as nginx logs it) keeps the access log honest.
     return Response(status_code=499)
+
+
+def create_ops_app(services: Facades) -> Starlette:
+    """The ops face of a role with no REST one (``consume``, ``worker``), served on ``ops_port``.
+
+    Such a role has no REST listener, so an orchestrator could not probe it nor Prometheus scrape it. This
+    app answers ``GET /v2/health/live`` and ``GET /v2/health/ready`` with the REST face's own handlers (a
+    probe written for ``serve`` works unchanged: ready is 503 until the models are loaded and again once the
+    process drains) and ``GET /metrics`` (``models:admin`` with auth on, as on the REST face); every other
+    path is a 404, every other method a 405: no inference over HTTP there.
+    """
+    v2 = V2Routes(services)
+    routes = [
+        Route("/v2/health/live", v2.live, methods=["GET"]),
+        Route("/v2/health/ready", v2.ready, methods=["GET"]),
+    ]
+    if services.settings.observability.metrics:
+        metrics = services.metrics
+
+        async def metrics_endpoint(request: Request) -> Response:
+            return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+        routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
+    app = Starlette(
+        routes=routes,
+        exception_handlers={
+            ModelwireError: handle_modelwire_error,
+            HTTPException: handle_http_exception,
+        },
+    )
+    auth = services.settings.auth
+    app.add_middleware(SecurityMiddleware, policy=services.security, api_key_header=auth.api_key_header)
+    app.add_middleware(TraceMiddleware)
+    return app
