@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -125,3 +126,38 @@ async def test_sigkill_mid_stream_then_restart_loses_nothing_and_replays_change_
     assert all(expected[u][0] >= v[0] for u, v in at_kill.items())
     done = sum(1 for u in at_kill if at_kill[u] == expected[u])
     print(f"{under.kind}: {done} of {USERS} users final at the kill")
+
+
+async def test_consume_ingests_feature_events_with_no_queue_and_no_listener(
+    under: BrokerUnderTest, process: ServeProcess
+) -> None:
+    """``modelwire consume`` runs a view's ingestion alone (no ``--queue``): no REST or gRPC port."""
+    if under.kind == "nats":
+        pytest.skip("core NATS is at-most-once")
+    base = time.time() - 60
+    events = [{"user_id": f"u{k}", "n_reviews": k, "event_timestamp": base + k} for k in range(USERS)]
+    with (process.data_dir.parent / "consume.log").open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "modelwire", "consume", "--data-dir", str(process.data_dir)],
+            env=process.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    process.proc = proc  # the fixture kills it if the test fails
+    process.log = process.data_dir.parent / "consume.log"
+    await process.ready()
+    deadline = time.monotonic() + 30
+    while b"modelwire consume ready: features user_stats <- " not in process.log.read_bytes():
+        assert proc.poll() is None, process.log.read_text()
+        assert time.monotonic() < deadline, process.log.read_text()
+        await asyncio.sleep(0.05)
+    await publish(under, [json.dumps(e).encode() for e in events])
+    path = process.data_dir / "features.sqlite3"
+    expected = {f"u{k}": (k, base + k) for k in range(USERS)}
+    deadline = time.monotonic() + 60
+    while not path.exists() or (now := await stored(path)) != expected:
+        assert time.monotonic() < deadline, f"not every event landed: {process.log.read_text()}"
+        await asyncio.sleep(0.05)
+    assert len(now) == USERS
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0

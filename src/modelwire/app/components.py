@@ -177,6 +177,10 @@ class FeatureIngestion:
     def wanted(settings: Settings) -> bool:
         return any(view.source is not None for view in settings.feature_views)
 
+    def describe(self) -> str:
+        pairs = zip(self.views, self.brokers, strict=True)
+        return "; ".join(f"features {view.name} <- {broker.display}" for view, broker in pairs)
+
     async def start(self, services: Services) -> None:
         try:
             counter = services.metrics.queue_messages

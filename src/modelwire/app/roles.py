@@ -10,9 +10,10 @@ model-service   configured models            gRPC          —
 gateway         none until discovered        REST + gRPC   ``UpstreamRouter`` (model services)
 worker          configured models, or none   —             ``UpstreamRouter`` (with --upstream),
                                                            ``JobReporter``
-consume         configured models            —             ``QueueConsumers``
+consume         configured models            (ops port)    ``QueueConsumers``, ``FeatureIngestion``
 ==============  ===========================  ============  =====================================
 
+``worker`` and ``consume`` open a listener only with ``ops_port``: health and ``/metrics``.
 ``serve`` runs ``QueueConsumers`` too when ``settings.queues`` (``--queue URL``) names brokers, and
 ``FeatureIngestion`` when a ``[[feature_views]]`` entry has a ``source``.
 
@@ -39,6 +40,10 @@ from modelwire.settings import Settings
 __all__ = ["consume", "freeze_startup_objects", "gateway", "serve", "serve_until_signalled", "worker"]
 
 logger = logging.getLogger("modelwire.server")
+NOTHING_TO_CONSUME = (
+    "nothing to consume: pass --queue URL (or a [[queues]] section), "
+    "or give a [[feature_views]] entry a source"
+)
 
 
 def freeze_startup_objects() -> None:
@@ -146,18 +151,24 @@ async def worker(settings: Settings, reporter: JobReporter) -> None:
 
 
 async def consume(settings: Settings) -> None:
-    """``modelwire consume``: the ``[[queues]]`` consumers and no listener but, with ``ops_port``, health and
-    ``/metrics``; SIGTERM drains them (stop fetching, answer and acknowledge what is in flight, close)."""
+    """``modelwire consume``: the ``[[queues]]`` consumers and the feature views' ingestion (a view with a
+    ``source``), no listener but, with ``ops_port``, health and ``/metrics``; SIGTERM drains them (stop
+    fetching, answer and acknowledge what is in flight, close)."""
     from modelwire.console import training_progress
 
-    if not settings.queues:
-        raise ConfigurationError("nothing to consume: pass --queue URL (or a [[queues]] section)")
-    queues = QueueConsumers(settings)
+    parts: list[QueueConsumers | FeatureIngestion] = []
+    if settings.queues:
+        parts.append(QueueConsumers(settings))
+    if FeatureIngestion.wanted(settings):
+        parts.append(FeatureIngestion(settings))
+    if not parts:
+        raise ConfigurationError(NOTHING_TO_CONSUME)
     with training_progress() as progress:
         services = await asyncio.to_thread(build_services, settings, progress=progress)
-    server = Server(settings, services=services, rest=False, grpc=False, ops=True, components=[queues])
+    server = Server(settings, services=services, rest=False, grpc=False, ops=True, components=parts)
 
     def ready() -> None:
-        logger.info("modelwire consume ready: %s  (pid %d)", queues.describe(), os.getpid())
+        what = "; ".join(part.describe() for part in parts)
+        logger.info("modelwire consume ready: %s  (pid %d)", what, os.getpid())
 
     await serve_until_signalled(server, on_ready=ready)

@@ -377,6 +377,8 @@ def _reported() -> Iterator[None]:
     """Known failures become one line on stderr and exit code 1; bugs keep their traceback."""
     try:
         yield
+    except ConfigurationError as exc:  # the user's settings, not a failure of the server: no error code
+        raise _fail(exc.message) from None
     except ModelwireError as exc:
         raise _fail(f"{exc.message} [{exc.code.value}]") from None
     except ValidationError as exc:

@@ -52,7 +52,7 @@ def consume(
     log_level: Annotated[LogLevel | None, log_level_option(_PANEL)] = None,
     ops_port: Annotated[int | None, ops_port_option(_PANEL)] = None,
 ) -> None:
-    """Answer inference requests from brokers (no REST or gRPC), until SIGTERM or Ctrl-C.
+    """Answer inference requests from brokers and ingest feature events (no REST or gRPC), until SIGTERM.
 
     Each [bold]--queue URL[/] (or entry of the config file's queues section) is consumed: RabbitMQ's
     queue [cyan]modelwire.requests[/], NATS's subject [cyan]modelwire.requests[/] and JetStream stream
@@ -72,9 +72,7 @@ def consume(
             event_sink=event_sink,
             ops_port=ops_port,
         )
-        if not settings.queues:
-            raise ConfigurationError("nothing to consume: pass --queue URL (or a [[queues]] section)")
-        run_consume(settings)
+        run_consume(settings)  # refuses a configuration with nothing to consume
 
 
 @queue_app.command()

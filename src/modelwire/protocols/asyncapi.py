@@ -1,6 +1,8 @@
 """The AsyncAPI 3 document: every message channel this configuration serves, the counterpart of
 ``/openapi.json`` and the ``.proto`` files. Served at ``/asyncapi.json``, printed by ``modelwire asyncapi``.
-The ``[[event_sinks]]`` are there too: where each publishes its CloudEvents.
+The ``[[event_sinks]]`` are there too: where each publishes its CloudEvents; and each ``[[feature_views]]``
+with a ``source``: the events it ingests (a payload schema from the view's entities and feature types) and
+its dead letters.
 
 Pure: settings in, a dict out. It names the ``[[queues]]`` (requests, replies, dead letters per broker, with
 the names they were given), the WebSocket (``/v1/ws``, ``/v1/models/{name}/ws``) and the SSE streams
@@ -14,7 +16,7 @@ import urllib.parse
 from typing import Any
 
 from modelwire._version import __version__
-from modelwire.settings import EventSinkSettings, QueueSettings, Settings
+from modelwire.settings import EventSinkSettings, FeatureViewSettings, QueueSettings, Settings
 
 __all__ = ["asyncapi_document"]
 
@@ -265,6 +267,69 @@ def _sink(doc: dict[str, Any], index: int, sink: EventSinkSettings) -> None:
     }
 
 
+_FEATURE_TYPES: dict[str, dict[str, Any]] = {
+    "int": {"type": "integer"},
+    "float": {"type": "number"},
+    "string": {"type": "string"},
+    "bool": {"type": "boolean"},
+    "float_vector": {"type": "array", "items": {"type": "number"}},
+}
+
+
+def _feature_event(view: FeatureViewSettings) -> dict[str, Any]:
+    """The JSON Schema of one ingested event of ``view``: its entity keys, any of its features, a time."""
+    assert view.source is not None
+    field_of = {name: field for field, name in view.source.fields.items()}  # name -> message field
+    properties: dict[str, Any] = {field_of.get(e, e): {"type": ["string", "integer"]} for e in view.entities}
+    for feature, kind in view.features.items():
+        properties[field_of.get(feature, feature)] = {
+            **_FEATURE_TYPES[kind],
+            "description": f"{kind} feature",
+        }
+    properties["event_timestamp"] = {
+        "type": ["string", "number"],
+        "description": "RFC 3339 or epoch seconds; without it, the arrival time",
+    }
+    return {
+        "type": "object",
+        "required": [field_of.get(e, e) for e in view.entities],
+        "properties": properties,
+    }
+
+
+def _feature_source(doc: dict[str, Any], index: int, view: FeatureViewSettings) -> None:
+    source = view.source
+    assert source is not None
+    kind = source.kind
+    server = f"{kind}Features{index}"
+    parts = urllib.parse.urlsplit(source.url)
+    doc["servers"][server] = {
+        "host": parts.netloc.rsplit("@", 1)[-1],
+        "protocol": _PROTOCOL.get(kind, kind) + ("s" if parts.scheme in ("amqps", "rediss", "tls") else ""),
+        "description": f"{kind} source of the feature view {view.name} (docs/features.md)",
+    }
+    servers = [_ref("servers", server)]
+    message = f"FeatureEvent_{view.name}"
+    doc["components"]["messages"][message] = {
+        "contentType": "application/json",
+        "summary": f"A row for the feature view {view.name}, written when its event time is newer",
+        "payload": _feature_event(view),
+    }
+    events, dead = f"{server}Events", f"{server}DeadLetters"
+    doc["channels"][events] = {"address": source.queue, "servers": servers, "messages": _msg(message)}
+    doc["operations"][f"{events}Ingest"] = {
+        "action": "receive",
+        "channel": _ref("channels", events),
+        "summary": f"Validate and write the event into the online store (view {view.name}), then acknowledge",
+    }
+    doc["channels"][dead] = {
+        "address": source.dead_letter_name,
+        "servers": servers,
+        "messages": _msg("DeadLetter"),
+    }
+    doc["operations"][f"{dead}Publish"] = {"action": "send", "channel": _ref("channels", dead)}
+
+
 def _http(doc: dict[str, Any], http_host: str, tls: bool) -> None:
     doc["servers"]["websocket"] = {"host": http_host, "protocol": "wss" if tls else "ws"}
     doc["servers"]["sse"] = {"host": http_host, "protocol": "https" if tls else "http"}
@@ -303,7 +368,7 @@ def asyncapi_document(settings: Settings, *, http_host: str | None = None) -> di
         "servers": {},
         "channels": {},
         "operations": {},
-        "components": {"schemas": _SCHEMAS, "messages": _MESSAGES},
+        "components": {"schemas": _SCHEMAS, "messages": dict(_MESSAGES)},
     }
     for index, queue in enumerate(settings.queues):
         if queue.kind != "kafka":
@@ -311,5 +376,8 @@ def asyncapi_document(settings: Settings, *, http_host: str | None = None) -> di
     for index, sink in enumerate(settings.event_sinks):
         if sink.kind != "kafka":
             _sink(doc, index, sink)
+    for index, view in enumerate(settings.feature_views):
+        if view.source is not None and view.source.kind != "kafka":
+            _feature_source(doc, index, view)
     _http(doc, http_host or f"{settings.host}:{settings.http_port}", settings.tls.enabled)
     return doc

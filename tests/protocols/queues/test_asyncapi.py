@@ -159,3 +159,40 @@ async def test_it_names_the_event_sinks_channels(tmp_path: Path) -> None:
         if op["action"] == "send" and "CloudEvent" in resolve(doc, op["channel"]["$ref"])["messages"]
     }
     assert published == {"modelwire.events", "modelwire.events.{subject}", "audit:events"}
+
+
+async def test_it_names_the_feature_sources_with_their_event_schema(tmp_path: Path) -> None:
+    views = [
+        {
+            "name": "user_stats",
+            "entities": ["user_id"],
+            "ttl_s": 3600,
+            "features": {"avg_rating": "float", "n_reviews": "int", "tags": "float_vector"},
+            "source": {"url": "amqp://guest:secret@127.0.0.1:5672/", "queue": "features.user_stats"},
+        },
+        {
+            "name": "item_stats",
+            "entities": ["item_id"],
+            "ttl_s": 60,
+            "features": {"in_stock": "bool"},
+            "source": {"url": "redis://127.0.0.1:6379/0", "queue": "items", "fields": {"sku": "item_id"}},
+        },
+        {"name": "pushed_only", "entities": ["k"], "ttl_s": 60, "features": {"x": "string"}},
+    ]
+    doc, _ = await served_document(tmp_path, feature_views=views)
+    check_structure(doc)
+    ingested = {
+        resolve(doc, op["channel"]["$ref"])["address"]: resolve(doc, op["channel"]["$ref"])["messages"]
+        for op in doc["operations"].values()
+        if op["action"] == "receive" and "reply" not in op and op["channel"]["$ref"].endswith("Events")
+    }
+    assert set(ingested) == {"features.user_stats", "items"}  # a view with no source has no channel
+    (ref,) = ingested["features.user_stats"].values()
+    payload = resolve(doc, ref["$ref"])["payload"]
+    assert payload["required"] == ["user_id"]
+    assert payload["properties"]["n_reviews"] == {"type": "integer", "description": "int feature"}
+    assert payload["properties"]["tags"]["items"] == {"type": "number"}
+    (ref,) = ingested["items"].values()
+    assert resolve(doc, ref["$ref"])["payload"]["required"] == ["sku"]  # the message's own field name
+    addresses = {channel["address"] for channel in doc["channels"].values()}
+    assert {"features.user_stats.dlq", "items:dlq"} <= addresses
