@@ -70,6 +70,23 @@ def test_admin_actions_from_the_models_panel(page: Page, server: ThreadedServer,
     expect(status).to_have_class("muted small error")
 
 
+def test_the_admin_line_follows_changes_made_elsewhere(page: Page, server: ThreadedServer) -> None:
+    """A default switched through the API (not the page) reaches the panel through the live feed."""
+    page.goto(server.http_url + "/")
+    status = page.get_by_test_id("admin-status")
+    expect(status).to_contain_text("sentiment: default v")
+    before = str(state(server)["default_version"])
+    after = "1" if before == "2" else "2"
+    url = f"{server.http_url}/v1/admin/models/sentiment/default"
+    try:
+        assert httpx.put(url, json={"version": after}, timeout=10).status_code == 200
+        expect(status).to_contain_text(f"sentiment: default v{after}")
+        assert page.get_by_test_id("admin-version").locator(f'option[value="{after}"]').count() == 1
+    finally:
+        assert httpx.put(url, json={"version": before}, timeout=10).status_code == 200
+    expect(status).to_contain_text(f"sentiment: default v{before}")
+
+
 @pytest.fixture(scope="module")
 def secured(serve_module: ServeModule) -> tuple[ThreadedServer, str]:
     data_dir = serve_module.data_dir()

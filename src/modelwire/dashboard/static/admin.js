@@ -4,9 +4,11 @@ import { apiFetch, authEvents } from "./auth.js";
 // Shown only to a credential that may manage models: the panel asks GET /v1/admin/models, and stays hidden
 // on 401/403 (a server with authentication on and a credential without `models:admin`). The server decides
 // every action again (the admin façade checks the scope); the page only offers them. After each action the
-// models table is refreshed (window.modelwire.refreshModels); the live feed's `models` events do the rest.
+// models table is refreshed (window.modelwire.refreshModels); the live feed's `models` events do the rest:
+// a change made elsewhere (the CLI, the API, a rollout, the memory budget) updates the versions and the
+// status line too, a burst of events read once. A failed action's message stays until the next action.
 
-const { refreshModels } = window.modelwire;
+const { refreshModels, feed } = window.modelwire;
 const panel = document.querySelector('[data-testid="models-admin"]');
 const modelSelect = panel.querySelector('[data-testid="admin-model"]');
 const versionSelect = panel.querySelector('[data-testid="admin-version"]');
@@ -94,6 +96,18 @@ panel.addEventListener("click", async (event) => {
   }
 });
 
+let pending = null; // one read for a burst of events
+function showSoon() {
+  if (pending !== null || panel.hidden) return;
+  pending = setTimeout(() => {
+    pending = null;
+    if (!status.classList.contains("error")) showVersions().catch(() => {});
+  }, 100);
+}
+
+feed.addEventListener("event", (e) => {
+  if (e.detail.topic === "models" || e.detail.type === "reset") showSoon();
+});
 modelSelect.addEventListener("change", () => showVersions().catch(() => {}));
 authEvents.addEventListener("changed", probe);
 probe();
