@@ -93,7 +93,13 @@ async def store(redis_backend: str) -> AsyncIterator[RedisJobStore]:
 
 
 def worker(
-    processes: list[Process], tmp_path: Path, backend: str, data_dir: Path, name: str, **env: str
+    processes: list[Process],
+    tmp_path: Path,
+    backend: str,
+    data_dir: Path,
+    name: str,
+    *args: str,
+    **env: str,
 ) -> Process:
     process = Process(
         tmp_path / f"{name}.log",
@@ -104,6 +110,7 @@ def worker(
         str(data_dir),
         "--concurrency",
         "1",
+        *args,
         env=env,
     )
     processes.append(process)
@@ -273,20 +280,8 @@ def test_worker_takes_the_backend_from_the_environment(runner: CliRunner, data_d
 async def test_a_worker_with_an_ops_port_answers_probes_and_scrapes(
     processes: list[Process], tmp_path: Path, redis_backend: str, data_dir: Path
 ) -> None:
-    process = Process(
-        tmp_path / "ops.log",
-        "worker",
-        "--jobs-backend",
-        redis_backend,
-        "--data-dir",
-        str(data_dir),
-        "--concurrency",
-        "1",
-        "--ops-port",
-        "0",
-        env={"MODELWIRE_MODELS": json.dumps(ECHO)},
-    )
-    processes.append(process)
+    env = {"MODELWIRE_MODELS": json.dumps(ECHO)}
+    process = worker(processes, tmp_path, redis_backend, data_dir, "ops", "--ops-port", "0", **env)
     process.wait_for("ready: 1 job worker")
     port = int(process.wait_for(r"health and metrics http://127\.0\.0\.1:(\d+)").group(1))
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:

@@ -131,9 +131,8 @@ async def test_sigkill_mid_stream_then_restart_loses_nothing_and_replays_change_
 async def test_consume_ingests_feature_events_with_no_queue_and_no_listener(
     under: BrokerUnderTest, process: ServeProcess
 ) -> None:
-    """``modelwire consume`` runs a view's ingestion alone (no ``--queue``): no REST or gRPC port."""
-    if under.kind == "nats":
-        pytest.skip("core NATS is at-most-once")
+    """``modelwire consume`` runs a view's ingestion alone (no ``--queue``): no REST or gRPC port. ``under``
+    is each durable broker (RabbitMQ, JetStream, Redis)."""
     base = time.time() - 60
     events = [{"user_id": f"u{k}", "n_reviews": k, "event_timestamp": base + k} for k in range(USERS)]
     with (process.data_dir.parent / "consume.log").open("wb") as out:

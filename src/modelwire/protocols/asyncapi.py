@@ -190,16 +190,21 @@ def _msg(name: str) -> dict[str, dict[str, str]]:
     return {name: _ref("components/messages", name)}
 
 
+def _server(doc: dict[str, Any], key: str, kind: str, url: str, description: str) -> list[dict[str, str]]:
+    """Add a broker server (host without credentials, protocol with TLS) and return the reference list."""
+    parts = urllib.parse.urlsplit(url)
+    doc["servers"][key] = {
+        "host": parts.netloc.rsplit("@", 1)[-1],
+        "protocol": _PROTOCOL.get(kind, kind) + ("s" if parts.scheme in ("amqps", "rediss", "tls") else ""),
+        "description": description,
+    }
+    return [_ref("servers", key)]
+
+
 def _queue(doc: dict[str, Any], index: int, queue: QueueSettings) -> None:
     kind = queue.kind
     server = f"{kind}{index}"
-    parts = urllib.parse.urlsplit(queue.url)
-    doc["servers"][server] = {
-        "host": parts.netloc.rsplit("@", 1)[-1],
-        "protocol": _PROTOCOL.get(kind, kind) + ("s" if parts.scheme in ("amqps", "rediss", "tls") else ""),
-        "description": f"{kind} consumer (docs/queues.md)",
-    }
-    servers = [_ref("servers", server)]
+    servers = _server(doc, server, kind, queue.url, f"{kind} consumer (docs/queues.md)")
     channels: list[tuple[str, str]] = [(f"{server}Requests", queue.queue_name)]
     if kind == "nats" and queue.jetstream:
         channels.append((f"{server}Durable", queue.jetstream_subjects))
@@ -243,17 +248,13 @@ _SINK_ADDRESS = {  # kind -> (address, what it is)
 def _sink(doc: dict[str, Any], index: int, sink: EventSinkSettings) -> None:
     kind = sink.kind
     server = f"{kind}Events{index}"
-    parts = urllib.parse.urlsplit(sink.url)
-    doc["servers"][server] = {
-        "host": parts.netloc.rsplit("@", 1)[-1],
-        "protocol": _PROTOCOL.get(kind, kind) + ("s" if parts.scheme in ("amqps", "rediss", "tls") else ""),
-        "description": f"{kind} event sink: topics {', '.join(sink.topics)} (docs/queues.md)",
-    }
+    what_for = f"{kind} event sink: topics {', '.join(sink.topics)} (docs/queues.md)"
+    servers = _server(doc, server, kind, sink.url, what_for)
     address, what = _SINK_ADDRESS[kind]
     channel: dict[str, Any] = {
         "address": address.replace("{destination}", sink.destination_name),
         "description": what,
-        "servers": [_ref("servers", server)],
+        "servers": servers,
         "messages": _msg("CloudEvent"),
     }
     if "{subject}" in channel["address"]:
@@ -302,13 +303,8 @@ def _feature_source(doc: dict[str, Any], index: int, view: FeatureViewSettings) 
     assert source is not None
     kind = source.kind
     server = f"{kind}Features{index}"
-    parts = urllib.parse.urlsplit(source.url)
-    doc["servers"][server] = {
-        "host": parts.netloc.rsplit("@", 1)[-1],
-        "protocol": _PROTOCOL.get(kind, kind) + ("s" if parts.scheme in ("amqps", "rediss", "tls") else ""),
-        "description": f"{kind} source of the feature view {view.name} (docs/features.md)",
-    }
-    servers = [_ref("servers", server)]
+    what_for = f"{kind} source of the feature view {view.name} (docs/features.md)"
+    servers = _server(doc, server, kind, source.url, what_for)
     message = f"FeatureEvent_{view.name}"
     doc["components"]["messages"][message] = {
         "contentType": "application/json",
