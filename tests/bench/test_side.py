@@ -146,3 +146,22 @@ def test_every_server_gets_the_same_pins() -> None:
     names = [pin.split("==")[0] for pin in side.PINS]
     assert names == ["scikit-learn", "numpy", "scipy", "joblib"]
     assert all("==" in pin for pin in side.PINS)
+
+
+def test_model_work_times_both_ways_of_answering_for_every_cost(tmp_path: Path) -> None:
+    import joblib
+
+    texts, labels = ["good fine film", "bad dull film", "great fun", "awful mess"], ["p", "n", "p", "n"]
+    for cost, pipeline in side.pipelines().items():
+        (tmp_path / cost).mkdir()
+        joblib.dump(
+            pipeline.set_params(tfidfvectorizer__min_df=1).fit(texts, labels),
+            tmp_path / cost / "model.joblib",
+        )
+
+    work = side.model_work(tmp_path, calls=3)
+
+    assert set(work) == set(side.COSTS)
+    for cost in side.COSTS:
+        assert set(work[cost]) == {"predict + predict_proba", "modelwire runtime"}
+        assert all(ms > 0 for ms in work[cost].values())

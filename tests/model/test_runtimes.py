@@ -87,6 +87,40 @@ def test_sklearn_text_pipeline_takes_strings(tmp_path: Path) -> None:
     assert info.outputs[0] == TensorSpec("label", Datatype.BYTES)
 
 
+TRANSFORMS: list[int] = []
+
+
+def _counted(rows: Any) -> Any:
+    TRANSFORMS.append(rows.shape[0])
+    return rows
+
+
+@pytest.mark.parametrize("final", ["logistic", "forest"])
+def test_sklearn_pipeline_transforms_once_per_batch_with_the_same_answers(tmp_path: Path, final: str) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    texts = [f"{w} {v} film" for w in ("good", "great", "bad", "awful", "fine") for v in ("really", "so", "")]
+    labels = ["pos" if t.split()[0] in ("good", "great", "fine") else "neg" for t in texts]
+    forest = RandomForestClassifier(n_estimators=7, random_state=0)
+    estimator = LogisticRegression() if final == "logistic" else forest
+    pipeline = Pipeline(
+        [("tfidf", TfidfVectorizer()), ("count", FunctionTransformer(_counted)), ("clf", estimator)]
+    ).fit(texts, labels)
+    path = tmp_path / "text.joblib"
+    joblib.dump(pipeline, path)
+    model = loaded(SklearnModel("text", path=path))
+    batch = [*texts, "good awful", "unseen words only", ""]
+    TRANSFORMS.clear()
+
+    out = model.predict(batch)
+
+    assert [len(batch)] == TRANSFORMS  # one pass through the transforms for labels and probabilities
+    assert model._labels_from_probabilities is (final == "forest")  # type: ignore[attr-defined]
+    assert [o["label"] for o in out] == pipeline.predict(batch).tolist()
+    assert [o["probabilities"] for o in out] == pipeline.predict_proba(batch).tolist()  # exactly equal
+
+
 async def test_sklearn_rows_of_the_wrong_width_are_invalid_input(
     tmp_path: Path, classifier: LogisticRegression
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -50,6 +51,11 @@ class SklearnModel(Model):
 
     Instances are feature rows; each output is ``{"label": ..., "probabilities": [...]}`` (the latter when
     the estimator has ``predict_proba``). Pickle files run code when loaded: serve only files you trust.
+
+    A batch goes through a pipeline's transforms once, and both the labels and the probabilities are read
+    from the final estimator on that one result (``pipeline.predict`` and ``pipeline.predict_proba`` would
+    run every transform twice). A forest's labels are taken from its probabilities, as its own ``predict``
+    does. Answers are those of ``predict`` and ``predict_proba``, exactly.
     """
 
     platform: ClassVar[str] = "scikit-learn"
@@ -58,6 +64,9 @@ class SklearnModel(Model):
         super().__init__(name, version, **options)
         self.path = path
         self.estimator: Any = None
+        self._transforms: Any = None  # a pipeline's steps but the last, run once per batch
+        self._final: Any = None
+        self._labels_from_probabilities = False
         self._inputs: tuple[TensorSpec, ...] = (TensorSpec("input", Datatype.FP32, (-1, -1)),)
         self._outputs: tuple[TensorSpec, ...] = (TensorSpec("label", Datatype.INT64),)
 
@@ -70,6 +79,8 @@ class SklearnModel(Model):
             raise
         except Exception as exc:
             raise ConfigurationError(f"could not load {self.path}: {exc!r}") from exc
+        self._transforms, self._final = _split_pipeline(self.estimator)
+        self._labels_from_probabilities = _predict_is_argmax_of_proba(self._final)
         features = getattr(self.estimator, "n_features_in_", -1)
         dtype = Datatype.BYTES if features == -1 and _takes_text(self.estimator) else Datatype.FP32
         shape = (-1,) if dtype is Datatype.BYTES else (-1, int(features))
@@ -106,14 +117,38 @@ class SklearnModel(Model):
     def predict(self, batch: Sequence[Any]) -> list[Any]:
         text = self._inputs[0].datatype is Datatype.BYTES
         rows: Any = list(batch) if text else _stack(batch, np.float64, "input")
-        labels = self.estimator.predict(rows)
-        if not hasattr(self.estimator, "predict_proba"):
-            return [{"label": _jsonable(label)} for label in labels]
-        probabilities = self.estimator.predict_proba(rows)
+        final = self._final
+        features = rows if self._transforms is None else self._transforms.transform(rows)
+        if not hasattr(final, "predict_proba"):
+            return [{"label": _jsonable(label)} for label in final.predict(features)]
+        probabilities = final.predict_proba(features)
+        if self._labels_from_probabilities:
+            labels = final.classes_.take(np.argmax(probabilities, axis=1), axis=0)
+        else:
+            labels = final.predict(features)
         return [
             {"label": _jsonable(label), "probabilities": _jsonable(p)}
             for label, p in zip(labels, probabilities, strict=True)
         ]
+
+
+def _split_pipeline(estimator: Any) -> tuple[Any, Any]:
+    """``(transforms, final)``: a pipeline's steps but the last as one pipeline (None if there are none)."""
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(estimator, Pipeline) and len(estimator.steps) > 1:
+        final = estimator.steps[-1][1]
+        if final not in (None, "passthrough"):
+            return estimator[:-1], final
+    return None, estimator
+
+
+def _predict_is_argmax_of_proba(estimator: Any) -> bool:
+    """Whether ``predict`` is ``classes_[argmax(predict_proba)]``, as in scikit-learn's forests."""
+    ensemble = sys.modules.get("sklearn.ensemble")  # loading a forest imported it; nothing else needs to
+    if ensemble is None or getattr(estimator, "n_outputs_", None) != 1:
+        return False
+    return getattr(type(estimator), "predict", None) is ensemble.RandomForestClassifier.predict
 
 
 def _takes_text(estimator: Any) -> bool:
