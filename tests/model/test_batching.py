@@ -150,6 +150,36 @@ async def test_one_request_with_many_items_gets_them_back_in_order() -> None:
     await runner.close()
 
 
+async def test_a_call_spread_over_several_model_calls_gets_every_result_in_its_place() -> None:
+    model = EchoModel()
+    runner = batcher(model, max_batch_size=3, max_delay_s=0.0)
+    texts = [f"t{i}" for i in range(8)]
+
+    first, second = await asyncio.gather(runner.run(texts), runner.run(["x", "y"]))
+    await runner.close()
+
+    assert [r["echo"] for r in first] == texts
+    assert [r["echo"] for r in second] == ["x", "y"]
+    assert len(model.calls) >= 4
+    assert all(len(call) <= 3 for call in model.calls)
+
+
+async def test_cancelling_a_call_mid_way_keeps_its_remaining_items_from_the_model(gate: GateModel) -> None:
+    runner = batcher(gate, max_batch_size=2, max_delay_s=0.0)
+    many = await started(runner.run(["a", "b", "c", "d", "e"]))
+    await gate.wait_entered()  # the model holds ["a", "b"]; c, d and e wait
+    other = await started(runner.run(["z"]))
+
+    many.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await many
+    gate.gate.set()
+
+    assert await other == ["out:z"]
+    assert gate.calls == [["a", "b"], ["z"]]
+    await runner.close()
+
+
 async def test_requests_arriving_while_the_model_is_busy_form_the_next_batch(gate: GateModel) -> None:
     runner = batcher(gate, max_batch_size=32, max_delay_s=0.0)
     first = await started(runner.run(["first"]))

@@ -1,10 +1,12 @@
 """Adaptive batching.
 
-How it works. Every request item becomes a ``_Pending`` (instance + future) on one FIFO per model. A
-single asyncio task, the driver, asks the pure function ``plan()`` what to do with the queue and does it:
+How it works. Every request item becomes a ``_Pending`` on one FIFO per model; the items of one ``run``
+call share one ``_Call``: a future and a list of results, the future resolved when the last item is (so a
+job's 256 rows cost one future and one wake-up of their caller, not 256 and a ``gather``). A single asyncio
+task, the driver, asks the pure function ``plan()`` what to do with the queue and does it:
 
 * ``Flush(n)``: take the first ``n`` live items, call the model once on them (at most
-  ``max_concurrency`` such calls at a time), and resolve each future with its own result or error.
+  ``max_concurrency`` such calls at a time), and give each item its own result or error.
 * ``Wait(seconds)``: sleep until that long has passed or a new item arrives, then ask again.
 
 The policy is adaptive: while the model is busy the queue grows, and the next call takes everything that
@@ -26,15 +28,16 @@ over (WebSocket messages batched 3.5 items per call without it, 27 with it; docs
 pipelining and the 100,000-row job").
 
 A lone call to an idle model that runs inline (``ModelRunner.inline``: a sync model measured cheap, see
-``model/runner.py``) is run in the caller's own task: no batch task, no future to wake the caller. Nothing
+``model/runner.py``) is run in the caller's own task: no batch task, nothing to wake the caller. Nothing
 could have joined its batch anyway (the queue was empty and the call holds the loop until it ends).
 
 When the model rejects a whole call with ``InvalidInputError`` (one malformed row is enough for most
 frameworks), each item is retried alone, so the error reaches only the caller that sent it.
 
-Cancelling a request (client gone, deadline passed) cancels its future; cancelled items are skipped when
-a batch is formed, so they never reach the model. An item already inside a running call is simply not
-answered. ``BatchingRunner`` has the same ``run(batch)`` face as ``ModelRunner``: it wraps, never patches.
+Cancelling a request (client gone, deadline passed) cancels its call's future; the items of a cancelled
+call are skipped when a batch is formed, so they never reach the model. An item already inside a running
+call is simply not answered. ``BatchingRunner`` has the same ``run(batch)`` face as ``ModelRunner``: it
+wraps, never patches.
 
 With span export on (``observability/tracing.py``), each item keeps its request's trace context: when its
 batch is dispatched it gets a ``batch wait`` span (enqueued -> dispatched), and the model call runs in the
@@ -129,13 +132,33 @@ def _nothing_else_ready(loop: asyncio.AbstractEventLoop) -> bool:
     return True
 
 
+class _Call:
+    """One ``run`` call's items: one future, resolved with every item's result once the last one has its."""
+
+    __slots__ = ("future", "left", "results")
+
+    def __init__(self, future: asyncio.Future[list[Any]], size: int) -> None:
+        self.future = future
+        self.results: list[Any] = [None] * size
+        self.left = size
+
+    def resolve(self, index: int, value: Any) -> None:
+        """Item ``index``'s output or ``ModelwireError`` (a value, as ``gather(return_exceptions=True)``)."""
+        if self.future.done():  # the caller gave up
+            return
+        self.results[index] = value
+        self.left -= 1
+        if not self.left:
+            self.future.set_result(self.results)
+
+
 @dataclass(slots=True)
 class _Pending:
     instance: Any
-    future: asyncio.Future[Any]
+    call: _Call
+    index: int  # its place in the call's results; 0 also counts the callers in a batch
     enqueued_at: float
     trace: Any = None  # the request's OpenTelemetry context, export on only
-    first: bool = True  # the first item of its ``run`` call: counts the callers in a batch
 
 
 BatchObserver = Callable[[int], None]
@@ -172,6 +195,8 @@ class BatchingRunner:
         """Queue every item and wait for all of them; one result or ``ModelwireError`` per item."""
         if self._closed:
             raise UnavailableError(f"model {self.model.name!r} is shutting down")
+        if not batch:
+            return []
         loop = asyncio.get_running_loop()
         if self._driver is None or self._driver.done():
             # A context of its own: the driver outlives this request, so it must not carry its trace,
@@ -181,7 +206,8 @@ class BatchingRunner:
             )
         now = self._clock()
         trace = otel_context.get_current() if self._tracer is not None else None
-        pending = [_Pending(item, loop.create_future(), now, trace, i == 0) for i, item in enumerate(batch)]
+        call = _Call(loop.create_future(), len(batch))
+        pending = [_Pending(item, call, i, now, trace) for i, item in enumerate(batch)]
         if (
             not self._yields
             and not self._queue
@@ -205,21 +231,10 @@ class BatchingRunner:
                     self._dispatch(step.size)
             if self._queue:
                 self._wakeup.set()
-        if len(pending) == 1:  # one item (nearly every call): await its future, no gather around it
-            future = pending[0].future
-            try:
-                return [await future]
-            except BaseException as exc:
-                if future.done() and not future.cancelled() and future.exception() is exc:
-                    return [exc]  # the item's own error, as gather(return_exceptions=True) returns it
-                future.cancel()
-                raise
-        futures = [p.future for p in pending]
         try:
-            return list(await asyncio.gather(*futures, return_exceptions=True))
-        except BaseException:
-            for future in futures:
-                future.cancel()
+            return await call.future
+        except BaseException:  # this caller was cancelled: its items still queued are skipped
+            call.future.cancel()
             raise
 
     async def _drive(self) -> None:
@@ -262,19 +277,19 @@ class BatchingRunner:
         return plan(len(self._queue), oldest, self._running, self.policy)
 
     def _drop_cancelled_head(self) -> None:
-        while self._queue and self._queue[0].future.done():
+        while self._queue and self._queue[0].call.future.done():
             self._queue.popleft()
 
     def _dispatch(self, size: int) -> None:
         taken: list[_Pending] = []
         while self._queue and len(taken) < size:
             item = self._queue.popleft()
-            if not item.future.done():
+            if not item.call.future.done():
                 taken.append(item)
         if not taken:
             return
         if not self._yields:
-            self._yields = next_yields(0, 0, sum(item.first for item in taken), self.policy)
+            self._yields = next_yields(0, 0, sum(not item.index for item in taken), self.policy)
         self._running += 1
         task = asyncio.get_running_loop().create_task(self._call(taken))
         self._calls[task] = taken
@@ -296,12 +311,7 @@ class BatchingRunner:
                 if token is not None:
                     otel_context.detach(token)
             for item, result in zip(taken, results, strict=True):
-                if item.future.done():
-                    continue
-                if isinstance(result, BaseException):
-                    item.future.set_exception(result)
-                else:
-                    item.future.set_result(result)
+                item.call.resolve(item.index, result)
         finally:
             self._running -= 1
             self._calls.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
@@ -327,7 +337,7 @@ class BatchingRunner:
     async def _one_by_one(self, taken: list[_Pending]) -> list[Any]:
         results: list[Any] = []
         for item in taken:
-            if item.future.done():  # cancelled meanwhile: not worth a model call
+            if item.call.future.done():  # cancelled meanwhile: not worth a model call
                 results.append(None)
                 continue
             if self._on_batch is not None:
@@ -344,11 +354,10 @@ class BatchingRunner:
         self._wakeup.set()
         while self._queue:
             item = self._queue.popleft()
-            if not item.future.done():
-                item.future.set_exception(UnavailableError(f"model {self.model.name!r} is shutting down"))
+            item.call.resolve(item.index, UnavailableError(f"model {self.model.name!r} is shutting down"))
         # Wait on the callers' futures, not the calls: a call whose callers all gave up (deadline passed,
         # client gone) may be stuck in a hung model, and must not hold shutdown hostage.
-        awaited = [p.future for taken in self._calls.values() for p in taken if not p.future.done()]
+        awaited = {p.call.future for taken in self._calls.values() for p in taken if not p.call.future.done()}
         if awaited:
             await asyncio.wait(awaited)
         orphans = list(self._calls)
