@@ -121,6 +121,18 @@ def test_sklearn_pipeline_transforms_once_per_batch_with_the_same_answers(tmp_pa
     assert [o["probabilities"] for o in out] == pipeline.predict_proba(batch).tolist()  # exactly equal
 
 
+async def test_sklearn_text_pipeline_refuses_what_is_not_text(tmp_path: Path) -> None:
+    pipeline = Pipeline([("vec", CountVectorizer()), ("clf", LogisticRegression())])
+    pipeline.fit(["good great", "great good", "bad awful", "awful bad"], ["pos", "pos", "neg", "neg"])
+    path = tmp_path / "text.joblib"
+    joblib.dump(pipeline, path)
+    runner = ModelRunner(loaded(SklearnModel("text", path=path)))
+    for batch in ([5], [None], [["a", "b"]], ["good", 5]):
+        with pytest.raises(InvalidInputError, match="must be text"):
+            await runner.run(batch)
+    assert [o["label"] for o in await runner.run(["good"])] == ["pos"]
+
+
 async def test_sklearn_rows_of_the_wrong_width_are_invalid_input(
     tmp_path: Path, classifier: LogisticRegression
 ) -> None:

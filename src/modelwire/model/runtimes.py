@@ -46,6 +46,14 @@ def _stack(batch: Sequence[Any], dtype: Any, name: str) -> np.ndarray[Any, Any]:
     return array
 
 
+def _texts(batch: Sequence[Any]) -> list[str]:
+    """A text pipeline's rows: strings only (anything else would fail deep inside the vectorizer)."""
+    for item in batch:
+        if not isinstance(item, str):
+            raise InvalidInputError(f"input 'input' must be text (a string), not {type(item).__name__}")
+    return list(batch)
+
+
 class SklearnModel(Model):
     """Any scikit-learn estimator or pipeline file: ``.skops`` (safe) or ``.joblib``/``.pkl`` (pickle).
 
@@ -116,7 +124,7 @@ class SklearnModel(Model):
 
     def predict(self, batch: Sequence[Any]) -> list[Any]:
         text = self._inputs[0].datatype is Datatype.BYTES
-        rows: Any = list(batch) if text else _stack(batch, np.float64, "input")
+        rows: Any = _texts(batch) if text else _stack(batch, np.float64, "input")
         final = self._final
         features = rows if self._transforms is None else self._transforms.transform(rows)
         if not hasattr(final, "predict_proba"):
